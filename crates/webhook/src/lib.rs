@@ -1,0 +1,1 @@
+//! The webhook endpoint (being written).

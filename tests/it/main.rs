@@ -1,0 +1,1 @@
+//! Integration tests: the ingress over a real socket, real Redis.
