@@ -1,1 +1,8 @@
-//! Integration tests: the ingress over a real socket, real Redis.
+//! Integration tests: one binary of modules. Everything here talks to a real Redis
+//! (`REDIS_URL`, default `redis://127.0.0.1:6379`) and fails loudly when none answers.
+
+mod support;
+
+mod endpoint;
+mod fault;
+mod fixtures;

@@ -7,6 +7,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -316,12 +318,35 @@ pub struct RunOptions {
     pub handler_timeout: Duration,
     /// after shutdown is asked, how long running handlers may still take (default 30 s)
     pub shutdown_grace: Duration,
+    /// live counts the embedding program can read while [`run`] goes on (for metrics)
+    pub counters: Arc<Counters>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { concurrency: 16, handler_timeout: Duration::from_secs(30), shutdown_grace: Duration::from_secs(30) }
+        Self {
+            concurrency: 16,
+            handler_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            counters: Arc::default(),
+        }
     }
+}
+
+/// Live counters of a [`run`], updated as jobs finish (relaxed atomics).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Counters {
+    /// jobs acknowledged
+    pub done: AtomicU64,
+    /// jobs scheduled for a retry
+    pub retried: AtomicU64,
+    /// jobs moved to dead (by the handler, after max attempts, or unreadable)
+    pub dead: AtomicU64,
+    /// jobs returned to pending at shutdown
+    pub returned: AtomicU64,
+    /// failed Redis calls (each followed by a reconnect with backoff)
+    pub redis_errors: AtomicU64,
 }
 
 /// Counts of a finished [`run`].
