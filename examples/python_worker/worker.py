@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""A wa-webhook worker in plain Python 3 (standard library only).
+
+It follows the queue contract (docs/queue-contract.md) with nothing but a socket, to show that
+the contract is language-neutral: any Redis client in any language can take jobs off the queue
+the Rust ingress fills, and live next to Rust workers on the same queue.
+
+Run with:
+    python3 examples/python_worker/worker.py --redis-url redis://127.0.0.1:6379 --queue whatsapp
+
+For every job it prints one line (kind, id, type, from, text), acknowledges it, and goes on
+until Ctrl-C, or until --max-jobs jobs or --idle-exit of silence when those are given.
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import sys
+import time
+import urllib.parse
+
+CONTRACT_VERSION = 1
+
+
+class RedisError(Exception):
+    """An error reply from Redis (`-ERR ...`)."""
+
+
+class Redis:
+    """The smallest useful RESP2 client: one connection, one command at a time."""
+
+    def __init__(self, url, timeout):
+        u = urllib.parse.urlsplit(url)
+        if u.scheme != "redis":
+            raise SystemExit(f"unsupported Redis URL scheme {u.scheme!r}: use redis://host:port/db")
+        self.where = f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"  # never the password
+        self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout)
+        self.file = self.sock.makefile("rb")
+        if u.password is not None:
+            user = [urllib.parse.unquote(u.username)] if u.username else []
+            self.call("AUTH", *user, urllib.parse.unquote(u.password))
+        if u.path.strip("/"):
+            self.call("SELECT", u.path.strip("/"))
+
+    def call(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(parts))
+        reply = self._read()
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    def _read(self):
+        line = self.file.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError(f"connection to redis at {self.where} closed")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RedisError(rest.decode(errors="replace"))  # raised by call(), kept in arrays
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.file.read(size + 2)[:-2]
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self._read() for _ in range(size)]
+        raise ConnectionError(f"unexpected reply from redis: {line[:40]!r}")
+
+    def close(self):
+        self.sock.close()
+
+
+def duration(text):
+    """Parses a humantime-style duration ("500ms", "2s", "1m", "1h30m") into seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", text)
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)|\s", "", text):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 500ms, 2s, 1m)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Worker:
+    def __init__(self, args):
+        self.args = args
+        base = f"{args.prefix}:{{{args.queue}}}"
+        # A new id per process: two live processes must never share a processing list.
+        self.id = f"py-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.pending = f"{base}:pending"
+        self.processing = f"{base}:processing:{self.id}"
+        self.consumers = f"{base}:consumers"
+        self.dead = f"{base}:dead"
+        self.redis = None
+        self.renew_at = 0.0
+        self.stopping = False
+
+    def connect(self):
+        if self.redis:
+            self.redis.close()
+        # The socket must outlive the longest blocking call.
+        self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10)
+        self.renew()
+
+    def renew(self):
+        """Registers or renews the lease: consumer id -> expiry in ms, in the consumers zset."""
+        self.redis.call("ZADD", self.consumers, now_ms() + int(self.args.lease * 1000), self.id)
+        self.renew_at = time.monotonic() + self.args.lease / 3
+
+    def fetch(self, block):
+        """Moves the oldest pending job into our processing list (atomically), or None."""
+        if block <= 0:
+            return self.redis.call("LMOVE", self.pending, self.processing, "RIGHT", "LEFT")
+        return self.redis.call(
+            "BLMOVE", self.pending, self.processing, "RIGHT", "LEFT", f"{block:.3f}"
+        )
+
+    def ack(self, raw):
+        self.redis.call("LREM", self.processing, -1, raw)
+
+    def to_dead(self, raw, error):
+        """Moves a job from our processing list to dead, with the reason, in one transaction."""
+        try:
+            job = json.loads(raw)
+        except ValueError:
+            job = None
+        if not isinstance(job, dict):
+            job = {"raw": raw.decode("utf-8", errors="replace")}
+        job["error"] = error
+        job["died_at"] = now_ms()
+        entry = json.dumps(job, ensure_ascii=False, separators=(",", ":"))
+        self.redis.call("MULTI")
+        self.redis.call("LREM", self.processing, -1, raw)
+        self.redis.call("LPUSH", self.dead, entry)
+        self.redis.call("EXEC")
+
+    def handle(self, raw):
+        """Prints one line for the job and acknowledges it; sends what we cannot read to dead."""
+        try:
+            job = json.loads(raw)
+        except ValueError as err:
+            self.to_dead(raw, f"job is not JSON: {err}")
+            print(f"dead: a job that is not JSON ({err})", file=sys.stderr, flush=True)
+            return
+        if not isinstance(job, dict) or job.get("v") != CONTRACT_VERSION:
+            version = job.get("v") if isinstance(job, dict) else None
+            self.to_dead(raw, f"unknown contract version {version!r}")
+            print(f"dead: a job with unknown version v={version!r}", file=sys.stderr, flush=True)
+            return
+        line = [str(job.get("kind", "?")), f"id={job.get('id')}"]
+        for field in ("type", "from"):
+            if job.get(field) is not None:
+                line.append(f"{field}={job[field]}")
+        if job.get("text") is not None:
+            # JSON-quoted, so a text with spaces, quotes or newlines stays on one line.
+            line.append("text=" + json.dumps(job["text"], ensure_ascii=False))
+        print(" ".join(line), flush=True)
+        self.ack(raw)
+
+    def give_back(self):
+        """Returns every job still in hand to the front of pending, so it is taken next."""
+        returned = 0
+        while self.redis.call("LMOVE", self.processing, self.pending, "RIGHT", "RIGHT") is not None:
+            returned += 1
+        return returned
+
+    def run(self):
+        args = self.args
+        handled = 0
+        idle_since = time.monotonic()
+        backoff = 0.1
+        self.connect()
+        print(f"worker {self.id} on queue {args.queue!r} at {self.redis.where}", file=sys.stderr)
+        while not self.stopping and (args.max_jobs is None or handled < args.max_jobs):
+            try:
+                if time.monotonic() >= self.renew_at:
+                    self.renew()
+                block = min(args.block, max(0.0, self.renew_at - time.monotonic()))
+                if args.idle_exit is not None:
+                    left = idle_since + args.idle_exit - time.monotonic()
+                    if left <= 0:
+                        print(f"idle for {args.idle_exit}s: exiting", file=sys.stderr)
+                        break
+                    block = min(block, left)
+                # BLMOVE's smallest useful wait is 10 ms; 0 would block forever.
+                raw = self.fetch(max(block, 0.01))
+                backoff = 0.1
+                if raw is None:
+                    continue
+                self.handle(raw)
+                handled += 1
+                idle_since = time.monotonic()
+            except (OSError, ConnectionError) as err:
+                # Redis restarted or the network blinked: reconnect with backoff. A job taken
+                # but not acknowledged stays in our processing list and is given back below
+                # or by a reaper, so it is delivered again (at least once), never lost.
+                print(f"redis unavailable ({err}); retrying in {backoff:.1f}s", file=sys.stderr)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                try:
+                    self.connect()
+                    self.give_back()
+                except (OSError, ConnectionError):
+                    pass
+        returned = self.give_back()
+        self.redis.call("ZREM", self.consumers, self.id)
+        print(f"handled {handled} job(s), returned {returned}", file=sys.stderr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        help="redis://[:password@]host:port[/db] (env REDIS_URL; default redis://127.0.0.1:6379)",
+    )
+    parser.add_argument(
+        "--queue",
+        default=os.environ.get("WA_QUEUE", "whatsapp"),
+        help="queue name, as the ingress's WA_QUEUE (env WA_QUEUE; default whatsapp)",
+    )
+    parser.add_argument("--prefix", default="wa", help="key prefix (default wa)")
+    parser.add_argument("--lease", type=duration, default=30.0, help="lease length (default 30s)")
+    parser.add_argument("--block", type=duration, default=2.0, help="longest wait per fetch (default 2s)")
+    parser.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    parser.add_argument("--idle-exit", type=duration, help="exit after this long without a job")
+    args = parser.parse_args()
+
+    worker = Worker(args)
+
+    def stop(_signum, _frame):
+        worker.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    except (OSError, ConnectionError, RedisError) as err:
+        print(f"worker failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
