@@ -21,20 +21,20 @@ const MAX_LABEL_LEN: usize = 16;
 /// (compare with [`MalformedReason::as_str`]). The checks run in the order of this table, so a
 /// value is reported under the first rule it breaks:
 ///
-/// | reason | message | example |
-/// |---|---|---|
-/// | [`Empty`](Self::Empty) | `empty header value` | `` |
-/// | [`Whitespace`](Self::Whitespace) | `contains whitespace` | `sha256= 95aa…`, a trailing `\r\n` |
-/// | [`MissingPrefix`](Self::MissingPrefix) | `missing sha256= prefix` | `95aa7dce…` (bare hex) |
-/// | [`Sha1`](Self::Sha1) | `sha1 signature, expected sha256` | `sha1=4a5b…` (the legacy `X-Hub-Signature`) |
-/// | [`UnsupportedAlgorithm`](Self::UnsupportedAlgorithm) | `unsupported algorithm, expected sha256` | `sha512=…`, `md5=…` |
-/// | [`ExtraParts`](Self::ExtraParts) | `extra parts after the digest` | `sha256=<hex>,sha256=<hex>`, `sha256=<hex>;v=1` |
-/// | [`WrongLength`](Self::WrongLength) | `digest is not 64 hex digits` | `sha256=95aa` (truncated) |
-/// | [`NonHex`](Self::NonHex) | `digest has a non-hex character` | 64 characters with a `g` among them |
+/// | reason | [`as_str`](Self::as_str) (the error text) | [`label`](Self::label) | example |
+/// |---|---|---|---|
+/// | [`Empty`](Self::Empty) | `empty header value` | `empty` | (nothing after the colon) |
+/// | [`Whitespace`](Self::Whitespace) | `contains whitespace` | `whitespace` | `sha256= 95aa…`, a trailing `\r\n` |
+/// | [`MissingPrefix`](Self::MissingPrefix) | `missing sha256= prefix` | `missing_prefix` | `95aa7dce…` (bare hex) |
+/// | [`Sha1`](Self::Sha1) | `sha1 signature, expected sha256` | `sha1` | `sha1=4a5b…` (the legacy `X-Hub-Signature`) |
+/// | [`UnsupportedAlgorithm`](Self::UnsupportedAlgorithm) | `unsupported algorithm, expected sha256` | `unsupported_algorithm` | `sha512=…`, `md5=…`, `SHA256=…` |
+/// | [`ExtraParts`](Self::ExtraParts) | `extra parts after the digest` | `extra_parts` | `sha256=<hex>,sha256=<hex>`, `sha256=<hex>;v=1` |
+/// | [`WrongLength`](Self::WrongLength) | `digest is not 64 hex digits` | `wrong_length` | `sha256=95aa` (truncated) |
+/// | [`NonHex`](Self::NonHex) | `digest has a non-hex character` | `non_hex` | 64 characters with a `g` among them |
 ///
-/// The label is matched ASCII case-insensitively (`SHA256=` is accepted) and so are the hex
-/// digits: case carries no information in either, and refusing it would only turn a correctly
-/// signed delivery into a 403.
+/// The label must be exactly `sha256` (lowercase, as Meta sends it; `SHA256=` is an
+/// unsupported algorithm). The hex digits may be in either case: they spell the same bytes, and
+/// refusing upper case would only turn a correctly signed delivery into a 403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MalformedReason {
@@ -69,6 +69,21 @@ impl MalformedReason {
             Self::ExtraParts => "extra parts after the digest",
             Self::WrongLength => "digest is not 64 hex digits",
             Self::NonHex => "digest has a non-hex character",
+        }
+    }
+
+    /// A short snake_case name, for metric labels and structured logs
+    /// (e.g. `wa_ingress_signature_failures_total{reason="wrong_length"}`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Whitespace => "whitespace",
+            Self::MissingPrefix => "missing_prefix",
+            Self::Sha1 => "sha1",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::ExtraParts => "extra_parts",
+            Self::WrongLength => "wrong_length",
+            Self::NonHex => "non_hex",
         }
     }
 
@@ -165,7 +180,7 @@ fn parse_mac(value: &[u8]) -> Result<[u8; MAC_LEN], MalformedReason> {
         return Err(MalformedReason::MissingPrefix);
     };
     let (label, digest) = (&value[..eq], &value[eq + 1..]);
-    if !label.eq_ignore_ascii_case(LABEL) {
+    if label != LABEL {
         return Err(classify_label(label));
     }
     if digest.iter().any(|b| matches!(b, b',' | b';' | b'=')) {
@@ -251,14 +266,16 @@ mod tests {
         assert_eq!(sig.to_string(), format!("sha256={HEX}"));
     }
 
-    /// Upper-case hex digits and an upper-case label parse to the same MAC as lowercase.
+    /// Upper-case hex digits parse to the same MAC as lowercase; the label itself is exact.
     #[test]
     fn case_insensitive() {
         let lower = Signature::parse(format!("sha256={HEX}").as_bytes()).unwrap();
         let upper = Signature::parse(format!("sha256={}", HEX.to_uppercase()).as_bytes()).unwrap();
-        let label = Signature::parse(format!("SHA256={HEX}").as_bytes()).unwrap();
         assert_eq!(lower, upper);
-        assert_eq!(lower, label);
+        assert_eq!(
+            Signature::parse(format!("SHA256={HEX}").as_bytes()),
+            Err(MalformedReason::UnsupportedAlgorithm.into())
+        );
     }
 
     /// Every malformed shape maps to its own documented reason.
@@ -300,6 +317,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in MalformedReason::ALL {
             assert!(seen.insert(r.as_str()), "duplicate message {r}");
+            assert!(seen.insert(r.label()), "duplicate label {r}");
             let err = SignatureError::from(r);
             assert_eq!(
                 err.to_string(),

@@ -39,7 +39,7 @@
 //! `/` as `\/`, Meta's key order and whitespace. Parsing the JSON and serialising it again
 //! (with serde_json or anything else) yields the same data but different bytes, and the
 //! signature no longer matches. Verify over the raw body, and keep the raw body (never a
-//! re-encoded copy) wherever it is stored; the test `reserialising_breaks_the_signature`
+//! re-encoded copy) wherever it is stored; the test `reserialised_body_no_longer_verifies`
 //! shows the trap on a fixture.
 //!
 //! # Errors
