@@ -89,19 +89,89 @@ def duration(text):
     return sum(float(n) * units[u] for n, u in parts)
 
 
-def now_ms():
-    return int(time.time() * 1000)
+def raw_members(text):
+    """The top-level members of a JSON object as (key, exact value text) pairs, or None when
+    `text` is not a JSON object. Rewriting a job must not re-encode its values: `payload` holds
+    Meta's bytes (escapes included) and must stay byte for byte as enqueued."""
+    decoder, members, i = json.JSONDecoder(), [], 0
+
+    def skip(i):
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    try:
+        i = skip(i)
+        if text[i] != "{":
+            return None
+        i = skip(i + 1)
+        while text[i] != "}":
+            key, i = decoder.raw_decode(text, i)
+            i = skip(i)
+            if not isinstance(key, str) or text[i] != ":":
+                return None
+            start = skip(i + 1)
+            _, i = decoder.raw_decode(text, start)
+            members.append((key, text[start:i]))
+            i = skip(i)
+            if text[i] == ",":
+                i = skip(i + 1)
+                if text[i] == "}":
+                    return None
+            elif text[i] != "}":
+                return None
+        return members if skip(i + 1) == len(text) else None
+    except (ValueError, IndexError):
+        return None
+
+
+# Moves a job in hand to dead, but only if it is still in hand: a reaper may have given it back
+# to pending meanwhile, and then it must not be in both lists.
+TO_DEAD = """
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Retries whose time has come go to the consumers' end of pending, earliest first.
+PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for i = #due, 1, -1 do
+  redis.call('ZREM', KEYS[1], due[i])
+  redis.call('RPUSH', KEYS[2], due[i])
+end
+return #due
+"""
+
+# Gives a lapsed consumer's jobs back to pending, re-checking its lease in the same atomic step
+# so a consumer that renewed meanwhile keeps them.
+REAP = """
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local t = redis.call('TIME')
+if expiry and tonumber(expiry) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+  return -1
+end
+local n = 0
+while redis.call('LMOVE', KEYS[3], KEYS[2], 'LEFT', 'RIGHT') do
+  n = n + 1
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return n
+"""
 
 
 class Worker:
     def __init__(self, args):
         self.args = args
-        base = f"{args.prefix}:{{{args.queue}}}"
+        self.base = base = f"{args.prefix}:{{{args.queue}}}"
         # A new id per process: two live processes must never share a processing list.
         self.id = f"py-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self.pending = f"{base}:pending"
         self.processing = f"{base}:processing:{self.id}"
         self.consumers = f"{base}:consumers"
+        self.delayed = f"{base}:delayed"
         self.dead = f"{base}:dead"
         self.redis = None
         self.renew_at = 0.0
@@ -114,10 +184,22 @@ class Worker:
         self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10)
         self.renew()
 
+    def server_ms(self):
+        """Redis's clock in ms: leases and retry times are on the server clock, so workers on
+        hosts whose clocks disagree still agree on which lease has lapsed."""
+        seconds, micros = self.redis.call("TIME")
+        return int(seconds) * 1000 + int(micros) // 1000
+
     def renew(self):
-        """Registers or renews the lease: consumer id -> expiry in ms, in the consumers zset."""
-        self.redis.call("ZADD", self.consumers, now_ms() + int(self.args.lease * 1000), self.id)
+        """Registers or renews the lease (consumer id -> expiry in ms), and does the queue's
+        housekeeping: due retries back to pending, a dead consumer's jobs back to pending."""
+        now = self.server_ms()
+        self.redis.call("ZADD", self.consumers, now + int(self.args.lease * 1000), self.id)
         self.renew_at = time.monotonic() + self.args.lease / 3
+        self.redis.call("EVAL", PROMOTE, 2, self.delayed, self.pending, now)
+        for lapsed in self.redis.call("ZRANGEBYSCORE", self.consumers, "-inf", f"({now}"):
+            processing = f"{self.base}:processing:{lapsed.decode()}"
+            self.redis.call("EVAL", REAP, 3, self.consumers, self.pending, processing, lapsed)
 
     def fetch(self, block):
         """Moves the oldest pending job into our processing list (atomically), or None."""
@@ -131,20 +213,16 @@ class Worker:
         self.redis.call("LREM", self.processing, -1, raw)
 
     def to_dead(self, raw, error):
-        """Moves a job from our processing list to dead, with the reason, in one transaction."""
-        try:
-            job = json.loads(raw)
-        except ValueError:
-            job = None
-        if not isinstance(job, dict):
-            job = {"raw": raw.decode("utf-8", errors="replace")}
-        job["error"] = error
-        job["died_at"] = now_ms()
-        entry = json.dumps(job, ensure_ascii=False, separators=(",", ":"))
-        self.redis.call("MULTI")
-        self.redis.call("LREM", self.processing, -1, raw)
-        self.redis.call("LPUSH", self.dead, entry)
-        self.redis.call("EXEC")
+        """Moves a job from our processing list to dead with `error` and `died_at` added."""
+        text = raw.decode("utf-8", errors="replace")
+        fields = raw_members(text)
+        if fields is None:
+            # Not a JSON object: keep the text whole inside a new object, never drop it.
+            fields = [("raw", json.dumps(text))]
+        fields = [(k, v) for k, v in fields if k not in ("error", "died_at")]
+        fields += [("error", json.dumps(error)), ("died_at", str(self.server_ms()))]
+        entry = "{" + ",".join(json.dumps(k) + ":" + v for k, v in fields) + "}"
+        self.redis.call("EVAL", TO_DEAD, 2, self.processing, self.dead, raw, entry)
 
     def handle(self, raw):
         """Prints one line for the job and acknowledges it; sends what we cannot read to dead."""
@@ -154,10 +232,14 @@ class Worker:
             self.to_dead(raw, f"job is not JSON: {err}")
             print(f"dead: a job that is not JSON ({err})", file=sys.stderr, flush=True)
             return
-        if not isinstance(job, dict) or job.get("v") != CONTRACT_VERSION:
-            version = job.get("v") if isinstance(job, dict) else None
-            self.to_dead(raw, f"unknown contract version {version!r}")
-            print(f"dead: a job with unknown version v={version!r}", file=sys.stderr, flush=True)
+        if not isinstance(job, dict):
+            self.to_dead(raw, "job is not a JSON object")
+            print("dead: a job that is not a JSON object", file=sys.stderr, flush=True)
+            return
+        if job.get("v") != CONTRACT_VERSION:
+            # A newer producer's job: park it in dead (replayable) rather than guess at it.
+            self.to_dead(raw, f"unknown contract version {job.get('v')!r}")
+            print(f"dead: a job with unknown version v={job.get('v')!r}", file=sys.stderr, flush=True)
             return
         line = [str(job.get("kind", "?")), f"id={job.get('id')}"]
         for field in ("type", "from"):
@@ -170,9 +252,9 @@ class Worker:
         self.ack(raw)
 
     def give_back(self):
-        """Returns every job still in hand to the front of pending, so it is taken next."""
+        """Returns every job still in hand to the consumers' end of pending, oldest taken next."""
         returned = 0
-        while self.redis.call("LMOVE", self.processing, self.pending, "RIGHT", "RIGHT") is not None:
+        while self.redis.call("LMOVE", self.processing, self.pending, "LEFT", "RIGHT") is not None:
             returned += 1
         return returned
 
