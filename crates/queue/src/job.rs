@@ -1,0 +1,558 @@
+//! The job envelope: encoding (producer side), decoding (consumer side), and the rewrites a job
+//! goes through (retry, dead, replay) that must keep `payload` byte for byte and keep fields
+//! this version does not know.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use crate::{CONTRACT_VERSION, QueueError};
+
+/// The four kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// one message
+    Message,
+    /// one status update
+    Status,
+    /// one value-level error
+    Error,
+    /// one change of another field
+    Change,
+}
+
+impl JobKind {
+    /// The name used in the job JSON (`message`, `status`, `error`, `change`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Message => "message",
+            JobKind::Status => "status",
+            JobKind::Error => "error",
+            JobKind::Change => "change",
+        }
+    }
+
+    /// Parses the JSON name; `None` for a kind this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message" => Some(JobKind::Message),
+            "status" => Some(JobKind::Status),
+            "error" => Some(JobKind::Error),
+            "change" => Some(JobKind::Change),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A job as a producer builds it: borrowed, serialised straight to the contract's JSON
+/// (`v` = 1 and `attempt` = 0 are written by the encoder). `payload` is embedded verbatim.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    /// dedup id
+    pub id: Cow<'a, str>,
+    /// kind
+    pub kind: JobKind,
+    /// wamid
+    pub wamid: Option<Cow<'a, str>>,
+    /// sender (recipient for a status)
+    pub from: Option<Cow<'a, str>>,
+    /// business-scoped user id of the sender/recipient
+    pub from_user_id: Option<Cow<'a, str>>,
+    /// message type, status value or field name
+    pub type_: Option<Cow<'a, str>>,
+    /// text body of text messages
+    pub text: Option<Cow<'a, str>>,
+    /// timestamp as sent
+    pub timestamp: Option<Cow<'a, str>>,
+    /// profile name of the sender's contact
+    pub contact_name: Option<Cow<'a, str>>,
+    /// metadata.phone_number_id
+    pub phone_number_id: Option<Cow<'a, str>>,
+    /// metadata.display_phone_number
+    pub display_phone_number: Option<Cow<'a, str>>,
+    /// entry id
+    pub waba_id: Option<Cow<'a, str>>,
+    /// when the ingress received it, ms since the epoch
+    pub received_at: u64,
+    /// the object exactly as Meta sent it
+    pub payload: &'a RawValue,
+}
+
+/// The wire form of a new job: field order and names as the contract lists them; absent
+/// optional fields are left out.
+#[derive(Serialize)]
+struct NewJobWire<'b> {
+    v: u32,
+    id: &'b str,
+    kind: JobKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wamid: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_user_id: Option<&'b str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    type_: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_name: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number_id: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_phone_number: Option<&'b str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waba_id: Option<&'b str>,
+    received_at: u64,
+    attempt: u32,
+    payload: &'b RawValue,
+}
+
+impl<'a> NewJob<'a> {
+    /// A job with only the required fields set; `received_at` is now.
+    pub fn new(id: impl Into<Cow<'a, str>>, kind: JobKind, payload: &'a RawValue) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            wamid: None,
+            from: None,
+            from_user_id: None,
+            type_: None,
+            text: None,
+            timestamp: None,
+            contact_name: None,
+            phone_number_id: None,
+            display_phone_number: None,
+            waba_id: None,
+            received_at: now_ms(),
+            payload,
+        }
+    }
+
+    fn wire(&self) -> NewJobWire<'_> {
+        NewJobWire {
+            v: CONTRACT_VERSION,
+            id: &self.id,
+            kind: self.kind,
+            wamid: self.wamid.as_deref(),
+            from: self.from.as_deref(),
+            from_user_id: self.from_user_id.as_deref(),
+            type_: self.type_.as_deref(),
+            text: self.text.as_deref(),
+            timestamp: self.timestamp.as_deref(),
+            contact_name: self.contact_name.as_deref(),
+            phone_number_id: self.phone_number_id.as_deref(),
+            display_phone_number: self.display_phone_number.as_deref(),
+            waba_id: self.waba_id.as_deref(),
+            received_at: self.received_at,
+            attempt: 0,
+            payload: self.payload,
+        }
+    }
+
+    /// Appends the job's compact contract JSON to `buf`.
+    pub fn write_json(&self, buf: &mut Vec<u8>) -> Result<(), QueueError> {
+        serde_json::to_writer(buf, &self.wire()).map_err(|e| QueueError::InvalidJob(e.to_string()))
+    }
+
+    /// The job's compact contract JSON.
+    pub fn to_json(&self) -> Result<String, QueueError> {
+        serde_json::to_string(&self.wire()).map_err(|e| QueueError::InvalidJob(e.to_string()))
+    }
+}
+
+/// A job as a consumer reads it. Unknown top-level fields are kept when the job is rewritten
+/// (retry, dead, replay), and `payload` stays byte for byte as enqueued.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Job {
+    /// contract version
+    pub v: u32,
+    /// dedup id
+    pub id: String,
+    /// kind as written (a string, so an unknown kind still reaches the handler)
+    pub kind: String,
+    /// wamid
+    pub wamid: Option<String>,
+    /// sender / recipient
+    pub from: Option<String>,
+    /// business-scoped user id
+    pub from_user_id: Option<String>,
+    /// type
+    pub type_: Option<String>,
+    /// text
+    pub text: Option<String>,
+    /// timestamp as sent
+    pub timestamp: Option<String>,
+    /// contact profile name
+    pub contact_name: Option<String>,
+    /// phone number id
+    pub phone_number_id: Option<String>,
+    /// display phone number
+    pub display_phone_number: Option<String>,
+    /// WABA id
+    pub waba_id: Option<String>,
+    /// received at, ms
+    pub received_at: Option<u64>,
+    /// deliveries before this one (0 when first enqueued)
+    pub attempt: u32,
+    /// the embedded object, verbatim
+    pub payload: Box<RawValue>,
+    /// the error of the previous failed delivery, if any
+    pub last_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobWire {
+    v: u32,
+    id: String,
+    kind: String,
+    #[serde(default)]
+    wamid: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    from_user_id: Option<String>,
+    #[serde(default, rename = "type")]
+    type_: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    contact_name: Option<String>,
+    #[serde(default)]
+    phone_number_id: Option<String>,
+    #[serde(default)]
+    display_phone_number: Option<String>,
+    #[serde(default)]
+    waba_id: Option<String>,
+    #[serde(default)]
+    received_at: Option<u64>,
+    #[serde(default)]
+    attempt: u32,
+    payload: Box<RawValue>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    v: Option<serde_json::Value>,
+}
+
+impl Job {
+    /// Reads a job. Fails (and such a job can only go to dead) when the text is not a JSON
+    /// object of this contract: `v` missing or other than [`CONTRACT_VERSION`], a required
+    /// field (`id`, `kind`, `payload`) missing, or a field of the wrong type.
+    pub fn from_json(raw: &str) -> Result<Job, QueueError> {
+        Self::parse(raw).map_err(QueueError::InvalidJob)
+    }
+
+    pub(crate) fn parse(raw: &str) -> Result<Job, String> {
+        match serde_json::from_str::<JobWire>(raw) {
+            Ok(w) if w.v == CONTRACT_VERSION => Ok(Job {
+                v: w.v,
+                id: w.id,
+                kind: w.kind,
+                wamid: w.wamid,
+                from: w.from,
+                from_user_id: w.from_user_id,
+                type_: w.type_,
+                text: w.text,
+                timestamp: w.timestamp,
+                contact_name: w.contact_name,
+                phone_number_id: w.phone_number_id,
+                display_phone_number: w.display_phone_number,
+                waba_id: w.waba_id,
+                received_at: w.received_at,
+                attempt: w.attempt,
+                payload: w.payload,
+                last_error: w.last_error,
+            }),
+            Ok(w) => Err(format!("unknown contract version {}", w.v)),
+            Err(e) => {
+                // Say "unknown version" rather than a field error when that is the cause: a
+                // later version may well have changed the fields too.
+                match serde_json::from_str::<VersionProbe>(raw) {
+                    Ok(VersionProbe { v: Some(v) }) if v != CONTRACT_VERSION => {
+                        Err(format!("unknown contract version {v}"))
+                    }
+                    Ok(VersionProbe { v: None }) => Err("job has no contract version".into()),
+                    _ => Err(format!("unreadable job: {e}")),
+                }
+            }
+        }
+    }
+
+    /// The kind, if this version knows it.
+    pub fn job_kind(&self) -> Option<JobKind> {
+        JobKind::parse(&self.kind)
+    }
+}
+
+/// A JSON object as an ordered list of fields whose values stay as their exact text.
+///
+/// Rewrites go through this rather than a typed struct: `#[serde(flatten)]` cannot carry a
+/// `RawValue`, and a typed struct would drop fields a newer producer added.
+struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.push((k, v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Fields {
+    fn parse(raw: &str) -> Option<Fields> {
+        serde_json::from_str(raw).ok()
+    }
+
+    fn set(&mut self, key: &str, value: &impl Serialize) {
+        let Ok(text) = serde_json::to_string(value) else {
+            return;
+        };
+        let Ok(raw) = RawValue::from_string(text) else {
+            return;
+        };
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = raw,
+            None => self.0.push((key.to_owned(), raw)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    fn get_u64(&self, key: &str) -> Option<u64> {
+        let (_, v) = self.0.iter().find(|(k, _)| k == key)?;
+        serde_json::from_str(v.get()).ok()
+    }
+
+    fn get_string(&self, key: &str) -> Option<String> {
+        let (_, v) = self.0.iter().find(|(k, _)| k == key)?;
+        serde_json::from_str(v.get()).ok()
+    }
+
+    fn to_json(&self) -> String {
+        let len = self
+            .0
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>()
+            + 2;
+        let mut out = String::with_capacity(len);
+        out.push('{');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // A String always serialises.
+            out.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "\"\"".into()));
+            out.push(':');
+            out.push_str(v.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// The job as scheduled for its next delivery: `attempt` set to the deliveries made so far and
+/// `last_error` to why this one failed. `None` when `raw` is not a JSON object.
+pub(crate) fn rewrite_retry(raw: &str, attempt: u32, error: &str) -> Option<String> {
+    let mut f = Fields::parse(raw)?;
+    f.set("attempt", &attempt);
+    f.set("last_error", &error);
+    Some(f.to_json())
+}
+
+/// The dead entry for `raw`: the job with `error` and `died_at` added (and `attempt` set to the
+/// deliveries made, when known). Text that is not a JSON object is kept whole, as the string
+/// field `raw` of a new object, so nothing is ever dropped.
+pub(crate) fn rewrite_dead(raw: &str, attempt: Option<u32>, error: &str, died_at: u64) -> String {
+    match Fields::parse(raw) {
+        Some(mut f) => {
+            if let Some(a) = attempt {
+                f.set("attempt", &a);
+            }
+            f.set("error", &error);
+            f.set("died_at", &died_at);
+            f.to_json()
+        }
+        None => {
+            let mut f = Fields(Vec::new());
+            f.set("error", &error);
+            f.set("died_at", &died_at);
+            f.set("raw", &raw);
+            f.to_json()
+        }
+    }
+}
+
+/// The dead entry as a fresh job again: `attempt` 0, `error`, `died_at` and `last_error`
+/// removed. A wrapped non-object entry gives back its original text. `None` when `raw` is
+/// not a JSON object.
+pub(crate) fn rewrite_replay(raw: &str) -> Option<String> {
+    let mut f = Fields::parse(raw)?;
+    if f.0.iter().all(|(k, _)| k != "v") {
+        if let Some(original) = f.get_string("raw") {
+            return Some(original);
+        }
+    }
+    f.remove("error");
+    f.remove("died_at");
+    f.remove("last_error");
+    f.set("attempt", &0u32);
+    Some(f.to_json())
+}
+
+/// `error` and `died_at` of a dead entry.
+pub(crate) fn dead_fields(raw: &str) -> (Option<String>, Option<u64>) {
+    match Fields::parse(raw) {
+        Some(f) => (f.get_string("error"), f.get_u64("died_at")),
+        None => (None, None),
+    }
+}
+
+/// `received_at` of a job, if it has one.
+pub(crate) fn received_at(raw: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct R {
+        received_at: Option<u64>,
+    }
+    serde_json::from_str::<R>(raw).ok()?.received_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAYLOAD: &str = r#"{"from":"16315551181","id":"wamid.A\/B","text":{"body":"caf\u00e9 \ud83d\ude00"},"type":"text"}"#;
+
+    fn payload() -> Box<RawValue> {
+        RawValue::from_string(PAYLOAD.to_owned()).unwrap()
+    }
+
+    /// A new job encodes compactly, in contract order, with v=1, attempt=0 and the payload verbatim.
+    #[test]
+    fn encode_new_job() {
+        let p = payload();
+        let mut job = NewJob::new("wamid.A/B", JobKind::Message, &p);
+        job.received_at = 1700000000000;
+        job.wamid = Some("wamid.A/B".into());
+        job.type_ = Some("text".into());
+        job.text = Some("café 😀".into());
+        let json = job.to_json().unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"v":1,"id":"wamid.A/B","kind":"message","wamid":"wamid.A/B","type":"text","text":"café 😀","received_at":1700000000000,"attempt":0,"payload":{PAYLOAD}}}"#
+            )
+        );
+        let mut buf = Vec::new();
+        job.write_json(&mut buf).unwrap();
+        assert_eq!(buf, json.as_bytes());
+    }
+
+    /// A job encoded by the producer decodes with every field and the payload byte for byte.
+    #[test]
+    fn round_trip() {
+        let p = payload();
+        let mut job = NewJob::new("x", JobKind::Status, &p);
+        job.from = Some("1".into());
+        let back = Job::from_json(&job.to_json().unwrap()).unwrap();
+        assert_eq!(back.id, "x");
+        assert_eq!(back.kind, "status");
+        assert_eq!(back.job_kind(), Some(JobKind::Status));
+        assert_eq!(back.from.as_deref(), Some("1"));
+        assert_eq!(back.attempt, 0);
+        assert_eq!(back.payload.get(), PAYLOAD);
+    }
+
+    /// An unknown `v`, a missing `v`, a non-object and a missing payload are all refused.
+    #[test]
+    fn refuse_unknown() {
+        let e = Job::parse(r#"{"v":2,"id":"x","kind":"message","payload":{}}"#).unwrap_err();
+        assert!(e.contains("unknown contract version 2"), "{e}");
+        let e = Job::parse(r#"{"v":"2","id":"x"}"#).unwrap_err();
+        assert!(e.contains("unknown contract version"), "{e}");
+        let e = Job::parse(r#"{"id":"x","kind":"message","payload":{}}"#).unwrap_err();
+        assert!(e.contains("no contract version"), "{e}");
+        assert!(Job::parse("not json").is_err());
+        assert!(Job::parse(r#"{"v":1,"id":"x","kind":"message"}"#).is_err());
+        // An unknown kind still parses: the handler decides.
+        assert!(Job::parse(r#"{"v":1,"id":"x","kind":"poll","payload":1}"#).is_ok());
+    }
+
+    /// Retry, dead and replay rewrites keep the payload byte for byte and keep unknown fields.
+    #[test]
+    fn rewrites_keep_payload_and_unknown_fields() {
+        let raw = format!(
+            r#"{{"v":1,"id":"x","kind":"message","future":{{"a":[1, 2]}},"attempt":0,"payload":{PAYLOAD}}}"#
+        );
+        let r = rewrite_retry(&raw, 1, "boom \"quoted\"").unwrap();
+        assert!(r.contains(&format!(r#""payload":{PAYLOAD}"#)), "{r}");
+        assert!(r.contains(r#""future":{"a":[1, 2]}"#), "{r}");
+        let j = Job::parse(&r).unwrap();
+        assert_eq!(j.attempt, 1);
+        assert_eq!(j.last_error.as_deref(), Some("boom \"quoted\""));
+
+        let d = rewrite_dead(&r, Some(2), "gave up", 42);
+        assert_eq!(dead_fields(&d), (Some("gave up".into()), Some(42)));
+        assert!(d.contains(&format!(r#""payload":{PAYLOAD}"#)));
+        assert_eq!(Job::parse(&d).unwrap().attempt, 2);
+
+        let p = rewrite_replay(&d).unwrap();
+        let j = Job::parse(&p).unwrap();
+        assert_eq!(j.attempt, 0);
+        assert_eq!(j.last_error, None);
+        assert_eq!(dead_fields(&p), (None, None));
+        assert!(p.contains(r#""future":{"a":[1, 2]}"#));
+        assert!(p.contains(&format!(r#""payload":{PAYLOAD}"#)));
+    }
+
+    /// Text that is not a JSON object still makes a dead entry, and replay gives it back whole.
+    #[test]
+    fn dead_wraps_garbage() {
+        let d = rewrite_dead("not json {", None, "unreadable", 7);
+        assert_eq!(dead_fields(&d), (Some("unreadable".into()), Some(7)));
+        assert_eq!(rewrite_replay(&d).unwrap(), "not json {");
+        assert_eq!(rewrite_retry("[1]", 1, "x"), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! The Lua scripts of the contract and how they are called.
+//!
+//! Each script lives in `src/lua/*.lua` and is compiled in with `include_str!`, so the text
+//! in `docs/queue-contract.md` (checked by a test) and the text Redis runs are the same.
+
+use std::sync::LazyLock;
+
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind, aio::ConnectionLike};
+
+/// One script: its source and SHA1.
+pub(crate) struct Lua {
+    src: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(src: &'static str) -> Self {
+        Self {
+            src,
+            sha: redis::Script::new(src).get_hash().to_owned(),
+        }
+    }
+
+    /// `EVALSHA <sha> <nkeys>` (or `EVAL <source> <nkeys>`); keys and arguments follow.
+    fn cmd(&self, eval: bool, nkeys: usize) -> Cmd {
+        let mut c = if eval {
+            redis::cmd("EVAL")
+        } else {
+            redis::cmd("EVALSHA")
+        };
+        c.arg(if eval { self.src } else { self.sha.as_str() })
+            .arg(nkeys);
+        c
+    }
+
+    /// Runs the script with EVALSHA; on NOSCRIPT (script cache empty, e.g. after a Redis
+    /// restart or SCRIPT FLUSH) sends the same call once as EVAL, which also caches it again.
+    /// `fill` appends the `nkeys` keys and then the arguments.
+    pub(crate) async fn call<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        nkeys: usize,
+        fill: impl Fn(&mut Cmd),
+    ) -> RedisResult<T> {
+        let mut c = self.cmd(false, nkeys);
+        fill(&mut c);
+        match c.query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let mut c = self.cmd(true, nkeys);
+                fill(&mut c);
+                c.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
+
+macro_rules! scripts {
+    ($($name:ident = $file:literal;)*) => {
+        $(pub(crate) static $name: LazyLock<Lua> =
+            LazyLock::new(|| Lua::new(include_str!(concat!("lua/", $file))));)*
+
+        /// Every Lua script of the contract as `(file name, source)`: what a port to another
+        /// language can load as is (see `docs/queue-contract.md`).
+        pub const SCRIPTS: &[(&str, &str)] = &[$(($file, include_str!(concat!("lua/", $file)))),*];
+    };
+}
+
+scripts! {
+    ENQUEUE = "enqueue.lua";
+    FETCH = "fetch.lua";
+    LEASE = "lease.lua";
+    SETTLE = "settle.lua";
+    PROMOTE = "promote.lua";
+    EXPIRED = "expired.lua";
+    RELEASE = "release.lua";
+    REPLAY = "replay.lua";
+}
+
+/// Maps a Redis error to ours without leaking the dependency's type.
+pub(crate) fn redis_err(e: redis::RedisError) -> crate::QueueError {
+    crate::QueueError::Redis(e.to_string())
+}

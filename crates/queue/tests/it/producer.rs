@@ -1,0 +1,170 @@
+use std::time::Duration;
+
+use wa_queue::{Enqueued, Job, Producer, ProducerOptions, QueueError};
+
+use crate::support::{self, PrivateRedis, cleanup, conn, job, payload, queue, redis_url};
+
+/// 64 producers enqueueing the same 200 ids at once push each id exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_under_64_concurrent_producers() {
+    let url = redis_url();
+    let q = queue("dedup64");
+    for coalesce in [true, false] {
+        let mut opts = ProducerOptions::default();
+        opts.coalesce = coalesce;
+        opts.timeout = Duration::from_secs(10);
+        let producer = Producer::new(&url, q.clone(), opts).unwrap();
+        let prefix = format!("c{coalesce}-");
+        let mut tasks = Vec::new();
+        for t in 0..64usize {
+            let producer = producer.clone();
+            let prefix = prefix.clone();
+            tasks.push(tokio::spawn(async move {
+                let p = payload(t);
+                let mut news = vec![0u32; 200];
+                // Each producer walks the ids in its own order, in small calls.
+                let ids: Vec<usize> = (0..200).map(|i| (i + t * 7) % 200).collect();
+                for chunk in ids.chunks(5) {
+                    let jobs: Vec<_> = chunk
+                        .iter()
+                        .map(|i| job(format!("{prefix}{i}"), &p))
+                        .collect();
+                    let out = producer.enqueue(&jobs).await.unwrap();
+                    for (i, o) in chunk.iter().zip(out) {
+                        if o == Enqueued::New {
+                            news[*i] += 1;
+                        }
+                    }
+                }
+                news
+            }));
+        }
+        let mut total = vec![0u32; 200];
+        for t in tasks {
+            for (i, n) in t.await.unwrap().into_iter().enumerate() {
+                total[i] += n;
+            }
+        }
+        assert!(
+            total.iter().all(|&n| n == 1),
+            "coalesce={coalesce}: {total:?}"
+        );
+    }
+    let mut c = conn(&url).await;
+    let len: usize = redis::cmd("LLEN")
+        .arg(q.pending())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(len, 400);
+    cleanup(&url, &q).await;
+}
+
+/// What lands in pending is the contract JSON, payload byte for byte, with a TTL'd marker.
+#[tokio::test]
+async fn pending_holds_contract_json() {
+    let url = redis_url();
+    let q = queue("json");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    producer.ping().await.unwrap();
+    let p = payload(1);
+    let j = job("wamid.1".into(), &p);
+    assert_eq!(
+        producer.enqueue(std::slice::from_ref(&j)).await.unwrap(),
+        vec![Enqueued::New]
+    );
+    assert_eq!(
+        producer.enqueue(&[j.clone()]).await.unwrap(),
+        vec![Enqueued::Duplicate]
+    );
+    let mut c = conn(&url).await;
+    let raw: String = redis::cmd("LINDEX")
+        .arg(q.pending())
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(raw, j.to_json().unwrap());
+    assert_eq!(Job::from_json(&raw).unwrap().payload.get(), p.get());
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(q.seen("wamid.1"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 7 * 24 * 3600, "ttl {ttl}");
+    cleanup(&url, &q).await;
+}
+
+/// Duplicates inside one call: the first is new, the rest are duplicates.
+#[tokio::test]
+async fn duplicates_within_one_call() {
+    let url = redis_url();
+    let q = queue("dupcall");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let p = payload(1);
+    let jobs = vec![
+        job("a".into(), &p),
+        job("b".into(), &p),
+        job("a".into(), &p),
+    ];
+    let out = producer.enqueue(&jobs).await.unwrap();
+    assert_eq!(out, vec![Enqueued::New, Enqueued::New, Enqueued::Duplicate]);
+    // A call bigger than one coalesced batch still works (it goes alone).
+    let many: Vec<_> = (0..1500).map(|i| job(format!("m{i}"), &p)).collect();
+    let out = producer.enqueue(&many).await.unwrap();
+    assert!(out.iter().all(|o| *o == Enqueued::New));
+    cleanup(&url, &q).await;
+}
+
+/// After SCRIPT FLUSH (as after a restart) enqueue still works: NOSCRIPT falls back to EVAL.
+#[tokio::test]
+async fn noscript_after_script_flush() {
+    let redis = PrivateRedis::start().await;
+    let q = queue("noscript");
+    let producer = Producer::new(&redis.url(), q.clone(), ProducerOptions::default()).unwrap();
+    let p = payload(1);
+    assert_eq!(
+        producer.enqueue(&[job("a".into(), &p)]).await.unwrap(),
+        vec![Enqueued::New]
+    );
+    let mut c = conn(&redis.url()).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        producer.enqueue(&[job("b".into(), &p)]).await.unwrap(),
+        vec![Enqueued::New]
+    );
+    assert_eq!(
+        producer.enqueue(&[job("b".into(), &p)]).await.unwrap(),
+        vec![Enqueued::Duplicate]
+    );
+}
+
+/// With nothing listening, Producer::new succeeds and enqueue fails within the timeout.
+#[tokio::test]
+async fn redis_down_is_a_quick_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut opts = ProducerOptions::default();
+    opts.timeout = Duration::from_millis(500);
+    let producer = Producer::new(&url, support::queue("down"), opts).unwrap();
+    let p = payload(1);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let e = producer.enqueue(&[job("a".into(), &p)]).await.unwrap_err();
+        assert!(
+            matches!(e, QueueError::Redis(_) | QueueError::Timeout(_)),
+            "{e}"
+        );
+        assert!(producer.ping().await.is_err());
+    }
+    // Bounded, not a timing assertion on speed: six calls must not take 6 timeouts' worth.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
