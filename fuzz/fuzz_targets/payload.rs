@@ -1,0 +1,44 @@
+//! Fuzzes the payload walk: `Body::parse` and every notification it yields.
+//!
+//! Checks that no input panics, that every field of every notification can be read, that
+//! each notification's raw object is a slice of the input itself (byte for byte as received,
+//! never a re-encoded copy), and that walking a body twice yields the same notifications.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wa_payload::Body;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(body) = Body::parse(data) else {
+        return;
+    };
+    let _ = body.object();
+    let input = data.as_ptr_range();
+    let mut walked = Vec::new();
+    for n in body.notifications() {
+        let raw = n.raw.get().as_bytes().as_ptr_range();
+        assert!(
+            input.start <= raw.start && raw.end <= input.end,
+            "raw object is not a slice of the received body"
+        );
+        let mut len = 0usize;
+        for s in [
+            &n.waba_id, &n.field, &n.wamid, &n.from, &n.from_user_id, &n.type_, &n.text,
+            &n.timestamp, &n.metadata.phone_number_id, &n.metadata.display_phone_number,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            len += s.len();
+        }
+        if let Some(c) = &n.contact {
+            len += [&c.name, &c.username, &c.wa_id, &c.user_id].into_iter().flatten().count();
+        }
+        walked.push((n.kind, n.raw.get().len(), len, n.entry_time));
+    }
+    let again: Vec<_> = body.notifications().map(|n| (n.kind, n.raw.get().len())).collect();
+    assert_eq!(again.len(), walked.len(), "second walk differs");
+    for (a, w) in again.iter().zip(&walked) {
+        assert_eq!(*a, (w.0, w.1), "second walk differs");
+    }
+});
