@@ -1,0 +1,185 @@
+//! The command line. Every flag also reads an environment variable, so the worker can be
+//! configured entirely from its environment (containers, systemd units).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Takes WhatsApp webhook jobs off the Redis queue and runs a handler on each.
+#[derive(Debug, Parser)]
+#[command(name = "wa-worker", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags every subcommand shares.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Redis URL (may hold a password; never logged)
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        hide_default_value = true,
+        global = true
+    )]
+    pub redis_url: String,
+    /// Queue name
+    #[arg(long, env = "WA_QUEUE", default_value = "whatsapp", global = true)]
+    pub queue: String,
+    /// Key prefix: keys are <prefix>:{<queue>}:...
+    #[arg(long, env = "WA_PREFIX", default_value = "wa", global = true)]
+    pub prefix: String,
+    /// Log format on stderr (the level comes from RUST_LOG, default info)
+    #[arg(long, env = "WA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a handler over the queue until SIGTERM/SIGINT (the default)
+    Run(Box<RunArgs>),
+    /// Queue depths and consumers
+    Stats(StatsArgs),
+    /// Dead letters: list, replay, purge
+    #[command(subcommand)]
+    Dead(DeadCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+    /// Secret for the forward handler's X-Wa-Signature-256 header (HMAC-SHA256 of the body)
+    #[arg(long, env = "WA_FORWARD_SECRET", hide_env_values = true)]
+    pub forward_secret: Option<String>,
+    /// Handlers running at once
+    #[arg(long, env = "WA_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// Deliveries before a failing job goes to dead
+    #[arg(long, env = "WA_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Consumer lease: a worker silent this long is presumed dead and its jobs go back to pending
+    #[arg(long, env = "WA_LEASE", default_value = "30s", value_parser = duration)]
+    pub lease: Duration,
+    /// A handler running longer than this is stopped and the job retried
+    #[arg(long, env = "WA_HANDLER_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub handler_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long running handlers may still take
+    #[arg(long, env = "WA_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Jobs moved from pending per Redis round trip at most
+    #[arg(long, env = "WA_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
+    /// First retry delay; doubles per attempt, with jitter
+    #[arg(long, env = "WA_BACKOFF_BASE", default_value = "1s", value_parser = duration)]
+    pub backoff_base: Duration,
+    /// Longest retry delay
+    #[arg(long, env = "WA_BACKOFF_MAX", default_value = "10m", value_parser = duration)]
+    pub backoff_max: Duration,
+    /// How long one fetch waits for work when the queue is empty
+    #[arg(long, env = "WA_BLOCK", default_value = "2s", value_parser = duration, hide = true)]
+    pub block: Duration,
+    /// Serve Prometheus metrics at /metrics and liveness at /healthz on this address
+    #[arg(long, env = "WA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The handler: exactly one; `--stdout` when none is given.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct HandlerArgs {
+    /// Write each job as one JSON line on standard output (the default)
+    #[arg(long)]
+    pub stdout: bool,
+    /// Run this command per job: job JSON on stdin, WA_JOB_ID and WA_ATTEMPT in its
+    /// environment; exit 0 = done, 65 = dead, anything else = retry. Split on whitespace with
+    /// '…', "…" and \ quoting; no shell is involved (use `sh -c '…'` for one)
+    #[arg(long, env = "WA_EXEC", value_name = "CMD ARGS")]
+    pub exec: Option<String>,
+    /// POST each job's JSON to this http:// URL; 2xx = done; 408, 429, 5xx, connection errors
+    /// and timeouts = retry; other 4xx = dead
+    #[arg(long, env = "WA_FORWARD_URL", value_name = "URL")]
+    pub forward: Option<String>,
+    /// Acknowledge every job without doing anything: DROPS JOBS (for benchmarks)
+    #[arg(long)]
+    pub discard: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead jobs, oldest first
+    List {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+        /// At most this many
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Move dead jobs back to pending with attempt 0
+    Replay {
+        /// Every dead job
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        all: bool,
+        /// Job ids to replay
+        ids: Vec<String>,
+    },
+    /// Delete every dead job
+    Purge,
+}
+
+/// Humantime durations ("500ms", "2s", "8d"), never zero.
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+impl Cli {
+    /// Parses the command line, with `run` as the default subcommand: `wa-worker`,
+    /// `wa-worker --exec ./handle.sh` and `wa-worker run --exec ./handle.sh` are the same.
+    pub fn parse_with_default(args: Vec<std::ffi::OsString>) -> Result<Self, clap::Error> {
+        const NAMES: [&str; 4] = ["run", "stats", "dead", "help"];
+        const INFO: [&str; 4] = ["-h", "--help", "-V", "--version"];
+        let names_a_command = args.iter().skip(1).any(|a| {
+            a.to_str()
+                .is_some_and(|a| NAMES.contains(&a) || INFO.contains(&a))
+        });
+        let with_run = |args: &[std::ffi::OsString]| {
+            let mut v = args.to_vec();
+            v.insert(1.min(v.len()), "run".into());
+            v
+        };
+        let cli = if names_a_command {
+            Self::try_parse_from(&args)?
+        } else {
+            Self::try_parse_from(with_run(&args))?
+        };
+        match cli.command {
+            Some(_) => Ok(cli),
+            // A flag value happened to spell a subcommand name (`--queue stats`).
+            None => Self::try_parse_from(with_run(&args)),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The handlers a user picks on the command line, behind one [`wa_queue::Handler`].
+//!
+//! Every handler sees the job as the JSON object the contract defines (see [`job_json`]); none of
+//! them logs a job body, only its id and delivery number.
+
+mod exec;
+mod forward;
+mod stdout;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use wa_queue::{Handler, Job, Outcome};
+
+pub use exec::ExecHandler;
+pub use forward::ForwardHandler;
+pub use stdout::StdoutHandler;
+
+use crate::metrics::Histogram;
+
+/// One of the handlers, plus an optional duration histogram (only kept when metrics are served).
+#[derive(Debug)]
+pub struct AnyHandler {
+    kind: Kind,
+    durations: Option<Arc<Histogram>>,
+}
+
+#[derive(Debug)]
+pub enum Kind {
+    Stdout(StdoutHandler),
+    Exec(ExecHandler),
+    Forward(ForwardHandler),
+    /// Acknowledges without doing anything; for measuring the queue alone.
+    Discard,
+}
+
+impl AnyHandler {
+    pub fn new(kind: Kind, durations: Option<Arc<Histogram>>) -> Self {
+        Self { kind, durations }
+    }
+}
+
+impl Handler for AnyHandler {
+    fn handle(&self, job: &Job, delivery: u32) -> impl Future<Output = Outcome> + Send {
+        async move {
+            let started = self.durations.as_ref().map(|_| Instant::now());
+            let outcome = match &self.kind {
+                Kind::Stdout(h) => h.handle(job).await,
+                Kind::Exec(h) => h.handle(job, delivery).await,
+                Kind::Forward(h) => h.handle(job, delivery).await,
+                Kind::Discard => Outcome::Done,
+            };
+            if let (Some(hist), Some(started)) = (&self.durations, started) {
+                hist.observe(started.elapsed());
+            }
+            outcome
+        }
+    }
+}
+
+/// The contract's JSON of a job, fields in the contract's order; `payload` is written back
+/// byte for byte as it was enqueued.
+///
+/// wa-queue hands handlers a parsed [`Job`] rather than the element it read, so this
+/// re-encodes the parsed fields. Top-level fields this version of the contract does not know
+/// are therefore not passed on to handlers.
+pub fn job_json(job: &Job) -> String {
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        v: u32,
+        id: &'a str,
+        kind: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wamid: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_user_id: Option<&'a str>,
+        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+        type_: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timestamp: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        contact_name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        phone_number_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        display_phone_number: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        waba_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        received_at: Option<u64>,
+        attempt: u32,
+        payload: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_error: Option<&'a str>,
+    }
+    let wire = Wire {
+        v: job.v,
+        id: &job.id,
+        kind: &job.kind,
+        wamid: job.wamid.as_deref(),
+        from: job.from.as_deref(),
+        from_user_id: job.from_user_id.as_deref(),
+        type_: job.type_.as_deref(),
+        text: job.text.as_deref(),
+        timestamp: job.timestamp.as_deref(),
+        contact_name: job.contact_name.as_deref(),
+        phone_number_id: job.phone_number_id.as_deref(),
+        display_phone_number: job.display_phone_number.as_deref(),
+        waba_id: job.waba_id.as_deref(),
+        received_at: job.received_at,
+        attempt: job.attempt,
+        payload: &job.payload,
+        last_error: job.last_error.as_deref(),
+    };
+    // Serialising borrowed strings, integers and an already valid RawValue cannot fail.
+    serde_json::to_string(&wire).unwrap_or_default()
+}

@@ -1,0 +1,236 @@
+//! `--metrics-listen ADDR`: Prometheus text at `/metrics`, liveness at `/healthz`.
+//!
+//! Job counts come from the run loop's live [`Counters`]; handler durations from a histogram
+//! the handler wrapper fills; queue depths are read from Redis at scrape time, so they are the
+//! whole queue's, not this worker's. When Redis does not answer, the depths are left out and
+//! `wa_queue_up` is 0.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use wa_queue::{Admin, Counters};
+
+/// Upper bounds of the duration buckets, seconds.
+const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// A fixed-bucket histogram of handler durations, lock free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// per bucket (not cumulative); the last slot is +Inf
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        let _ = writeln!(out, "# HELP {name} Time handlers took per job.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut total = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            total += c.load(Relaxed);
+            match BUCKETS.get(i) {
+                Some(b) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {total}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+                }
+            }
+        }
+        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+/// What a scrape reads.
+#[derive(Debug)]
+pub struct Sources {
+    pub counters: Arc<Counters>,
+    pub durations: Arc<Histogram>,
+    pub admin: Admin,
+    pub queue: String,
+}
+
+/// Serves until the process ends (the worker's shutdown does not wait for scrapes).
+pub async fn serve(listener: TcpListener, sources: Arc<Sources>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let sources = sources.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(req, sources.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    sources: Arc<Sources>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(&sources).await,
+        ),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    Ok(resp)
+}
+
+async fn render(s: &Sources) -> String {
+    let mut out = String::with_capacity(4096);
+    let c = &s.counters;
+    for (name, help, v) in [
+        (
+            "wa_worker_jobs_done_total",
+            "Jobs handled and acknowledged.",
+            &c.done,
+        ),
+        (
+            "wa_worker_jobs_retried_total",
+            "Jobs scheduled for a retry.",
+            &c.retried,
+        ),
+        (
+            "wa_worker_jobs_dead_total",
+            "Jobs moved to the dead list.",
+            &c.dead,
+        ),
+        (
+            "wa_worker_jobs_returned_total",
+            "Jobs returned to pending at shutdown.",
+            &c.returned,
+        ),
+        (
+            "wa_worker_redis_errors_total",
+            "Failed Redis calls.",
+            &c.redis_errors,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Relaxed)
+        );
+    }
+    s.durations
+        .render(&mut out, "wa_worker_handler_duration_seconds");
+
+    let q = escape(&s.queue);
+    let stats = tokio::time::timeout(Duration::from_secs(2), s.admin.stats()).await;
+    let up = matches!(stats, Ok(Ok(_)));
+    let _ = writeln!(
+        out,
+        "# HELP wa_queue_up Whether Redis answered the stats query.\n# TYPE wa_queue_up gauge\nwa_queue_up{{queue=\"{q}\"}} {}",
+        u8::from(up)
+    );
+    if let Ok(Ok(st)) = stats {
+        let in_hand: u64 = st.processing.iter().map(|(_, n)| n).sum();
+        let oldest = st.oldest_pending_ms.map_or(0.0, |ms| ms as f64 / 1000.0);
+        for (name, help, v) in [
+            ("wa_queue_pending", "Jobs waiting.", st.pending as f64),
+            (
+                "wa_queue_delayed",
+                "Jobs waiting for their retry time.",
+                st.delayed as f64,
+            ),
+            ("wa_queue_dead", "Jobs in the dead list.", st.dead as f64),
+            (
+                "wa_queue_in_hand",
+                "Jobs held by consumers.",
+                in_hand as f64,
+            ),
+            (
+                "wa_queue_live_consumers",
+                "Consumers with a live lease.",
+                st.live_consumers as f64,
+            ),
+            (
+                "wa_queue_oldest_pending_seconds",
+                "Age of the oldest pending job (0 when none).",
+                oldest,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{queue=\"{q}\"}} {v}"
+            );
+        }
+    }
+    out
+}
+
+/// Label values escape `\`, `"` and newlines.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buckets are cumulative, end with +Inf, and count every observation once.
+    #[test]
+    fn histogram_renders_cumulative_buckets() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(120));
+        let mut out = String::new();
+        h.render(&mut out, "x");
+        assert!(out.contains("x_bucket{le=\"0.0005\"} 1\n"));
+        assert!(out.contains("x_bucket{le=\"0.005\"} 2\n"));
+        assert!(out.contains("x_bucket{le=\"60\"} 2\n"));
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("x_count 3\n"));
+    }
+}
