@@ -1,11 +1,18 @@
-//! The run loop (skeleton, being written).
+//! The run loop: fetch in batches, run handlers under a concurrency limit, settle in batches,
+//! keep the lease, promote, reap, reconnect, stop gracefully.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::{Consumer, Handler, QueueError};
+use futures_util::FutureExt;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::consumer::Settled;
+use crate::{Consumer, Delivery, Handler, Outcome, QueueError};
 
 /// Settings of [`run`].
 #[derive(Debug, Clone)]
@@ -19,6 +26,8 @@ pub struct RunOptions {
     pub shutdown_grace: Duration,
     /// live counts the embedding program can read while [`run`] goes on (for metrics)
     pub counters: Arc<Counters>,
+    /// how often due retries are promoted and lapsed consumers reaped (default 1 s)
+    pub housekeeping: Duration,
 }
 
 impl Default for RunOptions {
@@ -28,6 +37,7 @@ impl Default for RunOptions {
             handler_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             counters: Arc::default(),
+            housekeeping: Duration::from_secs(1),
         }
     }
 }
@@ -62,14 +72,255 @@ pub struct RunSummary {
     pub returned: u64,
 }
 
+impl Counters {
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            done: self.done.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            dead: self.dead.load(Relaxed),
+            returned: self.returned.load(Relaxed),
+        }
+    }
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+fn next_backoff(b: Duration) -> Duration {
+    (b * 2).min(BACKOFF_MAX)
+}
+
 /// Runs `handler` over the queue until `shutdown` resolves: fetches in batches, runs up to
 /// `concurrency` handlers, renews the lease, promotes due delayed jobs, reaps dead consumers,
 /// reconnects after Redis restarts, and on shutdown returns unfinished jobs to pending.
+///
+/// Details:
+/// - the handler is told the delivery number (`attempt` + 1); a handler that panics or runs
+///   past `handler_timeout` counts as `Retry`; `Retry` on the last allowed delivery is dead;
+/// - finished jobs are settled in batches (one round trip for all that finished meanwhile);
+/// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
+///   Jobs in hand stay in this consumer's processing list meanwhile; if the outage outlasts the
+///   lease, another consumer may reap them and run them again (at least once, never lost);
+/// - on shutdown: no new fetch (a blocking fetch already waiting is let finish, at most the
+///   block time), running handlers get `shutdown_grace`, their outcomes are settled, and every
+///   job still in hand goes back to the consumers' end of pending; then the lease is removed.
+///
+/// Returns the counts of this run (the `counters` keep accumulating across runs).
 pub async fn run<H: Handler>(
-    _consumer: Consumer,
-    _handler: H,
-    _opts: RunOptions,
-    _shutdown: impl Future<Output = ()> + Send,
+    consumer: Consumer,
+    handler: H,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, QueueError> {
-    unimplemented!()
+    let consumer = Arc::new(consumer);
+    let handler = Arc::new(handler);
+    let counters = opts.counters.clone();
+    let start = counters.summary();
+    let concurrency = opts.concurrency.max(1);
+    let batch = consumer.options().batch.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let (settle_tx, settle_rx) = mpsc::unbounded_channel::<(Delivery, Outcome)>();
+    let settler = tokio::spawn(settle_loop(consumer.clone(), settle_rx, counters.clone()));
+    let housekeeper = tokio::spawn(housekeeping(
+        consumer.clone(),
+        counters.clone(),
+        opts.housekeeping,
+    ));
+    let mut running = JoinSet::new();
+    let mut backoff = BACKOFF_MIN;
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    'fetching: loop {
+        while running.try_join_next().is_some() {}
+        let first = tokio::select! {
+            biased;
+            _ = &mut shutdown => break 'fetching,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break 'fetching,
+            },
+        };
+        let mut permits = vec![first];
+        while permits.len() < batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // Not raced against shutdown: a cancelled BLMOVE would still move a job on the server.
+        let fetched = consumer.fetch(permits.len()).await;
+        let deliveries = match fetched {
+            Ok(d) => {
+                backoff = BACKOFF_MIN;
+                d
+            }
+            Err(e) => {
+                counters.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, retry_in = ?backoff, "fetch failed");
+                drop(permits);
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break 'fetching,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = next_backoff(backoff);
+                continue;
+            }
+        };
+        for d in deliveries {
+            let Some(permit) = permits.pop() else {
+                // Cannot happen (fetch returns at most what was asked); settle it anyway.
+                let _ = settle_tx.send((d, Outcome::Retry("no handler slot".into())));
+                continue;
+            };
+            let job = match &d.job {
+                Ok(_) => d,
+                Err(why) => {
+                    let why = why.clone();
+                    let _ = settle_tx.send((d, Outcome::Dead(why)));
+                    continue;
+                }
+            };
+            let handler = handler.clone();
+            let tx = settle_tx.clone();
+            let limit = opts.handler_timeout;
+            running.spawn(async move {
+                let outcome = match &job.job {
+                    Ok(j) => {
+                        let call = AssertUnwindSafe(handler.handle(j, job.number())).catch_unwind();
+                        match tokio::time::timeout(limit, call).await {
+                            Ok(Ok(o)) => o,
+                            Ok(Err(_)) => Outcome::Retry("handler panicked".into()),
+                            Err(_) => Outcome::Retry(format!("handler timed out after {limit:?}")),
+                        }
+                    }
+                    Err(why) => Outcome::Dead(why.clone()),
+                };
+                let _ = tx.send((job, outcome));
+                drop(permit);
+            });
+        }
+    }
+
+    // Graceful stop: let running handlers finish within the grace period.
+    let grace = tokio::time::timeout(opts.shutdown_grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if grace.is_err() {
+        tracing::warn!(
+            still_running = running.len(),
+            "shutdown grace over; abandoning handlers"
+        );
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+    }
+    drop(settle_tx);
+    // The settler ends once every outcome is sent (it gives up after a few failed tries).
+    let _ = settler.await;
+    housekeeper.abort();
+    let returned = match consumer.release_all().await {
+        Ok(n) => n,
+        Err(e) => {
+            counters.redis_errors.fetch_add(1, Relaxed);
+            return Err(e);
+        }
+    };
+    counters.returned.fetch_add(returned as u64, Relaxed);
+    let end = counters.summary();
+    Ok(RunSummary {
+        done: end.done - start.done,
+        retried: end.retried - start.retried,
+        dead: end.dead - start.dead,
+        returned: end.returned - start.returned,
+    })
+}
+
+/// Settles outcomes in batches: whatever finished while the previous call was on the wire.
+async fn settle_loop(
+    consumer: Arc<Consumer>,
+    mut rx: mpsc::UnboundedReceiver<(Delivery, Outcome)>,
+    counters: Arc<Counters>,
+) {
+    let mut buf: Vec<(Delivery, Outcome)> = Vec::with_capacity(512);
+    while let Some(first) = rx.recv().await {
+        buf.push(first);
+        while buf.len() < 512 {
+            match rx.try_recv() {
+                Ok(x) => buf.push(x),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = BACKOFF_MIN;
+        let mut failures = 0;
+        loop {
+            let items: Vec<(&Delivery, &Outcome)> = buf.iter().map(|(d, o)| (d, o)).collect();
+            match consumer.settle(&items).await {
+                Ok(res) => {
+                    for s in res {
+                        let c = match s {
+                            Settled::Acked => &counters.done,
+                            Settled::Retried => &counters.retried,
+                            Settled::Dead => &counters.dead,
+                            _ => continue,
+                        };
+                        c.fetch_add(1, Relaxed);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    counters.redis_errors.fetch_add(1, Relaxed);
+                    failures += 1;
+                    // While running, keep trying: the jobs stay in hand meanwhile. Once
+                    // stopping (channel closed), give up after a few tries; the jobs then go
+                    // back to pending with the rest, or to a reaper.
+                    if rx.is_closed() && failures >= 3 {
+                        tracing::warn!(error = %e, jobs = buf.len(), "settle failed; leaving jobs in hand");
+                        break;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "settle failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = next_backoff(backoff);
+                }
+            }
+        }
+        buf.clear();
+    }
+}
+
+/// Lease renewal every third of the lease; promoter and reaper every `every`.
+async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: Duration) {
+    let lease = consumer.options().lease;
+    let tick = every.min(lease / 3).max(Duration::from_millis(10));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_renew = tokio::time::Instant::now();
+    let mut last_chores = tokio::time::Instant::now() - every;
+    loop {
+        interval.tick().await;
+        if last_renew.elapsed() >= lease / 3 {
+            match consumer.renew_lease().await {
+                Ok(()) => last_renew = tokio::time::Instant::now(),
+                Err(e) => {
+                    counters.redis_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, "lease renewal failed");
+                }
+            }
+        }
+        if last_chores.elapsed() >= every {
+            last_chores = tokio::time::Instant::now();
+            let chores = async {
+                while consumer.promote_due().await? >= 1000 {}
+                let reaped = consumer.reap_expired().await?;
+                if reaped > 0 {
+                    tracing::info!(jobs = reaped, "returned the jobs of lapsed consumers");
+                }
+                Ok::<_, QueueError>(())
+            };
+            if let Err(e) = chores.await {
+                counters.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "promote/reap failed");
+            }
+        }
+    }
 }
