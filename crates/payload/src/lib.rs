@@ -1,16 +1,120 @@
-//! Borrowed model of webhook bodies (skeleton: API agreed, bodies being written).
+//! Borrowed model of WhatsApp Business (Cloud API) webhook bodies.
+//!
+//! Meta posts batches: one body holds `entry[]`, each entry `changes[]`, and a change of the
+//! `messages` field holds `messages[]`, `statuses[]` and value-level `errors[]`. [`Body::parse`]
+//! reads such a body and [`Body::notifications`] yields one [`Notification`] per message, status
+//! and value-level error, plus one per change of any other field (template status updates,
+//! account updates, ...), in body order, each with its context (WABA id, field, phone number
+//! metadata, the matching contact) and its object **byte for byte as received** (`raw`), ready to
+//! be stored as a job payload without re-encoding.
+//!
+//! # Getting started
+//!
+//! ```
+//! use wa_payload::{Body, Kind};
+//!
+//! let bytes = br#"{"object":"whatsapp_business_account","entry":[{"id":"1045","changes":[{
+//!   "value":{"messaging_product":"whatsapp",
+//!     "metadata":{"display_phone_number":"15550001234","phone_number_id":"1098"},
+//!     "contacts":[{"profile":{"name":"Jos\u00e9"},"wa_id":"34612345678"}],
+//!     "messages":[{"from":"34612345678","id":"wamid.HBg\/Nz","timestamp":"1768997000",
+//!                  "type":"text","text":{"body":"Hola"}}]},
+//!   "field":"messages"}]}]}"#;
+//!
+//! let body = Body::parse(bytes)?;
+//! assert_eq!(body.object(), Some("whatsapp_business_account"));
+//! assert!(body.anomalies().is_empty());
+//!
+//! let n = body.notifications().next().expect("one message");
+//! assert_eq!(n.kind, Kind::Message);
+//! assert_eq!(n.wamid.as_deref(), Some("wamid.HBg/Nz")); // `\/` unescaped
+//! assert_eq!(n.text.as_deref(), Some("Hola"));
+//! assert_eq!(n.contact.and_then(|c| c.name).as_deref(), Some("José"));
+//! assert_eq!(n.metadata.phone_number_id.as_deref(), Some("1098"));
+//! assert!(n.raw.get().contains(r#""wamid.HBg\/Nz""#)); // raw keeps Meta's escapes
+//! # Ok::<(), wa_payload::PayloadError>(())
+//! ```
+//!
+//! # What is lenient, and how oddities surface
+//!
+//! Parsing fails only when the body is not a JSON object ([`PayloadError::NotAnObject`], which
+//! also covers text that is not JSON at all). Everything else is read around:
+//!
+//! - A part of the envelope with the wrong shape (`entry` not an array, a change without `value`,
+//!   a message that is not an object, ...) is skipped and recorded in [`Body::anomalies`] with its
+//!   path (`entry[0].changes[1].value.messages[2]`) and a [`Problem`]; the rest of the body is
+//!   read as usual. Paths never contain body text, so they are safe to log and count.
+//! - Unknown keys are ignored; unknown message types, status values and fields are yielded like
+//!   known ones (the type is just a string here).
+//! - Where a string is expected and a number is found (a numeric `timestamp`), the number's decimal
+//!   text is used. Any other type there reads as `None`.
+//! - A `messages` change whose value has none of `messages`, `statuses` or `errors` is yielded
+//!   whole as a [`Kind::Change`], so that a shape Meta adds later is not dropped.
+//!
+//! # Strings
+//!
+//! Every string is a `Cow<'a, str>` borrowed from the body unless it contains escapes. Meta's
+//! wire form escapes non-ASCII text as `\uXXXX` and `/` as `\/` (wamids are base64 and may contain
+//! `/`), so such strings are unescaped into owned copies; ids and plain ASCII stay borrowed.
+//!
+//! # Typed access
+//!
+//! [`Message`] and [`Status`] read a message or status object (a notification's `raw`, or a
+//! job's `payload`) into typed, equally lenient structs: every message type Meta documents has a
+//! [`Content`] variant, anything else is [`Content::Other`] with its raw sub-object.
+//!
+//! ```
+//! use wa_payload::{Content, Message};
+//!
+//! let payload = r#"{"from":"4915123456789","id":"wamid.X","timestamp":"1768994614",
+//!   "type":"reaction","reaction":{"message_id":"wamid.Y"}}"#;
+//! let m = Message::from_raw(payload)?;
+//! match &m.content {
+//!     Content::Reaction(r) => assert!(r.is_removal()), // no emoji: the reaction was removed
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), wa_payload::PayloadError>(())
+//! ```
+//!
+//! # Performance
+//!
+//! The envelope is read in one streaming pass that skips, rather than builds, everything it does
+//! not need; a notification's own fields are read from its slice when the iterator reaches it. See
+//! `docs/performance-payload.md` for figures against `serde_json::Value`.
 
 use std::borrow::Cow;
 
 pub use serde_json::value::RawValue;
 
-/// Why a body could not be read at all.
+mod anomaly;
+mod de;
+mod message;
+mod status;
+mod walk;
+
+pub use anomaly::{Anomaly, Problem};
+pub use message::{
+    Address, Button, ContactName, Content, Context, Edit, Email, ErrorData, ErrorInfo, Interactive,
+    Location, Media, Message, NfmReply, Order, Org, Phone, ProductItem, Reaction, Referral,
+    ReferredProduct, Reply, Revoke, SharedContact, System, Text, Unsupported, Url, WelcomeMessage,
+};
+pub use status::{Conversation, Origin, Pricing, Status, StatusValue};
+
+/// Why a body (or a part read on request) could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PayloadError {
     /// the body is not a JSON object
     #[error("body is not a JSON object: {0}")]
     NotAnObject(String),
+    /// a part read on request (a message, a status, a flow response) is not the JSON expected
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// which part
+        what: &'static str,
+        /// what was wrong, without quoting the input
+        detail: String,
+    },
 }
 
 /// What a notification is; one job is made per notification.
@@ -25,6 +129,18 @@ pub enum Kind {
     Error,
     /// the value of a change of any field other than `messages`
     Change,
+}
+
+impl Kind {
+    /// The lowercase name used in jobs and filters: `message`, `status`, `error`, `change`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Status => "status",
+            Kind::Error => "error",
+            Kind::Change => "change",
+        }
+    }
 }
 
 /// `value.metadata` of a change.
@@ -63,7 +179,9 @@ pub struct Notification<'a> {
     pub field: Option<Cow<'a, str>>,
     /// `value.metadata`
     pub metadata: Metadata<'a>,
-    /// the contact whose `wa_id` or `user_id` is the sender's (messages only)
+    /// the contact whose `wa_id` or `user_id` is the sender's (message) or the recipient's
+    /// (status); when a message names no sender at all and the change lists exactly one contact,
+    /// that one
     pub contact: Option<Contact<'a>>,
     /// wamid: `id` of a message or status
     pub wamid: Option<Cow<'a, str>>,
@@ -71,7 +189,7 @@ pub struct Notification<'a> {
     pub from: Option<Cow<'a, str>>,
     /// `from_user_id` of a message, `recipient_user_id` of a status
     pub from_user_id: Option<Cow<'a, str>>,
-    /// message type, status value, or field name
+    /// message type, status value, or field name (for an error or a change)
     pub type_: Option<Cow<'a, str>>,
     /// `text.body` of a text message
     pub text: Option<Cow<'a, str>>,
@@ -81,25 +199,80 @@ pub struct Notification<'a> {
     pub raw: &'a RawValue,
 }
 
-/// A parsed body.
+impl<'a> Notification<'a> {
+    /// The message, typed, when this is a [`Kind::Message`].
+    pub fn message(&self) -> Option<Message<'a>> {
+        match self.kind {
+            Kind::Message => Message::from_raw_value(self.raw).ok(),
+            _ => None,
+        }
+    }
+
+    /// The status, typed, when this is a [`Kind::Status`].
+    pub fn status(&self) -> Option<Status<'a>> {
+        match self.kind {
+            Kind::Status => Status::from_raw_value(self.raw).ok(),
+            _ => None,
+        }
+    }
+
+    /// The value-level error, typed, when this is a [`Kind::Error`].
+    pub fn error(&self) -> Option<ErrorInfo<'a>> {
+        match self.kind {
+            Kind::Error => ErrorInfo::from_raw(self.raw.get()).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed body: the envelope read, each notification's slice located.
+///
+/// Iterating [`Body::notifications`] reads each item's own fields from its slice as it goes; the
+/// body itself is not read again.
 #[derive(Debug)]
 pub struct Body<'a> {
-    _raw: &'a [u8],
+    bytes: &'a [u8],
+    walk: walk::Walk<'a>,
 }
 
 impl<'a> Body<'a> {
     /// Parses a body; fails only when it is not a JSON object.
-    pub fn parse(_bytes: &'a [u8]) -> Result<Self, PayloadError> {
-        unimplemented!()
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, PayloadError> {
+        let walk = walk::walk(bytes)?;
+        Ok(Body { bytes, walk })
     }
 
     /// `object`, if present and a string.
     pub fn object(&self) -> Option<&str> {
-        unimplemented!()
+        self.walk.object.as_deref()
     }
 
     /// Every notification of every entry and change, in body order.
     pub fn notifications(&self) -> impl Iterator<Item = Notification<'a>> + '_ {
-        std::iter::empty()
+        self.walk
+            .items
+            .iter()
+            .map(|item| self.walk.notification(item))
+    }
+
+    /// How many notifications [`Body::notifications`] yields.
+    pub fn len(&self) -> usize {
+        self.walk.items.len()
+    }
+
+    /// True when the body yields no notification.
+    pub fn is_empty(&self) -> bool {
+        self.walk.items.is_empty()
+    }
+
+    /// What was odd in the body and skipped or read around, in body order; empty for a
+    /// well-formed body.
+    pub fn anomalies(&self) -> &[Anomaly] {
+        &self.walk.anomalies
+    }
+
+    /// The bytes the body was parsed from.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 }
