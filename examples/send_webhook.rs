@@ -55,6 +55,19 @@ async fn main() -> ExitCode {
         Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
         Err(_) => String::new(),
     };
-    println!("{} {}{}", status.as_u16(), status.canonical_reason().unwrap_or(""), if text.is_empty() { String::new() } else { format!(" {text}") });
-    if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    println!(
+        "{} {}{}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(" {text}")
+        }
+    );
+    if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

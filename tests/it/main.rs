@@ -3,6 +3,7 @@
 
 mod support;
 
+mod custom_worker;
 mod endpoint;
 mod fault;
 mod fixtures;
