@@ -1,1 +1,225 @@
-fn main() {}
+//! `wa-ingress`: verifies WhatsApp webhooks and enqueues them in Redis. Flags, logging, wiring;
+//! the endpoint itself is `wa_webhook`.
+//!
+//! Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT), 64 for a configuration error,
+//! 1 when the listen address cannot be bound.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use wa_webhook::{
+    Accept, Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook,
+};
+
+/// Receives WhatsApp Cloud API webhooks, verifies them and enqueues one job per notification.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// App secret(s) for X-Hub-Signature-256; a comma-separated list verifies against any
+    #[arg(long, env = "WHATSAPP_APP_SECRET", hide_env_values = true)]
+    app_secret: Option<String>,
+    /// Token Meta's GET handshake must present
+    #[arg(long, env = "WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
+    verify_token: Option<String>,
+    /// Redis URL (may hold a password)
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    redis_url: String,
+    /// Address to listen on
+    #[arg(long, env = "WA_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Path of the webhook
+    #[arg(long, env = "WA_WEBHOOK_PATH", default_value = wa_webhook::DEFAULT_PATH)]
+    path: String,
+    /// Queue name
+    #[arg(long, env = "WA_QUEUE", default_value = "whatsapp")]
+    queue: String,
+    /// Key prefix of the queue
+    #[arg(long, env = "WA_PREFIX", default_value = "wa")]
+    prefix: String,
+    /// How long a dedup marker lives (Meta retries for 7 days)
+    #[arg(long, env = "WA_DEDUP_TTL", default_value = "8d", value_parser = humantime::parse_duration)]
+    dedup_ttl: Duration,
+    /// Kinds to enqueue: comma list of message, status, error, change, or all
+    #[arg(long, env = "WA_ACCEPT", default_value = "all")]
+    accept: Accept,
+    /// Largest accepted body, in bytes
+    #[arg(long, env = "WA_MAX_BODY", default_value_t = wa_webhook::DEFAULT_MAX_BODY)]
+    max_body: usize,
+    /// Longest wait for Redis before answering 503
+    #[arg(long, env = "WA_ENQUEUE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    enqueue_timeout: Duration,
+    /// Connections open at once
+    #[arg(long, env = "WA_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Longest time a client may take to send request headers (and stay idle between requests)
+    #[arg(long, env = "WA_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Longest time for a whole request
+    #[arg(long, env = "WA_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// How long in-flight requests may take after SIGTERM
+    #[arg(long, env = "WA_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    /// Log format
+    #[arg(long, env = "WA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// EX_USAGE from sysexits.h.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", usage_line(&e));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    init_logging(&args.log_format);
+    let webhook = match build(&args) {
+        Ok(webhook) => webhook,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: WA_LISTEN (--listen) {}: cannot bind: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().unwrap_or(args.listen);
+        tracing::info!(%addr, path = %args.path, queue = %args.queue, accept = %args.accept, "wa-ingress listening");
+        wa_webhook::serve(listener, webhook, shutdown_signal()).await;
+        tracing::info!("wa-ingress stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Turns the flags into an endpoint; the error names the variable to fix (never its value).
+fn build(args: &Args) -> Result<Webhook, String> {
+    let secret = args.app_secret.as_deref().unwrap_or("");
+    let verifier = Verifier::from_list(secret).map_err(|e| {
+        format!("WHATSAPP_APP_SECRET (--app-secret) is required and must not be empty: {e}")
+    })?;
+    let token = args.verify_token.as_deref().unwrap_or("");
+    let challenge = Challenge::new(token).map_err(|e| {
+        format!("WHATSAPP_VERIFY_TOKEN (--verify-token) is required and must not be empty: {e}")
+    })?;
+    if !args.path.starts_with('/') {
+        return Err("WA_WEBHOOK_PATH (--path) must start with '/'".into());
+    }
+    if args.max_body == 0 {
+        return Err("WA_MAX_BODY (--max-body) must be at least 1".into());
+    }
+    let queue = QueueName::with_prefix(&args.prefix, &args.queue)
+        .map_err(|e| format!("WA_QUEUE / WA_PREFIX: {e}"))?;
+    let mut options = ProducerOptions::default();
+    options.dedup_ttl = args.dedup_ttl;
+    options.timeout = args.enqueue_timeout;
+    // Does not connect: a Redis that is down now only makes /readyz and POSTs answer 503.
+    let producer =
+        Producer::new(&args.redis_url, queue, options).map_err(|e| format!("REDIS_URL: {e}"))?;
+    let mut config = Config::default();
+    config.path.clone_from(&args.path);
+    config.max_body = args.max_body;
+    config.enqueue_timeout = args.enqueue_timeout;
+    config.accept = args.accept;
+    config.max_connections = args.max_connections;
+    config.header_read_timeout = args.header_timeout;
+    config.request_timeout = args.request_timeout;
+    config.shutdown_grace = args.shutdown_grace;
+    Ok(Webhook::new(config, verifier, challenge, producer))
+}
+
+/// clap's first error line, plus the environment variable behind the flag it names.
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.to_string();
+    let mut line = text
+        .lines()
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_owned();
+    if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+        let long = arg
+            .trim_start_matches('-')
+            .split([' ', '='])
+            .next()
+            .unwrap_or("");
+        let command = <Args as clap::CommandFactory>::command();
+        let env = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env());
+        if let Some(env) = env {
+            line.push_str(&format!(
+                " (environment variable {})",
+                env.to_string_lossy()
+            ));
+        }
+    }
+    line
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

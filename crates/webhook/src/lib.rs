@@ -1,1 +1,617 @@
-//! The webhook endpoint (being written).
+//! The WhatsApp Business (Cloud API) webhook endpoint as a reusable hyper/tower service.
+//!
+//! A [`Webhook`] answers Meta's GET handshake and turns every signed POST into jobs of the
+//! wa-queue contract, one per message, status, value-level error or other change, handed to
+//! Redis in one round trip. It answers 200 only once Redis has confirmed every job (or knew it
+//! already: deduplication), and 503 when Redis is down or slower than
+//! [`Config::enqueue_timeout`], so Meta delivers again and nothing acknowledged is lost.
+//!
+//! # Getting started
+//!
+//! Build the four parts, then [`serve`] them on a listener until a shutdown future resolves:
+//!
+//! ```no_run
+//! use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::default(); // path /api/whatsapp/webhook, 4 MiB, 2 s, all kinds
+//! let verifier = Verifier::from_list("app-secret")?; // a comma list verifies against any
+//! let challenge = Challenge::new("verify-token")?;
+//! let mut options = ProducerOptions::default();
+//! options.timeout = config.enqueue_timeout;
+//! let producer = Producer::new("redis://127.0.0.1:6379", QueueName::new("whatsapp")?, options)?;
+//! let webhook = Webhook::new(config, verifier, challenge, producer);
+//!
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! wa_webhook::serve(listener, webhook, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`serve`] speaks HTTP/1.1 with keep-alive and HTTP/2 (also cleartext with prior knowledge),
+//! caps open connections ([`Config::max_connections`]), closes connections whose headers take
+//! longer than [`Config::header_read_timeout`], and on shutdown stops accepting and lets
+//! in-flight requests finish for up to [`Config::shutdown_grace`].
+//!
+//! # Mounting in your own server
+//!
+//! [`Webhook`] is a cheap `Clone` (an `Arc` inside) and a tower `Service` over any request body
+//! that never fails (`Error = Infallible`). In axum:
+//!
+//! ```no_run
+//! # fn mount(webhook: wa_webhook::Webhook) -> axum::Router {
+//! axum::Router::new()
+//!     .route_service("/api/whatsapp/webhook", webhook.clone())
+//!     .route_service("/metrics", webhook)
+//! # }
+//! ```
+//!
+//! With plain hyper, per accepted connection:
+//!
+//! ```no_run
+//! # async fn conn(stream: tokio::net::TcpStream, webhook: wa_webhook::Webhook) {
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto::Builder;
+//! use hyper_util::service::TowerToHyperService;
+//!
+//! let service = TowerToHyperService::new(webhook);
+//! let _ = Builder::new(TokioExecutor::new())
+//!     .serve_connection(TokioIo::new(stream), service)
+//!     .await;
+//! # }
+//! ```
+//!
+//! Or call [`Webhook::handle`] yourself with any `http::Request` whose body implements
+//! `http_body::Body`; that is how the tests drive it without a socket. The webhook routes by
+//! path itself: [`Config::path`], `/healthz` (live), `/readyz` (Redis answers PING within the
+//! enqueue timeout) and `/metrics` (Prometheus text); any other path is 404. Mount the paths you
+//! want it to see.
+//!
+//! # What a POST goes through
+//!
+//! 1. A `Content-Length` over [`Config::max_body`] is 413 before any byte is read; a chunked
+//!    body is read up to the limit and is 413 as soon as it passes it.
+//! 2. `X-Hub-Signature-256` is checked over exactly the bytes received: absent is 401
+//!    `Missing Signature`, malformed or wrong is 403 `Invalid Signature`.
+//! 3. The body is walked with wa-payload: not a JSON object is 400; an `object` other than
+//!    `whatsapp_business_account` is 200 with nothing enqueued (counted in `/metrics`).
+//! 4. One job per notification whose kind is in [`Config::accept`], all in one enqueue call;
+//!    none at all is 200 without asking Redis.
+//! 5. 200 once Redis confirmed every job as new or duplicate; 503 on a Redis error or timeout.
+//!
+//! # The jobs
+//!
+//! Every field of the contract's envelope is taken from the notification; `payload` is the
+//! message, status, error or value object sliced out of the body byte for byte (never parsed
+//! and encoded again, so Meta's `\uXXXX` and `\/` escapes stay as sent). `received_at` is read
+//! once per request. The dedup `id` is:
+//!
+//! - a message: its wamid;
+//! - a status: `<wamid>:<status>` (so `sent`, `delivered` and `read` are three jobs);
+//! - an error, a change, or a message or status without an id: [`content_id`], the lowercase
+//!   hex SHA-256 of `waba_id` `\n` `entry_time` `\n` `field` `\n` raw bytes, where an absent
+//!   part is empty and the entry time is written in decimal. The raw bytes identify the event;
+//!   the account, field and time (when Meta sends one) keep two distinct events with the same
+//!   value apart, while a redelivery of the same body hashes the same.
+//!
+//! # Memory
+//!
+//! Nothing is buffered beyond the requests in flight: each holds its body (at most
+//! [`Config::max_body`]) and its jobs, which borrow from the body, until Redis answers or the
+//! enqueue timeout passes. With [`serve`], requests in flight are at most
+//! `max_connections × max_streams_per_connection`, whatever Redis does.
+//!
+//! # Logs
+//!
+//! One `request` span per request at debug level (method, route, status, notification count,
+//! duration); enqueue failures at warn. Neither the body, the query string (it holds the verify
+//! token), the secret nor any header value is ever logged.
+
+mod config;
+mod jobs;
+mod metrics;
+mod server;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body as HttpBody;
+use http_body_util::{BodyExt, Full};
+use tracing::Instrument;
+
+pub use config::{Accept, Config, DEFAULT_MAX_BODY, DEFAULT_PATH};
+pub use jobs::content_id;
+pub use metrics::Metrics;
+pub use server::serve;
+pub use wa_challenge::Challenge;
+pub use wa_queue::{JobKind, Producer, ProducerOptions, QueueName};
+pub use wa_signature::Verifier;
+
+use metrics::{Fate, Outcome, SigFailure};
+
+/// Errors of this crate (configuration only: the endpoint itself answers every request).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// a word of the accept list is not `message`, `status`, `error`, `change` or `all`
+    #[error("unknown notification kind {0:?} (expected message, status, error, change or all)")]
+    UnknownKind(String),
+    /// the accept list names no kind
+    #[error("the accept list is empty")]
+    EmptyAccept,
+}
+
+/// The webhook endpoint: a handler, a tower `Service`, and what [`serve`] runs.
+///
+/// Cloning is cheap (an `Arc`); every clone shares the producer and the metrics.
+#[derive(Clone)]
+pub struct Webhook {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    verifier: Verifier,
+    challenge: Challenge,
+    producer: Producer,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for Webhook {
+    // The verifier and challenge hold secrets; their own Debug redacts them, and the config
+    // holds none.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a request goes, decided from its path alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Webhook,
+    Healthz,
+    Readyz,
+    Metrics,
+    NotFound,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Webhook => "webhook",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
+/// Why a body could not be read.
+enum ReadError {
+    TooLarge,
+    Broken,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+const SIGNATURE_MISSING: &str = "Missing Signature";
+const SIGNATURE_INVALID: &str = "Invalid Signature";
+
+impl Webhook {
+    /// Assembles an endpoint. The producer's own timeout should not exceed
+    /// [`Config::enqueue_timeout`]; the endpoint enforces the latter in any case.
+    pub fn new(
+        config: Config,
+        verifier: Verifier,
+        challenge: Challenge,
+        producer: Producer,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                verifier,
+                challenge,
+                producer,
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// The settings this endpoint was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The live counters (what `/metrics` renders).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Answers one request. Never fails: every problem has its status code.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: HttpBody,
+    {
+        let inner = &*self.inner;
+        let _in_flight = inner.metrics.in_flight();
+        let started = Instant::now();
+        let route = self.route_of(req.uri().path());
+        let span = tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            route = route.name(),
+            status = tracing::field::Empty,
+            notifications = tracing::field::Empty,
+        );
+        let mut notifications = 0usize;
+        let answer = tokio::time::timeout(
+            inner.config.request_timeout,
+            self.dispatch(req, route, &mut notifications),
+        )
+        .instrument(span.clone())
+        .await;
+        let response = answer.unwrap_or_else(|_| {
+            inner.metrics.request(Outcome::Timeout);
+            reply(StatusCode::REQUEST_TIMEOUT, "")
+        });
+        if !span.is_disabled() {
+            span.record("status", response.status().as_u16());
+            span.record("notifications", notifications);
+            span.in_scope(|| {
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "answered"
+                );
+            });
+        }
+        response
+    }
+
+    fn route_of(&self, path: &str) -> Route {
+        if path == self.inner.config.path {
+            Route::Webhook
+        } else {
+            match path {
+                "/healthz" => Route::Healthz,
+                "/readyz" => Route::Readyz,
+                "/metrics" => Route::Metrics,
+                _ => Route::NotFound,
+            }
+        }
+    }
+
+    async fn dispatch<B: HttpBody>(
+        &self,
+        req: Request<B>,
+        route: Route,
+        count: &mut usize,
+    ) -> Reply {
+        let metrics = &self.inner.metrics;
+        match (route, req.method()) {
+            (Route::Webhook, &Method::POST) => self.post(req, count).await,
+            (Route::Webhook, &Method::GET) => self.handshake(req.uri().query().unwrap_or("")),
+            (Route::Webhook, _) => {
+                metrics.request(Outcome::MethodNotAllowed);
+                with_allow(reply(StatusCode::METHOD_NOT_ALLOWED, ""), "GET, POST")
+            }
+            (Route::NotFound, _) => {
+                metrics.request(Outcome::NotFound);
+                reply(StatusCode::NOT_FOUND, "")
+            }
+            (_, m) if m != Method::GET => {
+                metrics.request(Outcome::MethodNotAllowed);
+                with_allow(reply(StatusCode::METHOD_NOT_ALLOWED, ""), "GET")
+            }
+            (Route::Healthz, _) => {
+                metrics.request(Outcome::Probe);
+                text(StatusCode::OK, Bytes::from_static(b"ok\n"))
+            }
+            (Route::Readyz, _) => {
+                metrics.request(Outcome::Probe);
+                self.ready().await
+            }
+            (Route::Metrics, _) => {
+                metrics.request(Outcome::Probe);
+                let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+        }
+    }
+
+    fn handshake(&self, query: &str) -> Reply {
+        let metrics = &self.inner.metrics;
+        match self.inner.challenge.decide(query) {
+            Ok(challenge) => {
+                metrics.request(Outcome::ChallengeOk);
+                text(StatusCode::OK, Bytes::from(challenge))
+            }
+            Err(e) if e.is_bad_request() => {
+                metrics.request(Outcome::ChallengeBadRequest);
+                reply(StatusCode::BAD_REQUEST, "")
+            }
+            Err(_) => {
+                metrics.request(Outcome::ChallengeForbidden);
+                reply(StatusCode::FORBIDDEN, "")
+            }
+        }
+    }
+
+    async fn ready(&self) -> Reply {
+        let ping = tokio::time::timeout(
+            self.inner.config.enqueue_timeout,
+            self.inner.producer.ping(),
+        );
+        match ping.await {
+            Ok(Ok(())) => text(StatusCode::OK, Bytes::from_static(b"ready\n")),
+            _ => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Bytes::from_static(b"redis unavailable\n"),
+            ),
+        }
+    }
+
+    async fn post<B: HttpBody>(&self, req: Request<B>, count: &mut usize) -> Reply {
+        let inner = &*self.inner;
+        let metrics = &inner.metrics;
+        let limit = inner.config.max_body;
+        let (parts, body) = req.into_parts();
+
+        // Refuse an announced oversize body before reading a byte of it.
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64 {
+            metrics.request(Outcome::TooLarge);
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
+        }
+        let bytes = match read_body(body, limit, declared).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge) => {
+                metrics.request(Outcome::TooLarge);
+                return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
+            }
+            Err(ReadError::Broken) => {
+                metrics.request(Outcome::BadRequest);
+                return reply(StatusCode::BAD_REQUEST, "");
+            }
+        };
+
+        let header = parts
+            .headers
+            .get(wa_signature::HEADER_NAME)
+            .map(HeaderValue::as_bytes);
+        if let Err(e) = inner.verifier.verify(header, &bytes) {
+            return match e {
+                wa_signature::SignatureError::Missing => {
+                    metrics.signature_failure(SigFailure::Missing);
+                    metrics.request(Outcome::MissingSignature);
+                    text(
+                        StatusCode::UNAUTHORIZED,
+                        Bytes::from_static(SIGNATURE_MISSING.as_bytes()),
+                    )
+                }
+                other => {
+                    let why = if matches!(other, wa_signature::SignatureError::Malformed(_)) {
+                        SigFailure::Malformed
+                    } else {
+                        SigFailure::Mismatch
+                    };
+                    metrics.signature_failure(why);
+                    metrics.request(Outcome::InvalidSignature);
+                    text(
+                        StatusCode::FORBIDDEN,
+                        Bytes::from_static(SIGNATURE_INVALID.as_bytes()),
+                    )
+                }
+            };
+        }
+
+        // Build the jobs in a block so that nothing but the jobs (which borrow `bytes`) lives
+        // across the enqueue await.
+        let jobs = {
+            let Ok(payload) = wa_payload::Body::parse(&bytes) else {
+                metrics.request(Outcome::BadRequest);
+                return reply(StatusCode::BAD_REQUEST, "");
+            };
+            if payload.object() != Some("whatsapp_business_account") {
+                metrics.ignored_object();
+                metrics.request(Outcome::Ignored);
+                return reply(StatusCode::OK, "");
+            }
+            let received_at = now_ms();
+            let accept = inner.config.accept;
+            let mut filtered = [0u64; 4];
+            let mut jobs = Vec::new();
+            for n in payload.notifications() {
+                let kind = jobs::job_kind(n.kind);
+                if accept.contains(kind) {
+                    jobs.push(jobs::build(n, kind, received_at));
+                } else {
+                    filtered[kind_slot(kind)] += 1;
+                }
+            }
+            for (slot, n) in filtered.into_iter().enumerate() {
+                metrics.notifications(KIND_BY_SLOT[slot], Fate::Filtered, n);
+            }
+            jobs
+        };
+        *count = jobs.len();
+        if jobs.is_empty() {
+            metrics.request(Outcome::Accepted);
+            return reply(StatusCode::OK, "");
+        }
+
+        let started = Instant::now();
+        let enqueued =
+            tokio::time::timeout(inner.config.enqueue_timeout, inner.producer.enqueue(&jobs)).await;
+        match enqueued {
+            Ok(Ok(outcomes)) => {
+                metrics.enqueue_latency(started.elapsed());
+                let mut tally = [[0u64; 2]; 4];
+                for (job, outcome) in jobs.iter().zip(&outcomes) {
+                    let fate = match outcome {
+                        wa_queue::Enqueued::New => 0,
+                        wa_queue::Enqueued::Duplicate => 1,
+                    };
+                    tally[kind_slot(job.kind)][fate] += 1;
+                }
+                for (slot, [new, dup]) in tally.into_iter().enumerate() {
+                    metrics.notifications(KIND_BY_SLOT[slot], Fate::Enqueued, new);
+                    metrics.notifications(KIND_BY_SLOT[slot], Fate::Duplicate, dup);
+                }
+                metrics.request(Outcome::Accepted);
+                reply(StatusCode::OK, "")
+            }
+            Ok(Err(e)) => {
+                metrics.redis_error();
+                metrics.request(Outcome::Unavailable);
+                tracing::warn!(error = %e, jobs = jobs.len(), "enqueue failed; answering 503");
+                reply(StatusCode::SERVICE_UNAVAILABLE, "")
+            }
+            Err(_) => {
+                metrics.redis_error();
+                metrics.request(Outcome::Unavailable);
+                tracing::warn!(
+                    timeout = ?inner.config.enqueue_timeout,
+                    jobs = jobs.len(),
+                    "enqueue timed out; answering 503"
+                );
+                reply(StatusCode::SERVICE_UNAVAILABLE, "")
+            }
+        }
+    }
+}
+
+const KIND_BY_SLOT: [JobKind; 4] = [
+    JobKind::Message,
+    JobKind::Status,
+    JobKind::Error,
+    JobKind::Change,
+];
+
+fn kind_slot(kind: JobKind) -> usize {
+    match kind {
+        JobKind::Message => 0,
+        JobKind::Status => 1,
+        JobKind::Error => 2,
+        JobKind::Change => 3,
+    }
+}
+
+/// Reads a body up to `limit` bytes. A body that arrives in one frame (the usual case for a
+/// small webhook) is kept as that frame's `Bytes` without a copy; more frames are gathered into
+/// one buffer sized from `Content-Length` when it is known.
+async fn read_body<B: HttpBody>(
+    body: B,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, ReadError> {
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.as_mut().frame().await {
+        let frame = frame.map_err(|_| ReadError::Broken)?;
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers carry nothing we sign or parse
+        };
+        let n = data.remaining();
+        if n > limit - len {
+            return Err(ReadError::TooLarge);
+        }
+        len += n;
+        if first.is_none() && buf.is_empty() {
+            first = Some(data.copy_to_bytes(n));
+            continue;
+        }
+        if let Some(f) = first.take() {
+            let want = declared.map_or(0, |d| d as usize).max(len);
+            buf.reserve_exact(want);
+            buf.extend_from_slice(&f);
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            buf.extend_from_slice(chunk);
+            let k = chunk.len();
+            data.advance(k);
+        }
+    }
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(buf),
+    })
+}
+
+fn reply(status: StatusCode, body: &'static str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+fn text(status: StatusCode, body: Bytes) -> Reply {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn with_allow(mut r: Reply, allow: &'static str) -> Reply {
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl<B> tower_service::Service<Request<B>> for Webhook
+where
+    B: HttpBody + Send + 'static,
+    B::Data: Send,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// How long [`serve`] waits after an accept error (out of file descriptors, say) before trying
+/// again, so such a state does not spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! Endpoint settings and the kind filter.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use wa_queue::JobKind;
+
+use crate::WebhookError;
+
+/// The default webhook path, as the Node design served it.
+pub const DEFAULT_PATH: &str = "/api/whatsapp/webhook";
+
+/// The default body limit: 4 MiB. Meta sends at most about 3 MB; one byte more than the limit
+/// is answered 413.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Settings of a [`Webhook`](crate::Webhook) and of [`serve`](crate::serve).
+///
+/// `Config::default()` is the documented default of every field; change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = wa_webhook::Config::default();
+/// config.path = "/hooks/whatsapp".into();
+/// config.enqueue_timeout = Duration::from_millis(500);
+/// config.accept = "message,status".parse().unwrap();
+/// assert_eq!(config.max_body, 4 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Path of the webhook (GET handshake and POST notifications). Default `/api/whatsapp/webhook`.
+    pub path: String,
+    /// Largest accepted body in bytes; a larger one is answered 413 without reading on.
+    /// Default 4 MiB (4194304).
+    pub max_body: usize,
+    /// How long one enqueue round trip (and a `/readyz` PING) may take before the answer is 503.
+    /// Default 2 s.
+    pub enqueue_timeout: Duration,
+    /// Which kinds of notification become jobs; the rest are counted and dropped. Default all.
+    pub accept: Accept,
+    /// [`serve`](crate::serve): how long a client may take to send a request's headers (HTTP/1),
+    /// idle keep-alive time included. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// The whole of one request, body and enqueue included; past it the answer is 408.
+    /// Default 30 s.
+    pub request_timeout: Duration,
+    /// [`serve`](crate::serve): connections open at once; further ones wait in the listen
+    /// backlog. Default 1024.
+    pub max_connections: usize,
+    /// [`serve`](crate::serve): streams per HTTP/2 connection. Default 16.
+    pub max_streams_per_connection: u32,
+    /// [`serve`](crate::serve): after shutdown starts, how long in-flight requests may still take.
+    /// Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: DEFAULT_PATH.to_owned(),
+            max_body: DEFAULT_MAX_BODY,
+            enqueue_timeout: Duration::from_secs(2),
+            accept: Accept::ALL,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_streams_per_connection: 16,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A set of job kinds (`message`, `status`, `error`, `change`): the `WA_ACCEPT` filter.
+///
+/// Parses from a comma-separated list; `all` (or `*`) is every kind.
+///
+/// ```
+/// use wa_webhook::{Accept, JobKind};
+/// let accept: Accept = "message, status".parse().unwrap();
+/// assert!(accept.contains(JobKind::Message));
+/// assert!(!accept.contains(JobKind::Change));
+/// assert_eq!(accept.to_string(), "message,status");
+/// assert!("mesage".parse::<Accept>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Accept(u8);
+
+const KINDS: [(JobKind, &str); 4] = [
+    (JobKind::Message, "message"),
+    (JobKind::Status, "status"),
+    (JobKind::Error, "error"),
+    (JobKind::Change, "change"),
+];
+
+fn bit(kind: JobKind) -> u8 {
+    match kind {
+        JobKind::Message => 1,
+        JobKind::Status => 2,
+        JobKind::Error => 4,
+        JobKind::Change => 8,
+    }
+}
+
+impl Accept {
+    /// Every kind.
+    pub const ALL: Accept = Accept(15);
+    /// No kind (every notification is dropped).
+    pub const NONE: Accept = Accept(0);
+
+    /// This set plus `kind`.
+    pub fn with(self, kind: JobKind) -> Self {
+        Accept(self.0 | bit(kind))
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: JobKind) -> bool {
+        self.0 & bit(kind) != 0
+    }
+}
+
+impl Default for Accept {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl FromStr for Accept {
+    type Err = WebhookError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut set = Accept::NONE;
+        for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            if word.eq_ignore_ascii_case("all") || word == "*" {
+                set = Accept::ALL;
+                continue;
+            }
+            let kind = KINDS
+                .iter()
+                .find(|(_, name)| word.eq_ignore_ascii_case(name))
+                .map(|(kind, _)| *kind)
+                .ok_or_else(|| WebhookError::UnknownKind(word.to_owned()))?;
+            set = set.with(kind);
+        }
+        if set == Accept::NONE {
+            return Err(WebhookError::EmptyAccept);
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for Accept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (kind, name) in KINDS {
+            if self.contains(kind) {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Accept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Accept({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are the documented ones.
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.path, "/api/whatsapp/webhook");
+        assert_eq!(c.max_body, 4_194_304);
+        assert_eq!(c.enqueue_timeout, Duration::from_secs(2));
+        assert_eq!(c.accept, Accept::ALL);
+    }
+
+    /// `all`, single kinds, spaces and case parse; unknown or empty lists are refused.
+    #[test]
+    fn accept_parses() {
+        assert_eq!("all".parse::<Accept>().unwrap(), Accept::ALL);
+        assert_eq!(
+            "message,status,error,change".parse::<Accept>().unwrap(),
+            Accept::ALL
+        );
+        let a: Accept = " Status ".parse().unwrap();
+        assert!(a.contains(JobKind::Status) && !a.contains(JobKind::Message));
+        assert!(matches!(
+            "message,nope".parse::<Accept>(),
+            Err(WebhookError::UnknownKind(w)) if w == "nope"
+        ));
+        assert!(matches!(
+            " , ".parse::<Accept>(),
+            Err(WebhookError::EmptyAccept)
+        ));
+        assert_eq!(Accept::ALL.to_string(), "message,status,error,change");
+    }
+}

@@ -1,0 +1,327 @@
+//! Counters on relaxed atomics, rendered by hand in the Prometheus text format.
+//!
+//! A metrics registry would cost a lookup (and often a lock) per update; these are fixed
+//! arrays indexed by enums, so recording is one `fetch_add`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use wa_queue::JobKind;
+
+/// What a request came to; one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// POST: every notification enqueued or a known duplicate (or none to enqueue)
+    Accepted,
+    /// POST: `object` other than `whatsapp_business_account`
+    Ignored,
+    /// POST without signature
+    MissingSignature,
+    /// POST with a malformed or wrong signature
+    InvalidSignature,
+    /// body over the limit
+    TooLarge,
+    /// body unreadable or not a JSON object
+    BadRequest,
+    /// Redis error or enqueue timeout
+    Unavailable,
+    /// whole-request timeout
+    Timeout,
+    /// GET handshake answered with the challenge
+    ChallengeOk,
+    /// GET handshake with a missing parameter
+    ChallengeBadRequest,
+    /// GET handshake with a wrong mode or token
+    ChallengeForbidden,
+    /// other method on a known path
+    MethodNotAllowed,
+    /// unknown path
+    NotFound,
+    /// `/healthz`, `/readyz`, `/metrics`
+    Probe,
+}
+
+const OUTCOMES: [(Outcome, &str); 14] = [
+    (Outcome::Accepted, "accepted"),
+    (Outcome::Ignored, "ignored"),
+    (Outcome::MissingSignature, "missing_signature"),
+    (Outcome::InvalidSignature, "invalid_signature"),
+    (Outcome::TooLarge, "too_large"),
+    (Outcome::BadRequest, "bad_request"),
+    (Outcome::Unavailable, "unavailable"),
+    (Outcome::Timeout, "timeout"),
+    (Outcome::ChallengeOk, "challenge_ok"),
+    (Outcome::ChallengeBadRequest, "challenge_bad_request"),
+    (Outcome::ChallengeForbidden, "challenge_forbidden"),
+    (Outcome::MethodNotAllowed, "method_not_allowed"),
+    (Outcome::NotFound, "not_found"),
+    (Outcome::Probe, "probe"),
+];
+
+/// Why a signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SigFailure {
+    Missing = 0,
+    Malformed = 1,
+    Mismatch = 2,
+}
+
+const SIG_REASONS: [&str; 3] = ["missing", "malformed", "mismatch"];
+
+/// What became of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    Enqueued = 0,
+    Duplicate = 1,
+    Filtered = 2,
+}
+
+const FATES: [&str; 3] = ["enqueued", "duplicate", "filtered"];
+const KIND_NAMES: [&str; 4] = ["message", "status", "error", "change"];
+
+fn kind_index(kind: JobKind) -> usize {
+    match kind {
+        JobKind::Message => 0,
+        JobKind::Status => 1,
+        JobKind::Error => 2,
+        JobKind::Change => 3,
+    }
+}
+
+/// Upper bounds of the enqueue latency buckets, in microseconds.
+const BUCKETS_US: [u64; 13] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000,
+];
+
+/// The endpoint's counters. Read them as Prometheus text with [`Metrics::render`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [AtomicU64; OUTCOMES.len()],
+    signature_failures: [AtomicU64; 3],
+    notifications: [[AtomicU64; 3]; 4],
+    enqueue_buckets: [AtomicU64; BUCKETS_US.len()],
+    enqueue_count: AtomicU64,
+    enqueue_sum_us: AtomicU64,
+    redis_errors: AtomicU64,
+    in_flight: AtomicI64,
+    connections: AtomicI64,
+    ignored_objects: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn request(&self, outcome: Outcome) {
+        self.requests[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn signature_failure(&self, why: SigFailure) {
+        self.signature_failures[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn notifications(&self, kind: JobKind, fate: Fate, n: u64) {
+        if n > 0 {
+            self.notifications[kind_index(kind)][fate as usize].fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn enqueue_latency(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = BUCKETS_US.iter().position(|b| us <= *b) {
+            self.enqueue_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.enqueue_count.fetch_add(1, Relaxed);
+        self.enqueue_sum_us.fetch_add(us, Relaxed);
+    }
+
+    pub(crate) fn redis_error(&self) {
+        self.redis_errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn ignored_object(&self) {
+        self.ignored_objects.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn in_flight(&self) -> Gauge<'_> {
+        Gauge::new(&self.in_flight)
+    }
+
+    pub(crate) fn connection(&self) -> Gauge<'_> {
+        Gauge::new(&self.connections)
+    }
+
+    /// Requests answered so far with the given outcome label (see [`Metrics::render`]).
+    pub fn requests(&self, outcome: &str) -> u64 {
+        OUTCOMES
+            .iter()
+            .position(|(_, name)| *name == outcome)
+            .map_or(0, |i| self.requests[i].load(Relaxed))
+    }
+
+    /// The counters in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+        out.push_str("# HELP wa_webhook_requests_total Requests answered, by outcome.\n");
+        out.push_str("# TYPE wa_webhook_requests_total counter\n");
+        for (i, (_, name)) in OUTCOMES.iter().enumerate() {
+            let v = self.requests[i].load(Relaxed);
+            writeln!(out, "wa_webhook_requests_total{{outcome=\"{name}\"}} {v}")?;
+        }
+        out.push_str("# HELP wa_webhook_signature_failures_total Refused signatures, by reason.\n");
+        out.push_str("# TYPE wa_webhook_signature_failures_total counter\n");
+        for (i, name) in SIG_REASONS.iter().enumerate() {
+            let v = self.signature_failures[i].load(Relaxed);
+            writeln!(
+                out,
+                "wa_webhook_signature_failures_total{{reason=\"{name}\"}} {v}"
+            )?;
+        }
+        out.push_str(
+            "# HELP wa_webhook_notifications_total Notifications seen in accepted bodies, by kind and fate.\n",
+        );
+        out.push_str("# TYPE wa_webhook_notifications_total counter\n");
+        for (k, kind) in KIND_NAMES.iter().enumerate() {
+            for (f, fate) in FATES.iter().enumerate() {
+                let v = self.notifications[k][f].load(Relaxed);
+                writeln!(
+                    out,
+                    "wa_webhook_notifications_total{{kind=\"{kind}\",result=\"{fate}\"}} {v}"
+                )?;
+            }
+        }
+        out.push_str(
+            "# HELP wa_webhook_enqueue_duration_seconds Time of one enqueue round trip to Redis.\n",
+        );
+        out.push_str("# TYPE wa_webhook_enqueue_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.enqueue_buckets[i].load(Relaxed);
+            let le = *le as f64 / 1e6;
+            writeln!(
+                out,
+                "wa_webhook_enqueue_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            )?;
+        }
+        let count = self.enqueue_count.load(Relaxed);
+        let sum = self.enqueue_sum_us.load(Relaxed) as f64 / 1e6;
+        writeln!(
+            out,
+            "wa_webhook_enqueue_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        )?;
+        writeln!(out, "wa_webhook_enqueue_duration_seconds_sum {sum}")?;
+        writeln!(out, "wa_webhook_enqueue_duration_seconds_count {count}")?;
+        let gauges_and_counters: [(&str, &str, &str, i64); 4] = [
+            (
+                "wa_webhook_redis_errors_total",
+                "counter",
+                "Enqueue calls that failed or timed out.",
+                self.redis_errors.load(Relaxed) as i64,
+            ),
+            (
+                "wa_webhook_ignored_objects_total",
+                "counter",
+                "Signed bodies whose object is not whatsapp_business_account.",
+                self.ignored_objects.load(Relaxed) as i64,
+            ),
+            (
+                "wa_webhook_in_flight_requests",
+                "gauge",
+                "Requests being handled now.",
+                self.in_flight.load(Relaxed),
+            ),
+            (
+                "wa_webhook_open_connections",
+                "gauge",
+                "Connections open now (serve only).",
+                self.connections.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in gauges_and_counters {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} {kind}")?;
+            writeln!(out, "{name} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Increments a gauge now and decrements it when dropped (also when a request is cancelled).
+#[derive(Debug)]
+pub(crate) struct Gauge<'a>(&'a AtomicI64);
+
+impl<'a> Gauge<'a> {
+    fn new(g: &'a AtomicI64) -> Self {
+        g.fetch_add(1, Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recorded values appear in the text, histogram buckets are cumulative and end at +Inf.
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.request(Outcome::Accepted);
+        m.request(Outcome::Accepted);
+        m.signature_failure(SigFailure::Mismatch);
+        m.notifications(JobKind::Status, Fate::Duplicate, 3);
+        m.enqueue_latency(Duration::from_micros(400));
+        m.enqueue_latency(Duration::from_secs(10));
+        let _g = m.in_flight();
+        let text = m.render();
+        assert!(text.contains("wa_webhook_requests_total{outcome=\"accepted\"} 2\n"));
+        assert!(text.contains("wa_webhook_signature_failures_total{reason=\"mismatch\"} 1\n"));
+        assert!(
+            text.contains(
+                "wa_webhook_notifications_total{kind=\"status\",result=\"duplicate\"} 3\n"
+            )
+        );
+        assert!(text.contains("wa_webhook_enqueue_duration_seconds_bucket{le=\"0.00025\"} 0\n"));
+        assert!(text.contains("wa_webhook_enqueue_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("wa_webhook_enqueue_duration_seconds_bucket{le=\"2.5\"} 1\n"));
+        assert!(text.contains("wa_webhook_enqueue_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("wa_webhook_enqueue_duration_seconds_count 2\n"));
+        assert!(text.contains("wa_webhook_in_flight_requests 1\n"));
+        assert_eq!(m.requests("accepted"), 2);
+        // every line is a comment or `name{labels} value`
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            v.parse::<f64>().unwrap();
+        }
+    }
+
+    /// The label table is in the order of the enum, so `outcome as usize` indexes it.
+    #[test]
+    fn outcome_table_order() {
+        for (i, (o, _)) in OUTCOMES.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+    }
+
+    /// The in-flight gauge goes back down when its guard drops.
+    #[test]
+    fn gauge_guard() {
+        let m = Metrics::default();
+        {
+            let _a = m.in_flight();
+            let _b = m.in_flight();
+            assert_eq!(m.in_flight.load(Relaxed), 2);
+        }
+        assert_eq!(m.in_flight.load(Relaxed), 0);
+    }
+}
