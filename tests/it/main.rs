@@ -7,3 +7,4 @@ mod custom_worker;
 mod endpoint;
 mod fault;
 mod fixtures;
+mod python_worker;

@@ -1,0 +1,104 @@
+//! The webhook endpoint inside a hyper server you already have, next to its own routes: the
+//! service below answers `/hello` itself and hands every other request to
+//! [`wa_webhook::Webhook`], which serves the webhook path, `/healthz`, `/readyz` and `/metrics`
+//! and answers 404 for the rest. Ctrl-C stops accepting and lets requests in flight finish.
+//!
+//! Run with:
+//! `WHATSAPP_APP_SECRET=dev-app-secret WHATSAPP_VERIFY_TOKEN=dev-verify-token cargo run --example embed_hyper`
+//!
+//! It listens on 127.0.0.1:3000 and enqueues to Redis at `REDIS_URL` (default
+//! `redis://127.0.0.1:6379`), queue `WA_QUEUE` (default `whatsapp`). Then try
+//! `curl http://127.0.0.1:3000/hello`, and post a signed fixture with
+//! `WHATSAPP_APP_SECRET=dev-app-secret cargo run --example send_webhook -- http://127.0.0.1:3000/api/whatsapp/webhook tests/fixtures/webhooks/01_text.json`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+
+/// The endpoint, configured from the same variables as wa-ingress.
+fn webhook_from_env() -> anyhow::Result<Webhook> {
+    let var = |name: &str| std::env::var(name).with_context(|| format!("set {name}"));
+    let secrets = var("WHATSAPP_APP_SECRET")?;
+    let token = var("WHATSAPP_VERIFY_TOKEN")?;
+    let redis_url = var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let queue = var("WA_QUEUE").unwrap_or_else(|_| "whatsapp".to_owned());
+
+    let config = Config::default();
+    let mut options = ProducerOptions::default();
+    options.timeout = config.enqueue_timeout;
+    let queue = QueueName::new(queue).context("WA_QUEUE")?;
+    let producer = Producer::new(&redis_url, queue, options).context("REDIS_URL")?;
+    let verifier = Verifier::from_list(&secrets).context("WHATSAPP_APP_SECRET")?;
+    let challenge = Challenge::new(&token).context("WHATSAPP_VERIFY_TOKEN")?;
+    Ok(Webhook::new(config, verifier, challenge, producer))
+}
+
+/// Your service's router: its own routes first, the webhook for everything else.
+async fn route(webhook: Webhook, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/hello" => Response::new(Full::new(Bytes::from_static(b"hello from your service\n"))),
+        _ => webhook.handle(req).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let webhook = webhook_from_env()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+        .await
+        .context("cannot listen on 127.0.0.1:3000")?;
+    eprintln!("listening on http://127.0.0.1:3000 (/hello, /api/whatsapp/webhook); Ctrl-C stops");
+
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let stream = tokio::select! {
+            _ = &mut ctrl_c => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    eprintln!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let webhook = webhook.clone();
+        let service = service_fn(move |req| {
+            let webhook = webhook.clone();
+            async move { Ok::<_, Infallible>(route(webhook, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                eprintln!("connection closed with an error: {err}");
+            }
+        });
+    }
+
+    // Stop accepting, then give requests in flight (whose 200 means "in Redis") time to finish.
+    drop(listener);
+    eprintln!("stopping: finishing requests in flight");
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("requests still open after 10 s: closing them");
+    }
+    Ok(())
+}

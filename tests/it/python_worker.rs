@@ -1,0 +1,182 @@
+//! The Python worker of `examples/python_worker` against jobs from the real ingress: the queue
+//! contract works from another language with nothing but a Redis client.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+
+const SECRET: &str = "python-worker-test-secret";
+
+/// Fixtures posted in this order (the first twice: Meta's retry, deduplicated by the ingress).
+const FIXTURES: [&str; 7] = [
+    "01_text.json",
+    "02_text_reply_context.json",
+    "03_image.json",
+    "01_text.json",
+    "19_status_delivered.json",
+    "21_status_failed.json",
+    "23_text_unicode_emoji.json",
+];
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The lines the worker should print for one fixture, worked out from the fixture's JSON here
+/// (independently of wa-payload): `<kind> id=.. type=.. from=.. [text=<JSON string>]`.
+fn expected_lines(body: &[u8]) -> Vec<String> {
+    let body: Value = serde_json::from_slice(body).expect("fixture is JSON");
+    let mut lines = Vec::new();
+    let values = body["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| {
+            let changes = entry["changes"].as_array().into_iter().flatten();
+            changes.map(|change| &change["value"])
+        });
+    let text = |v: &Value| {
+        v.as_str()
+            .expect("the fixtures used here have it")
+            .to_owned()
+    };
+    for value in values {
+        for m in value["messages"].as_array().into_iter().flatten() {
+            let (id, kind, from) = (text(&m["id"]), text(&m["type"]), text(&m["from"]));
+            let mut line = format!("message id={id} type={kind} from={from}");
+            if let Some(body) = m["text"]["body"].as_str() {
+                line += &format!(" text={}", serde_json::to_string(body).expect("a string"));
+            }
+            lines.push(line);
+        }
+        for s in value["statuses"].as_array().into_iter().flatten() {
+            let (id, status, to) = (text(&s["id"]), text(&s["status"]), text(&s["recipient_id"]));
+            lines.push(format!("status id={id}:{status} type={status} from={to}"));
+        }
+    }
+    lines
+}
+
+async fn post(url: &str, body: Vec<u8>) -> http::StatusCode {
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header(
+            wa_signature::HEADER_NAME,
+            wa_signature::sign(SECRET.as_bytes(), &body),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    client
+        .request(request)
+        .await
+        .expect("the ingress answers")
+        .status()
+}
+
+/// The Python example worker prints exactly the jobs the ingress made from signed fixtures,
+/// once each and in order, then leaves pending, its processing list and its lease empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_takes_every_job_from_the_ingress() {
+    let url = redis_url();
+    let client = redis::Client::open(url.as_str()).expect("REDIS_URL");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|err| panic!("this test needs Redis at {url}: {err}"));
+    let name = format!("t-python-worker-{:016x}", RandomState::new().hash_one(0u8));
+    let queue = QueueName::new(name.as_str()).expect("queue name");
+
+    // The real ingress, in-process on a free port, with its own queue.
+    let config = Config::default();
+    let webhook_path = config.path.clone();
+    let mut options = ProducerOptions::default();
+    // Short-lived markers: a test queue should not leave keys in the shared Redis for 8 days.
+    options.dedup_ttl = Duration::from_secs(120);
+    let producer = Producer::new(&url, queue.clone(), options).expect("producer");
+    let verifier = Verifier::from_list(SECRET).expect("verifier");
+    let challenge = Challenge::new("python-worker-test-token").expect("challenge");
+    let webhook = Webhook::new(config, verifier, challenge, producer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!(
+        "http://{}{webhook_path}",
+        listener.local_addr().expect("addr")
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wa_webhook::serve(listener, webhook, async {
+        let _ = stopped.await;
+    }));
+
+    let mut expected = Vec::new();
+    for (i, fixture) in FIXTURES.into_iter().enumerate() {
+        let body =
+            std::fs::read(root().join("tests/fixtures/webhooks").join(fixture)).expect("fixture");
+        if !FIXTURES[..i].contains(&fixture) {
+            expected.extend(expected_lines(&body));
+        }
+        assert_eq!(post(&endpoint, body).await, 200, "POST {fixture}");
+    }
+    assert_eq!(expected.len(), 6, "{expected:#?}");
+
+    let script: PathBuf = root().join("examples/python_worker/worker.py");
+    let mut worker = tokio::process::Command::new("python3");
+    worker
+        .arg(&script)
+        .args(["--redis-url", &url, "--queue", &name])
+        .args(["--max-jobs", &expected.len().to_string()])
+        // A safety net: should a job be missing, the worker stops instead of waiting forever.
+        .args(["--idle-exit", "20s"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), worker.output())
+        .await
+        .expect("the worker finishes within a minute")
+        .unwrap_or_else(|err| panic!("this test needs python3 on PATH: {err}"));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "worker failed: {stderr}");
+
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(printed, expected, "stderr: {stderr}");
+
+    // Nothing left behind: pending empty, its processing list empty, its lease removed.
+    let consumer = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("worker ")?.split_whitespace().next())
+        .expect("the worker names its consumer id on stderr");
+    let pending: u64 = redis::cmd("LLEN")
+        .arg(queue.pending())
+        .query_async(&mut redis)
+        .await
+        .expect("LLEN");
+    let in_hand: u64 = redis::cmd("LLEN")
+        .arg(queue.processing(consumer))
+        .query_async(&mut redis)
+        .await
+        .expect("LLEN");
+    let lease: Option<String> = redis::cmd("ZSCORE")
+        .arg(queue.consumers())
+        .arg(consumer)
+        .query_async(&mut redis)
+        .await
+        .expect("ZSCORE");
+    assert_eq!((pending, in_hand, lease), (0, 0, None));
+
+    let _ = stop.send(());
+    server.await.expect("the ingress stops");
+}
