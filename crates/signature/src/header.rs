@@ -11,6 +11,9 @@ pub const MAC_LEN: usize = 32;
 /// The algorithm label Meta puts in front of the digest.
 const LABEL: &[u8] = b"sha256";
 
+/// The label and its `=`.
+const PREFIX: &[u8] = b"sha256=";
+
 /// Longest label we still call an "algorithm" (`sha256`, `sha1`, `sha512`, `blake2b-256`...);
 /// anything longer before the first `=` is treated as a missing prefix instead.
 const MAX_LABEL_LEN: usize = 16;
@@ -170,6 +173,46 @@ impl fmt::Debug for Signature {
 /// which carries nothing secret, so it need not be constant time. The comparison against the
 /// expected MAC (which does depend on the secret) is ring's constant-time one.
 fn parse_mac(value: &[u8]) -> Result<[u8; MAC_LEN], MalformedReason> {
+    // Fast path for the shape every genuine request has: one length check, one prefix compare
+    // and one table-driven pass over the digits. Anything else takes the slow path below,
+    // which finds the precise reason.
+    if let Some(digest) = value.strip_prefix(PREFIX)
+        && let Some(mac) = decode_hex(digest)
+    {
+        return Ok(mac);
+    }
+    Err(classify(value))
+}
+
+/// Decodes exactly 64 hex digits (either case); `None` for any other input.
+fn decode_hex(digest: &[u8]) -> Option<[u8; MAC_LEN]> {
+    if digest.len() != 2 * MAC_LEN {
+        return None;
+    }
+    let mut mac = [0u8; MAC_LEN];
+    // OR-ing every looked-up value lets the loop run without branches; one check at the end.
+    let mut invalid = 0u8;
+    for (out, pair) in mac.iter_mut().zip(digest.chunks_exact(2)) {
+        let hi = HEX_VALUE[usize::from(pair[0])];
+        let lo = HEX_VALUE[usize::from(pair[1])];
+        invalid |= hi | lo;
+        *out = hi << 4 | lo;
+    }
+    (invalid & INVALID == 0).then_some(mac)
+}
+
+/// Why `value` is not a well-formed header, checked in the documented order. Only called once
+/// the fast path has failed, so it never runs for a well-formed value.
+fn classify(value: &[u8]) -> MalformedReason {
+    match classify_slow(value) {
+        Err(reason) => reason,
+        // Unreachable in practice (the fast path accepts everything this would), but if the
+        // two ever disagreed, refusing is the safe answer.
+        Ok(()) => MalformedReason::NonHex,
+    }
+}
+
+fn classify_slow(value: &[u8]) -> Result<(), MalformedReason> {
     if value.is_empty() {
         return Err(MalformedReason::Empty);
     }
@@ -189,14 +232,10 @@ fn parse_mac(value: &[u8]) -> Result<[u8; MAC_LEN], MalformedReason> {
     if digest.len() != 2 * MAC_LEN {
         return Err(MalformedReason::WrongLength);
     }
-    let mut mac = [0u8; MAC_LEN];
-    for (out, pair) in mac.iter_mut().zip(digest.chunks_exact(2)) {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(hi), Some(lo)) => *out = hi << 4 | lo,
-            _ => return Err(MalformedReason::NonHex),
-        }
+    match decode_hex(digest) {
+        Some(_) => Ok(()),
+        None => Err(MalformedReason::NonHex),
     }
-    Ok(mac)
 }
 
 /// A label that is not `sha256`: the legacy SHA-1 one, another plausible algorithm name, or
@@ -216,14 +255,25 @@ fn classify_label(label: &[u8]) -> MalformedReason {
     }
 }
 
-const fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hex digit in [`HEX_VALUE`] (above any nibble's bits).
+const INVALID: u8 = 0x80;
+
+/// The value of each hex digit byte, or [`INVALID`].
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Lowercase hex of a 32-byte MAC in a stack buffer.
 pub(crate) fn hex_lower(mac: &[u8; MAC_LEN]) -> HexBuf {
@@ -336,6 +386,31 @@ mod tests {
             parse_mac(&[0xff, 0xfe]),
             Err(MalformedReason::MissingPrefix)
         );
+    }
+
+    /// The fast path and the slow classifier agree on which values are well-formed.
+    #[test]
+    fn fast_and_slow_paths_agree() {
+        use proptest::prelude::*;
+        proptest!(|(value in "(sha256=|sha1=|SHA256=|=|)[0-9a-fA-Fg ,;=]{60,68}")| {
+            let fast = parse_mac(value.as_bytes()).is_ok();
+            let slow = classify_slow(value.as_bytes()).is_ok();
+            prop_assert_eq!(fast, slow);
+        });
+        for b in 0..=255u8 {
+            let mut value = format!("sha256={HEX}").into_bytes();
+            value[20] = b;
+            assert_eq!(
+                parse_mac(&value).is_ok(),
+                classify_slow(&value).is_ok(),
+                "byte {b:#x}"
+            );
+            assert_eq!(
+                parse_mac(&value).is_ok(),
+                b.is_ascii_hexdigit(),
+                "byte {b:#x}"
+            );
+        }
     }
 
     /// Hex encoding round-trips through the parser.
