@@ -72,8 +72,13 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
             json_type_name(first)
         )));
     }
+    // JSON text is UTF-8. Checking it up front is cheap, makes a bad byte anywhere refuse the body
+    // (serde_json would let it pass inside a skipped string), and lets the walk read a `str`.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        PayloadError::NotAnObject(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+    })?;
     let mut w = Walk::default();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_str(text);
     Shape(TopH { w: &mut w })
         .deserialize(&mut de)
         .and_then(|()| de.end())

@@ -1,0 +1,43 @@
+//! Parse + walk of a webhook body next to building a `serde_json::Value` of the same bytes.
+//!
+//! Run with: `cargo bench -p wa-payload --bench walk`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wa_payload::Body;
+
+#[path = "../tests/common/batch.rs"]
+#[allow(dead_code)]
+mod batch;
+
+const TEXT: &[u8] = include_bytes!("../../../tests/fixtures/webhooks/01_text.json");
+
+/// What the ingress does with a body: parse it and read every notification's fields.
+fn walk(bytes: &[u8]) -> usize {
+    let body = Body::parse(bytes).expect("valid body");
+    let mut n = 0;
+    for item in body.notifications() {
+        n += item.wamid.map_or(0, |w| w.len()) + item.raw.get().len();
+        n += item.contact.and_then(|c| c.name).map_or(0, |s| s.len());
+    }
+    n
+}
+
+fn value(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).expect("valid JSON")
+}
+
+fn bench(c: &mut Criterion) {
+    let big = batch::batch(1000);
+    for (name, bytes) in [("text_1kb", TEXT), ("batch_1000", big.as_bytes())] {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function("wa_payload_walk", |b| b.iter(|| walk(black_box(bytes))));
+        group.bench_function("serde_json_value", |b| b.iter(|| value(black_box(bytes))));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

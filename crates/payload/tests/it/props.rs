@@ -1,0 +1,169 @@
+//! Arbitrary input never panics, and mutated real bodies never lose their readable parts.
+
+use proptest::prelude::*;
+use wa_payload::{Body, Message, Status};
+
+use crate::support::offset_in;
+
+/// Reads everything a consumer could read from a body, so any panic would surface.
+fn exercise(bytes: &[u8]) {
+    if let Ok(body) = Body::parse(bytes) {
+        let _ = body.object();
+        for a in body.anomalies() {
+            let _ = a.to_string();
+        }
+        for n in body.notifications() {
+            let off = offset_in(bytes, n.raw);
+            assert_eq!(&bytes[off..off + n.raw.get().len()], n.raw.get().as_bytes());
+            let _ = n.message();
+            let _ = n.status();
+            let _ = n.error();
+            let _ = Message::from_raw(n.raw.get());
+            let _ = Status::from_raw(n.raw.get());
+        }
+    }
+}
+
+/// Pieces that make JSON-ish text likely to reach deep into the walk.
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just("[".to_owned()),
+        Just("]".to_owned()),
+        Just(",".to_owned()),
+        Just(":".to_owned()),
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("-1.5e3".to_owned()),
+        Just("18446744073709551616".to_owned()),
+        Just(r#""entry""#.to_owned()),
+        Just(r#""changes""#.to_owned()),
+        Just(r#""value""#.to_owned()),
+        Just(r#""field""#.to_owned()),
+        Just(r#""messages""#.to_owned()),
+        Just(r#""statuses""#.to_owned()),
+        Just(r#""errors""#.to_owned()),
+        Just(r#""contacts""#.to_owned()),
+        Just(r#""metadata""#.to_owned()),
+        Just(r#""type""#.to_owned()),
+        Just(r#""text""#.to_owned()),
+        Just(r#""interactive""#.to_owned()),
+        Just(r#""edit""#.to_owned()),
+        Just(r#""\ud83d\ude9a\/""#.to_owned()),
+        Just(r#""\ud800""#.to_owned()),
+        "[a-z_]{0,6}".prop_map(|s| format!("\"{s}\"")),
+    ]
+}
+
+/// Replaces, inserts or deletes `edits` bytes of `base`.
+fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    let mut out = base.to_vec();
+    for &(at, byte, op) in edits {
+        if out.is_empty() {
+            out.push(byte);
+            continue;
+        }
+        let at = at % out.len();
+        match op % 3 {
+            0 => out[at] = byte,
+            1 => out.insert(at, byte),
+            _ => {
+                out.remove(at);
+            }
+        }
+    }
+    out
+}
+
+const SEED: &[u8] = include_bytes!("../data/misc_types.json");
+const SEED2: &[u8] = include_bytes!("../data/odd_shapes.json");
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Arbitrary bytes never panic the parser or the iterator.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        exercise(&bytes);
+    }
+
+    /// Arbitrary sequences of JSON tokens never panic.
+    #[test]
+    fn json_tokens_never_panic(tokens in proptest::collection::vec(token(), 0..64)) {
+        exercise(tokens.concat().as_bytes());
+    }
+
+    /// Real bodies with random byte edits never panic.
+    #[test]
+    fn mutated_bodies_never_panic(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
+        which in any::<bool>(),
+    ) {
+        exercise(&mutate(if which { SEED } else { SEED2 }, &edits));
+    }
+
+    /// Any JSON value placed where a message, its fields or the envelope parts go keeps the body
+    /// parseable and the sibling message readable.
+    #[test]
+    fn any_value_in_any_slot_keeps_the_sibling(
+        value in prop_oneof![
+            Just("null"), Just("1"), Just("-7.25"), Just("true"), Just(r#""s\/x""#),
+            Just("[]"), Just("{}"), Just(r#"[{"a":[{}]}]"#), Just(r#"{"body":{"x":1}}"#),
+        ],
+        slot in 0usize..7,
+    ) {
+        let slots = [
+            r#"{"id":"w1","from":"1","type":"text","text":{"body":"ok"}}"#.to_owned(),
+            format!(r#"{{"id":"w1","from":"1","type":"text","text":{{"body":"ok"}},"extra":{value}}}"#),
+            format!(r#"{{"id":"w1","from":"1","type":"text","text":{{"body":"ok"}},"context":{value}}}"#),
+            format!(r#"{{"id":"w1","from":"1","type":"text","text":{{"body":"ok"}},"referral":{value},"errors":{value}}}"#),
+            format!(r#"{{"id":"w1","from":"1","type":"text","text":{{"body":"ok"}},"timestamp":{value}}}"#),
+            format!(r#"{{"id":"w1","from":"1","type":"text","text":{{"body":"ok"}},"type2":{value}}}"#),
+            format!(r#"{{"id":"w1","from":"1","type":"text","text":{{"body":"ok"}},"edit":{value}}}"#),
+        ];
+        let body = format!(
+            r#"{{"entry":[{{"id":"9","changes":[{{"value":{value},"field":"x"}},{{"value":{{"contacts":{value},"metadata":{value},"messages":[{value},{m}]}},"field":"messages"}}]}}]}}"#,
+            m = slots[slot],
+        );
+        let parsed = Body::parse(body.as_bytes()).expect("a JSON object");
+        let message = parsed
+            .notifications()
+            .find(|n| n.wamid.as_deref() == Some("w1"))
+            .expect("the sibling message");
+        prop_assert_eq!(message.text.as_deref(), Some("ok"));
+        let typed = message.message().and_then(|m| m.text().map(str::to_owned));
+        prop_assert_eq!(typed.as_deref(), Some("ok"));
+        exercise(body.as_bytes());
+    }
+}
+
+/// Non-objects are refused with a message that quotes nothing from the input.
+#[test]
+fn non_objects_are_refused_without_quoting() {
+    for bytes in [
+        &b""[..],
+        b"   ",
+        b"[1,2]",
+        b"\"secret text\"",
+        b"42",
+        b"null",
+        b"{\"entry\": [\"secret text\"",
+        b"{\"a\":1} trailing secret",
+        b"\xef\xbb\xbf{}",
+        b"{\"a\":\"\xff secret\"}",
+    ] {
+        let err = Body::parse(bytes).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.starts_with("body is not a JSON object"), "{msg}");
+        assert!(!msg.contains("secret"), "{msg}");
+    }
+}
+
+/// Deeply nested input is refused, not a stack overflow.
+#[test]
+fn deep_nesting_is_refused() {
+    let mut s = String::from(r#"{"entry":"#);
+    s.push_str(&"[".repeat(100_000));
+    assert!(Body::parse(s.as_bytes()).is_err());
+}
