@@ -87,18 +87,91 @@ async fn post(url: &str, body: Vec<u8>) -> http::StatusCode {
         .status()
 }
 
+/// What one run of the Python worker left: its output and its consumer id.
+struct Run {
+    stdout: String,
+    stderr: String,
+    consumer: String,
+}
+
+/// Runs `examples/python_worker/worker.py` on queue `name` until it has taken `jobs` jobs.
+async fn run_python_worker(url: &str, name: &str, jobs: usize) -> Run {
+    let script: PathBuf = root().join("examples/python_worker/worker.py");
+    let mut worker = tokio::process::Command::new("python3");
+    worker
+        .arg(&script)
+        .args(["--redis-url", url, "--queue", name])
+        .args(["--max-jobs", &jobs.to_string()])
+        // A safety net: should a job be missing, the worker stops instead of waiting forever.
+        .args(["--idle-exit", "20s"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), worker.output())
+        .await
+        .expect("the worker finishes within a minute")
+        .unwrap_or_else(|err| panic!("this test needs python3 on PATH: {err}"));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "worker failed: {stderr}");
+    let consumer = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("worker ")?.split_whitespace().next())
+        .expect("the worker names its consumer id on stderr")
+        .to_owned();
+    Run {
+        stdout,
+        stderr,
+        consumer,
+    }
+}
+
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("REDIS_URL");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|err| panic!("this test needs Redis at {url}: {err}"))
+}
+
+/// Asserts that the worker left nothing behind: pending empty, its processing list empty, its
+/// lease removed.
+async fn assert_left_clean(
+    redis: &mut redis::aio::MultiplexedConnection,
+    queue: &QueueName,
+    consumer: &str,
+) {
+    let pending: u64 = redis::cmd("LLEN")
+        .arg(queue.pending())
+        .query_async(redis)
+        .await
+        .expect("LLEN");
+    let in_hand: u64 = redis::cmd("LLEN")
+        .arg(queue.processing(consumer))
+        .query_async(redis)
+        .await
+        .expect("LLEN");
+    let lease: Option<String> = redis::cmd("ZSCORE")
+        .arg(queue.consumers())
+        .arg(consumer)
+        .query_async(redis)
+        .await
+        .expect("ZSCORE");
+    assert_eq!((pending, in_hand, lease), (0, 0, None));
+}
+
+fn unique_queue(test: &str) -> (String, QueueName) {
+    let name = format!("t-{test}-{:016x}", RandomState::new().hash_one(0u8));
+    let queue = QueueName::new(name.as_str()).expect("queue name");
+    (name, queue)
+}
+
 /// The Python example worker prints exactly the jobs the ingress made from signed fixtures,
 /// once each and in order, then leaves pending, its processing list and its lease empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_worker_takes_every_job_from_the_ingress() {
     let url = redis_url();
-    let client = redis::Client::open(url.as_str()).expect("REDIS_URL");
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|err| panic!("this test needs Redis at {url}: {err}"));
-    let name = format!("t-python-worker-{:016x}", RandomState::new().hash_one(0u8));
-    let queue = QueueName::new(name.as_str()).expect("queue name");
+    let mut redis = connect(&url).await;
+    let (name, queue) = unique_queue("python-worker");
 
     // The real ingress, in-process on a free port, with its own queue.
     let config = Config::default();
@@ -133,50 +206,78 @@ async fn python_worker_takes_every_job_from_the_ingress() {
     }
     assert_eq!(expected.len(), 6, "{expected:#?}");
 
-    let script: PathBuf = root().join("examples/python_worker/worker.py");
-    let mut worker = tokio::process::Command::new("python3");
-    worker
-        .arg(&script)
-        .args(["--redis-url", &url, "--queue", &name])
-        .args(["--max-jobs", &expected.len().to_string()])
-        // A safety net: should a job be missing, the worker stops instead of waiting forever.
-        .args(["--idle-exit", "20s"])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), worker.output())
-        .await
-        .expect("the worker finishes within a minute")
-        .unwrap_or_else(|err| panic!("this test needs python3 on PATH: {err}"));
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "worker failed: {stderr}");
-
-    let printed: Vec<&str> = stdout.lines().collect();
-    assert_eq!(printed, expected, "stderr: {stderr}");
-
-    // Nothing left behind: pending empty, its processing list empty, its lease removed.
-    let consumer = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix("worker ")?.split_whitespace().next())
-        .expect("the worker names its consumer id on stderr");
-    let pending: u64 = redis::cmd("LLEN")
-        .arg(queue.pending())
-        .query_async(&mut redis)
-        .await
-        .expect("LLEN");
-    let in_hand: u64 = redis::cmd("LLEN")
-        .arg(queue.processing(consumer))
-        .query_async(&mut redis)
-        .await
-        .expect("LLEN");
-    let lease: Option<String> = redis::cmd("ZSCORE")
-        .arg(queue.consumers())
-        .arg(consumer)
-        .query_async(&mut redis)
-        .await
-        .expect("ZSCORE");
-    assert_eq!((pending, in_hand, lease), (0, 0, None));
+    let run = run_python_worker(&url, &name, expected.len()).await;
+    let printed: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(printed, expected, "stderr: {}", run.stderr);
+    assert_left_clean(&mut redis, &queue, &run.consumer).await;
 
     let _ = stop.send(());
     server.await.expect("the ingress stops");
+}
+
+/// The Python worker sends a job of an unknown version and a non-JSON job to dead, kept whole
+/// (the payload's bytes untouched) with `error` and `died_at`, as wa-queue's Admin reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_sends_unreadable_jobs_to_dead() {
+    let url = redis_url();
+    let mut redis = connect(&url).await;
+    let (name, queue) = unique_queue("python-worker-dead");
+
+    // Meta's escapes in the payload must survive the rewrite byte for byte.
+    let future = r#"{"v":2,"id":"future-1","kind":"message","payload":{"t":"\u00e9\/"}}"#;
+    let garbage = "not a job";
+    let good = r#"{"v":1,"id":"wamid.OK","kind":"message","type":"text","text":"ok","attempt":0,"payload":{}}"#;
+    // LPUSH in arrival order: consumers take from the other end, oldest first.
+    let _: u64 = redis::cmd("LPUSH")
+        .arg(queue.pending())
+        .arg(future)
+        .arg(garbage)
+        .arg(good)
+        .query_async(&mut redis)
+        .await
+        .expect("LPUSH");
+
+    let run = run_python_worker(&url, &name, 3).await;
+    assert_eq!(
+        run.stdout, "message id=wamid.OK type=text text=\"ok\"\n",
+        "stderr: {}",
+        run.stderr
+    );
+    assert_left_clean(&mut redis, &queue, &run.consumer).await;
+
+    let dead: Vec<String> = redis::cmd("LRANGE")
+        .arg(queue.dead())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .expect("LRANGE");
+    // Newest first: the garbage died after the future job.
+    let [garbage_entry, future_entry] = dead.as_slice() else {
+        panic!("two dead entries expected: {dead:?}");
+    };
+    let kept = &future[..future.len() - 1];
+    assert!(
+        future_entry.starts_with(kept),
+        "the job is kept as it was: {future_entry}"
+    );
+    let entry: Value = serde_json::from_str(future_entry).expect("a JSON object");
+    assert_eq!(entry["error"], "unknown contract version 2");
+    assert!(entry["died_at"].as_u64().is_some(), "{entry}");
+    let entry: Value = serde_json::from_str(garbage_entry).expect("a JSON object");
+    assert_eq!(entry["raw"], garbage);
+    assert!(entry["died_at"].as_u64().is_some(), "{entry}");
+
+    let admin = wa_queue::Admin::connect(&url, queue.clone())
+        .await
+        .expect("admin");
+    let listed = admin.dead_list(10).await.expect("dead list");
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.error.is_some() && d.died_at.is_some()),
+        "{listed:?}"
+    );
+    assert_eq!(admin.purge_dead().await.expect("purge"), 2);
 }
