@@ -38,7 +38,10 @@ class Redis:
         if u.scheme != "redis":
             raise SystemExit(f"unsupported Redis URL scheme {u.scheme!r}: use redis://host:port/db")
         self.where = f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"  # never the password
-        self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout)
+        try:
+            self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout)
+        except OSError as err:
+            raise ConnectionError(f"cannot reach redis at {self.where}: {err}") from None
         self.file = self.sock.makefile("rb")
         if u.password is not None:
             user = [urllib.parse.unquote(u.username)] if u.username else []

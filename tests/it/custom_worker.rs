@@ -84,7 +84,10 @@ async fn custom_worker_replies_to_each_text_message() {
         .unwrap_or_else(|err| panic!("cannot enqueue at {url} (is Redis running?): {err}"));
     assert_eq!(enqueued.len(), 4);
 
-    let consumer = Consumer::connect(&url, queue.clone(), ConsumerOptions::default())
+    let mut consumer_options = ConsumerOptions::default();
+    // A short blocking fetch, so the idle stop is noticed quickly.
+    consumer_options.block = Duration::from_millis(200);
+    let consumer = Consumer::connect(&url, queue.clone(), consumer_options)
         .await
         .expect("consumer connects");
     let out = Captured::default();
