@@ -372,11 +372,12 @@ async fn pending_ids(redis: &Redis, queue: &str) -> HashSet<String> {
         .collect()
 }
 
-/// Jobs currently in any consumer's processing list.
-async fn in_hand(redis: &Redis, queue: &str) -> u64 {
+/// Jobs in the processing lists of the consumers of process `pid` (consumer ids are
+/// `host-pid-random`).
+async fn in_hand_of(redis: &Redis, queue: &str, pid: u32) -> u64 {
     let mut c = redis.conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("wa:{{{queue}}}:processing:*"))
+        .arg(format!("wa:{{{queue}}}:processing:*-{pid}-*"))
         .query_async(&mut c)
         .await
         .expect("KEYS");
@@ -798,10 +799,16 @@ async fn worker_sigkill_twice_redelivers_only_jobs_in_hand() {
     let load = Load::start(port, "worker", 16, 20_000, Duration::from_secs(15));
     let mut in_hand_at_kills = Vec::new();
     for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Kill it mid-batch: as soon as it holds jobs (bounded wait).
+        let pid = workers[round].pid();
+        let end = Instant::now() + Duration::from_secs(3);
+        while in_hand_of(&redis, &queue, pid).await == 0 && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         workers[round].kill9();
-        // Upper bound of what the killed worker held: everything in any processing list now.
-        in_hand_at_kills.push(in_hand(&redis, &queue).await);
+        // Exactly what the dead worker held: nothing moves its list until its lease lapses.
+        in_hand_at_kills.push(in_hand_of(&redis, &queue, pid).await);
         let n = workers.len();
         outs.push(tmp.path().join(format!("jobs-{n}.jsonl")));
         workers.push(start_worker(tmp.path(), &redis.url(), &queue, &outs[n], n));
