@@ -85,9 +85,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn connect_admin(g: &Global, queue: QueueName) -> anyhow::Result<Admin> {
-    Ok(Admin::connect(&g.redis_url, queue)
+    Admin::connect(&g.redis_url, queue)
         .await
-        .context("connecting to Redis (--redis-url/REDIS_URL)")?)
+        .context("connecting to Redis (--redis-url/REDIS_URL)")
 }
 
 async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<()> {
@@ -100,7 +100,7 @@ async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<()> 
     } else if let Some(url) = &h.forward {
         let fwd = ForwardHandler::new(url, args.forward_secret.as_deref(), args.handler_timeout)
             .map_err(|e| Usage(format!("--forward/WA_FORWARD_URL: {e}")))?;
-        (Kind::Forward(fwd), "forward")
+        (Kind::Forward(Box::new(fwd)), "forward")
     } else if h.discard {
         (Kind::Discard, "discard")
     } else {
@@ -138,7 +138,8 @@ async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<()> 
     copts.max_attempts = args.max_attempts;
     copts.backoff_base = args.backoff_base;
     copts.backoff_max = args.backoff_max;
-    copts.block = args.block;
+    // wa-queue wants a blocking fetch shorter than the lease; a short lease (1s) shortens it.
+    copts.block = args.block.min(args.lease / 3);
     copts.batch = args.batch as usize;
     let consumer = Consumer::connect(&g.redis_url, queue, copts)
         .await

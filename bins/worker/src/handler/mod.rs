@@ -31,7 +31,7 @@ pub struct AnyHandler {
 pub enum Kind {
     Stdout(StdoutHandler),
     Exec(ExecHandler),
-    Forward(ForwardHandler),
+    Forward(Box<ForwardHandler>),
     /// Acknowledges without doing anything; for measuring the queue alone.
     Discard,
 }
@@ -43,20 +43,18 @@ impl AnyHandler {
 }
 
 impl Handler for AnyHandler {
-    fn handle(&self, job: &Job, delivery: u32) -> impl Future<Output = Outcome> + Send {
-        async move {
-            let started = self.durations.as_ref().map(|_| Instant::now());
-            let outcome = match &self.kind {
-                Kind::Stdout(h) => h.handle(job).await,
-                Kind::Exec(h) => h.handle(job, delivery).await,
-                Kind::Forward(h) => h.handle(job, delivery).await,
-                Kind::Discard => Outcome::Done,
-            };
-            if let (Some(hist), Some(started)) = (&self.durations, started) {
-                hist.observe(started.elapsed());
-            }
-            outcome
+    async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
+        let started = self.durations.as_ref().map(|_| Instant::now());
+        let outcome = match &self.kind {
+            Kind::Stdout(h) => h.handle(job).await,
+            Kind::Exec(h) => h.handle(job, delivery).await,
+            Kind::Forward(h) => h.handle(job, delivery).await,
+            Kind::Discard => Outcome::Done,
+        };
+        if let (Some(hist), Some(started)) = (&self.durations, started) {
+            hist.observe(started.elapsed());
         }
+        outcome
     }
 }
 

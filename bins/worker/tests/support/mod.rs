@@ -1,0 +1,193 @@
+//! Helpers of the end-to-end tests: a private queue per test, enqueueing, the real `wa-worker`
+//! binary as a child process, and bounded waiting.
+
+#![allow(dead_code)]
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::process::{Child, Command};
+use wa_queue::{Admin, JobKind, NewJob, Producer, ProducerOptions, QueueName, Stats};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wa-worker");
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A queue of its own for one test, so tests run in parallel without seeing each other.
+pub struct TestQueue {
+    pub name: String,
+    pub queue: QueueName,
+    pub admin: Admin,
+}
+
+impl TestQueue {
+    pub async fn new(test: &str) -> Self {
+        let suffix = RandomState::new().hash_one(std::process::id());
+        let name = format!("t-{test}-{suffix:016x}");
+        let queue = QueueName::new(name.clone()).expect("queue name");
+        let admin = Admin::connect(&redis_url(), queue.clone())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("Redis at {} is required for these tests: {e}", redis_url())
+            });
+        Self { name, queue, admin }
+    }
+
+    /// Enqueues jobs with these ids (kind message, a small payload).
+    pub async fn enqueue(&self, ids: &[String]) {
+        let producer =
+            Producer::new(&redis_url(), self.queue.clone(), ProducerOptions::default()).unwrap();
+        let payload =
+            RawValue::from_string(r#"{"text":{"body":"caf\u00e9 \/ ok"}}"#.into()).unwrap();
+        for chunk in ids.chunks(500) {
+            let jobs: Vec<NewJob<'_>> = chunk
+                .iter()
+                .map(|id| NewJob::new(id.as_str(), JobKind::Message, &payload))
+                .collect();
+            producer.enqueue(&jobs).await.expect("enqueue");
+        }
+    }
+
+    /// LPUSHes raw text onto pending, bypassing the producer.
+    pub async fn push_raw(&self, raw: &str) {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(self.queue.pending())
+            .arg(raw)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    pub async fn stats(&self) -> Stats {
+        self.admin.stats().await.expect("stats")
+    }
+
+    /// Waits until nothing is pending, delayed or in hand.
+    pub async fn wait_drained(&self, within: Duration) {
+        eventually("queue drained", within, || async {
+            let s = self.stats().await;
+            s.pending == 0 && s.delayed == 0 && s.processing.iter().all(|(_, n)| *n == 0)
+        })
+        .await;
+    }
+
+    /// Starts `wa-worker run` on this queue with `args`; stdout discarded unless `piped`.
+    pub fn worker(&self, args: &[&str], piped: bool) -> Child {
+        Command::new(BIN)
+            .arg("run")
+            .args(["--queue", &self.name])
+            .args(args)
+            .env("REDIS_URL", redis_url())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(if piped { Stdio::piped() } else { Stdio::null() })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start wa-worker")
+    }
+
+    /// Runs an admin subcommand (`stats --json`, `dead list --json`, ...) to completion.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            Command::new(BIN)
+                .args(args)
+                .args(["--queue", &self.name])
+                .env("REDIS_URL", redis_url())
+                .output(),
+        )
+        .await
+        .expect("admin command finishes")
+        .expect("run wa-worker");
+        assert!(
+            out.status.success(),
+            "wa-worker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub async fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_slice(&self.cli(args).await.stdout).expect("JSON output")
+    }
+
+    /// Job ids waiting in pending.
+    pub async fn pending_ids(&self) -> Vec<String> {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let raws: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.queue.pending())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        raws.iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Polls `cond` every 50 ms; panics naming `what` when it is still false after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit code.
+pub async fn terminate(child: &mut Child, within: Duration) -> i32 {
+    let pid = child.id().expect("worker still running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = tokio::time::timeout(within, child.wait())
+        .await
+        .expect("worker exits after SIGTERM")
+        .unwrap();
+    status.code().expect("exited, not killed")
+}
+
+/// Writes an executable shell script into `dir`.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Lines of a file (empty when it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
