@@ -501,7 +501,8 @@ impl Consumer {
             .map(drop)
     }
 
-    /// Moves retries that are due from delayed to pending (up to 1000 per call); returns
+    /// Moves retries that are due from delayed to the back of pending (up to 1000 per call),
+    /// earliest due first; returns
     /// how many.
     pub async fn promote_due(&self) -> Result<usize, QueueError> {
         let mut c = self.conn.clone();
@@ -568,9 +569,11 @@ mod tests {
     /// Backoff doubles from the base and stops at the cap; jitter stays within [d/2, d].
     #[test]
     fn backoff_growth() {
-        let mut o = ConsumerOptions::default();
-        o.backoff_base = Duration::from_millis(100);
-        o.backoff_max = Duration::from_secs(1);
+        let o = ConsumerOptions {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..Default::default()
+        };
         let d: Vec<u64> = (1..=6).map(|n| o.backoff(n).as_millis() as u64).collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(o.backoff(u32::MAX), Duration::from_secs(1));

@@ -430,10 +430,10 @@ pub(crate) fn rewrite_dead(raw: &str, attempt: Option<u32>, error: &str, died_at
 /// not a JSON object.
 pub(crate) fn rewrite_replay(raw: &str) -> Option<String> {
     let mut f = Fields::parse(raw)?;
-    if f.0.iter().all(|(k, _)| k != "v") {
-        if let Some(original) = f.get_string("raw") {
-            return Some(original);
-        }
+    if f.0.iter().all(|(k, _)| k != "v")
+        && let Some(original) = f.get_string("raw")
+    {
+        return Some(original);
     }
     f.remove("error");
     f.remove("died_at");

@@ -1,15 +1,15 @@
--- promote: move retries that are due from delayed to the consumers' end of
--- pending, earliest due first, so a retry that waited out its backoff goes
--- before newer work.
+-- promote: move retries that are due from delayed to the producers' end of
+-- pending, earliest due first. A due retry queues behind work already waiting
+-- (it has had its backoff), and retries keep the order in which they fell due.
 -- KEYS[1]  <prefix>:{<queue>}:delayed
 -- KEYS[2]  <prefix>:{<queue>}:pending
--- ARGV[1]  jobs to move at most
+-- ARGV[1]  jobs to move at most (at most 1000)
 -- returns  how many were moved
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for i = #due, 1, -1 do
-  redis.call('ZREM', KEYS[1], due[i])
-  redis.call('RPUSH', KEYS[2], due[i])
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+  redis.call('LPUSH', KEYS[2], unpack(due))
 end
 return #due
