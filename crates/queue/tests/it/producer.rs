@@ -74,7 +74,7 @@ async fn pending_holds_contract_json() {
         vec![Enqueued::New]
     );
     assert_eq!(
-        producer.enqueue(&[j.clone()]).await.unwrap(),
+        producer.enqueue(std::slice::from_ref(&j)).await.unwrap(),
         vec![Enqueued::Duplicate]
     );
     let mut c = conn(&url).await;

@@ -137,21 +137,18 @@ impl PrivateRedis {
         // Wait until it answers.
         let url = self.url();
         for _ in 0..100 {
-            if let Ok(client) = redis::Client::open(url.as_str()) {
-                if let Ok(Ok(mut c)) = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    client.get_multiplexed_async_connection(),
-                )
-                .await
-                {
-                    if redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
+            let client = redis::Client::open(url.as_str()).unwrap();
+            if let Ok(Ok(mut c)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
