@@ -1,0 +1,185 @@
+//! Measures wa-queue throughput against a real Redis: enqueue jobs/s with 1 and 64 concurrent
+//! producers (coalesced and not), drain jobs/s through `run` with a no-op handler, and the
+//! Redis CPU each costs per job (from `INFO cpu`). A benchmark, not a test: it prints figures.
+//!
+//! Run with (release build; REDIS_URL defaults to redis://127.0.0.1:6379):
+//!     cargo run -p wa-queue --release --example queue_bench -- [jobs] [payload-bytes]
+//!
+//! It uses a queue of its own (`bench-<random>`) and deletes its keys at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use wa_queue::{
+    Consumer, ConsumerOptions, Handler, Job, JobKind, NewJob, Outcome, Producer, ProducerOptions,
+    QueueName, RunOptions, run,
+};
+
+struct Noop;
+
+impl Handler for Noop {
+    async fn handle(&self, _job: &Job, _delivery: u32) -> Outcome {
+        Outcome::Done
+    }
+}
+
+async fn redis_cpu_us(c: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(c)
+        .await
+        .unwrap_or_default();
+    let mut total = 0.0;
+    for line in info.lines() {
+        if let Some((k, v)) = line.split_once(':')
+            && (k == "used_cpu_sys" || k == "used_cpu_user")
+        {
+            total += v.trim().parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    total * 1e6
+}
+
+async fn delete_queue(c: &mut redis::aio::MultiplexedConnection, q: &QueueName) {
+    let pattern = format!("{}*", q.base().replace('{', "\\{").replace('}', "\\}"));
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(c)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK").arg(keys).query_async(c).await.unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+}
+
+fn report(what: &str, jobs: usize, took: Duration, cpu_us: f64) {
+    println!(
+        "{what:<44} {jobs:>8} jobs {:>8.2} s {:>10.0} jobs/s   redis cpu {:>6.2} us/job",
+        took.as_secs_f64(),
+        jobs as f64 / took.as_secs_f64(),
+        cpu_us / jobs as f64
+    );
+}
+
+/// `tasks` producers, each enqueueing its share one job per call (as the ingress does for a
+/// one-message webhook).
+struct Bench {
+    url: String,
+    q: QueueName,
+    c: redis::aio::MultiplexedConnection,
+    payload: Box<RawValue>,
+}
+
+async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coalesce: bool) {
+    let (url, q, c, payload) = (&b.url, &b.q, &mut b.c, &b.payload);
+    let mut opts = ProducerOptions::default();
+    opts.coalesce = coalesce;
+    opts.timeout = Duration::from_secs(10);
+    let producer = Producer::new(url, q.clone(), opts).unwrap();
+    producer.ping().await.unwrap();
+    let payload: Arc<str> = payload.get().into();
+    let cpu0 = redis_cpu_us(c).await;
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let producer = producer.clone();
+        let payload = payload.clone();
+        let tag = tag.to_owned();
+        let share = jobs / tasks;
+        handles.push(tokio::spawn(async move {
+            let raw = RawValue::from_string(payload.to_string()).unwrap();
+            for i in 0..share {
+                let mut job = NewJob::new(format!("{tag}-{t}-{i}"), JobKind::Message, &raw);
+                job.wamid = Some(job.id.clone());
+                job.from = Some("15551234567".into());
+                job.type_ = Some("text".into());
+                producer.enqueue(&[job]).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let took = start.elapsed();
+    let cpu = redis_cpu_us(c).await - cpu0;
+    let label = format!(
+        "enqueue, {tasks} producer(s){}",
+        if coalesce {
+            ", coalesced"
+        } else {
+            ", one call each"
+        }
+    );
+    report(&label, jobs / tasks * tasks, took, cpu);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let jobs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let size: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(500);
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let q = QueueName::new(format!("bench-{:08x}", rand::random::<u32>())).unwrap();
+    let body = "x".repeat(size.saturating_sub(60));
+    let payload = RawValue::from_string(format!(
+        r#"{{"from":"15551234567","id":"wamid.bench","type":"text","text":{{"body":"{body}"}}}}"#
+    ))
+    .unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    println!(
+        "queue {} · {jobs} jobs · payload {} bytes",
+        q.name(),
+        payload.get().len()
+    );
+
+    let mut b = Bench {
+        url: url.clone(),
+        q: q.clone(),
+        c: c.clone(),
+        payload,
+    };
+    enqueue_phase(&mut b, "a", 1, jobs / 10, true).await;
+    enqueue_phase(&mut b, "b", 64, jobs, false).await;
+    enqueue_phase(&mut b, "c", 64, jobs, true).await;
+
+    let pending: usize = redis::cmd("LLEN")
+        .arg(q.pending())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut co = ConsumerOptions::default();
+    co.batch = 256;
+    co.block = Duration::from_millis(200);
+    let consumer = Consumer::connect(&url, q.clone(), co).await.unwrap();
+    let mut ro = RunOptions::default();
+    ro.concurrency = 512;
+    let counters = ro.counters.clone();
+    let watch = counters.clone();
+    let stop = async move {
+        while watch.done.load(Ordering::Relaxed) < pending as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let cpu0 = redis_cpu_us(&mut c).await;
+    let start = Instant::now();
+    run(consumer, Noop, ro, stop).await.unwrap();
+    let took = start.elapsed();
+    let cpu = redis_cpu_us(&mut c).await - cpu0;
+    report("drain, run() no-op handler, 1 consumer", pending, took, cpu);
+
+    delete_queue(&mut c, &q).await;
+}
