@@ -53,9 +53,14 @@ for t in "${TARGETS[@]}"; do
     cp -n "$REPO/tests/fixtures/webhooks/"*.json "$corpus/" 2>/dev/null || true
     max_len=65536
   fi
-  if [ -d "$HERE/regressions/$t" ] && [ -n "$(ls -A "$HERE/regressions/$t")" ]; then
+  if [ -n "$(find "$HERE/regressions/$t" -type f ! -name .gitkeep 2>/dev/null)" ]; then
     log "$t: replaying regressions/$t"
-    cargo fuzz run "${FLAGS[@]}" "$t" "$HERE/regressions/$t" -- -runs=0
+    cargo fuzz run "${FLAGS[@]}" "$t" "$HERE/regressions/$t" -- -runs=0 \
+      2>"$HERE/artifacts/$t/regressions.log" || {
+      tail -n 40 "$HERE/artifacts/$t/regressions.log" >&2
+      log "$t: a regression input fails again"
+      exit 1
+    }
   fi
   log "$t: fuzzing for ${SECS}s"
   cargo fuzz run "${FLAGS[@]}" "$t" "$corpus" -- \
