@@ -1,1 +1,584 @@
-//! (being written)
+//! Helpers of the ingress tests: an in-process ingress on `127.0.0.1:0` (through
+//! `wa_webhook::serve`), the real `wa-ingress` binary as a child process, a private
+//! `redis-server` that tests may stop and start, HTTP clients, and reading a queue back.
+//!
+//! Every ingress gets its own queue name; its keys are deleted when it is dropped.
+
+#![allow(dead_code)] // each test module uses a different part
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher as _;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+
+/// App secret of the in-process ingresses (also the one the shared fixtures are signed with).
+pub const SECRET: &str = "test_app_secret_0123456789abcdef";
+/// Verify token of the in-process ingresses.
+pub const TOKEN: &str = "it-verify-token-5f1e";
+/// The default webhook path.
+pub const PATH: &str = "/api/whatsapp/webhook";
+
+/// The Redis the tests use (`REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A name no other test (or run) uses: `t-<what>-<random hex>`.
+pub fn unique(what: &str) -> String {
+    let r = RandomState::new().hash_one((what, std::process::id(), Instant::now()));
+    format!("t-{what}-{r:016x}")
+}
+
+/// `X-Hub-Signature-256` value for `body` under the test secret.
+pub fn sign(body: &[u8]) -> String {
+    wa_signature::sign(SECRET.as_bytes(), body)
+}
+
+/// An async connection to `url`; panics with a clear message when Redis does not answer.
+pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("valid REDIS_URL");
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("Redis at {url} did not answer in 5 s: these tests need a real Redis")
+    })
+    .unwrap_or_else(|e| panic!("cannot reach Redis at {url} ({e}): these tests need a real Redis"));
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .expect("Redis PING");
+    assert_eq!(pong, "PONG");
+    conn
+}
+
+/// A job read back from a queue, with `payload` kept as the exact bytes stored.
+#[derive(Debug, Deserialize)]
+pub struct StoredJob {
+    pub v: u32,
+    pub id: String,
+    pub kind: String,
+    pub wamid: Option<String>,
+    pub from: Option<String>,
+    pub from_user_id: Option<String>,
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub text: Option<String>,
+    pub timestamp: Option<String>,
+    pub contact_name: Option<String>,
+    pub phone_number_id: Option<String>,
+    pub display_phone_number: Option<String>,
+    pub waba_id: Option<String>,
+    pub received_at: u64,
+    pub attempt: u32,
+    pub payload: Box<RawValue>,
+}
+
+/// Keys of a queue, for reading it back and deleting it.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    pub name: String,
+    pub url: String,
+}
+
+impl QueueKeys {
+    pub fn pending_key(&self) -> String {
+        format!("wa:{{{}}}:pending", self.name)
+    }
+
+    pub fn seen(&self, id: &str) -> String {
+        format!("wa:{{{}}}:seen:{id}", self.name)
+    }
+
+    /// Every pending job, oldest first, as stored.
+    pub async fn pending_raw(&self) -> Vec<String> {
+        let mut conn = redis(&self.url).await;
+        let mut all: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.pending_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .expect("LRANGE pending");
+        all.reverse(); // producers LPUSH: the oldest is at the right
+        all
+    }
+
+    /// Every pending job, oldest first, parsed.
+    pub async fn pending(&self) -> Vec<StoredJob> {
+        self.pending_raw()
+            .await
+            .iter()
+            .map(|raw| {
+                serde_json::from_str(raw)
+                    .unwrap_or_else(|e| panic!("job does not parse ({e}): {raw}"))
+            })
+            .collect()
+    }
+
+    /// Deletes every key of the queue (blocking: called from Drop).
+    pub fn delete_all(&self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+            return;
+        };
+        let pattern = format!("wa:{{{}}}:*", self.name);
+        let keys: Vec<String> = match conn.scan_match::<_, String>(&pattern) {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+use redis::Commands as _;
+
+/// An HTTP/1.1 client (keep-alive) and an HTTP/2 prior-knowledge client.
+pub fn http1() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn http2() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// Status, headers and body of an answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Sends `req` with `client` and reads the whole answer.
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Answer {
+    let response: Response<_> = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("answer within 20 s")
+        .expect("request failed");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("read answer body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// A signed POST of `body` to `base` + `path`.
+pub fn signed_post(base: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    let body = body.into();
+    Request::post(format!("{base}{PATH}"))
+        .header("x-hub-signature-256", sign(&body))
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap()
+}
+
+/// A GET of `base` + `path_and_query`.
+pub fn get(base: &str, path_and_query: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("{base}{path_and_query}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+/// Writes `raw` on a new connection and reads until the server closes it or `wait` passes.
+pub async fn raw_exchange(addr: SocketAddr, raw: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(raw).await.expect("write");
+    read_for(&mut stream, wait).await
+}
+
+/// Reads what arrives on `stream` until it closes or `wait` passes.
+pub async fn read_for(stream: &mut TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A text-message webhook body with the given wamid (one message).
+pub fn text_body(wamid: &str, text: &str) -> String {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"104512367890123","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001234","phone_number_id":"109876543210987"}},"contacts":[{{"profile":{{"name":"Test User"}},"wa_id":"15551230000"}}],"messages":[{{"from":"15551230000","id":"{wamid}","timestamp":"1768993210","type":"text","text":{{"body":"{text}"}}}}]}},"field":"messages"}}]}}]}}"#
+    )
+}
+
+/// An ingress served in-process on `127.0.0.1:0` with its own queue.
+pub struct Ingress {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub queue: QueueKeys,
+    pub webhook: Webhook,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ingress {
+    /// Starts an ingress on the shared Redis with default settings.
+    pub async fn start(what: &str) -> Ingress {
+        Self::start_with(what, &redis_url(), |_| {}).await
+    }
+
+    /// Starts an ingress on the Redis at `url`, with `tweak` applied to the default config.
+    pub async fn start_with(what: &str, url: &str, tweak: impl FnOnce(&mut Config)) -> Ingress {
+        let mut config = Config::default();
+        tweak(&mut config);
+        let name = unique(what);
+        let mut options = ProducerOptions::default();
+        options.timeout = config.enqueue_timeout;
+        let producer =
+            Producer::new(url, QueueName::new(name.clone()).unwrap(), options).expect("producer");
+        let webhook = Webhook::new(
+            config,
+            Verifier::from_list(SECRET).unwrap(),
+            Challenge::new(TOKEN).unwrap(),
+            producer,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(wa_webhook::serve(listener, webhook.clone(), async {
+            let _ = rx.await;
+        }));
+        Ingress {
+            addr,
+            base: format!("http://{addr}"),
+            queue: QueueKeys {
+                name,
+                url: url.to_owned(),
+            },
+            webhook,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Signs and POSTs `body` over HTTP/1.1.
+    pub async fn post(&self, body: impl Into<Bytes>) -> Answer {
+        send(&http1(), signed_post(&self.base, body)).await
+    }
+
+    /// GETs `path_and_query` over HTTP/1.1.
+    pub async fn get(&self, path_and_query: &str) -> Answer {
+        send(&http1(), get(&self.base, path_and_query)).await
+    }
+
+    /// Stops serving and waits for the drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.queue.delete_all();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A private `redis-server` on a free port in a temporary directory, killed when dropped.
+/// Tests stop, freeze and restart it; the shared Redis is never touched.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        r.start_again().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers PING.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for these tests");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (its data goes with it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the server.
+    pub fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("running");
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} redis-server");
+    }
+
+    /// Script calls served so far (`EVAL`, `EVALSHA`, `FCALL` and their read-only forms), from
+    /// `INFO commandstats`: one per enqueue round trip.
+    pub async fn script_calls(&self) -> u64 {
+        let mut conn = redis(&self.url()).await;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        info.lines()
+            .filter(|l| {
+                ["cmdstat_eval", "cmdstat_fcall"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .filter_map(|l| l.split("calls=").nth(1))
+            .filter_map(|rest| rest.split(',').next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A frozen server does not die of SIGKILL until it is continued? It does; CONT is
+            // sent anyway so no stopped process is left behind in any case.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
+        }
+        self.stop();
+    }
+}
+
+/// The `wa-ingress` binary built next to this test executable.
+pub fn ingress_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/it-<hash> -> target/debug/wa-ingress
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(format!("wa-ingress{}", std::env::consts::EXE_SUFFIX)))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `wa-ingress` process whose stdout and stderr are captured; SIGKILLed when dropped.
+pub struct Process {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    /// Spawns the binary with `envs` (and nothing of the caller's `WHATSAPP_*`/`WA_*`).
+    pub fn spawn(envs: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(ingress_bin());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WA_")
+                || k.starts_with("WHATSAPP_")
+                || k == "REDIS_URL"
+                || k == "RUST_LOG"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn wa-ingress");
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [stdout, stderr].into_iter().flatten() {
+            let output = Arc::clone(&output);
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }));
+        }
+        Process {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits up to `limit` for the listen line and returns the bound address.
+    pub async fn wait_listening(&mut self, limit: Duration) -> SocketAddr {
+        let deadline = Instant::now() + limit;
+        loop {
+            let out = self.output();
+            if let Some(addr) = out
+                .lines()
+                .filter(|l| l.contains("wa-ingress listening"))
+                .find_map(|l| l.split("addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.trim_matches('"').parse().ok())
+            {
+                return addr;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("wa-ingress exited ({status}) before listening:\n{out}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wa-ingress did not log its listen line:\n{out}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} wa-ingress");
+    }
+
+    /// Waits up to `limit` for the exit; returns the exit code (None: killed by a signal).
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wa-ingress did not exit within {limit:?}:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
