@@ -53,6 +53,9 @@ struct Args {
     /// Largest accepted body, in bytes
     #[arg(long, env = "WA_MAX_BODY", default_value_t = wa_webhook::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Body bytes all requests may hold at once; past it new requests get 503
+    #[arg(long, env = "WA_MAX_BUFFERED", default_value_t = 256 * 1024 * 1024)]
+    max_buffered: usize,
     /// Longest wait for Redis before answering 503
     #[arg(long, env = "WA_ENQUEUE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     enqueue_timeout: Duration,
@@ -149,6 +152,7 @@ fn build(args: &Args) -> Result<Webhook, String> {
     let mut config = Config::default();
     config.path.clone_from(&args.path);
     config.max_body = args.max_body;
+    config.max_buffered = args.max_buffered;
     config.enqueue_timeout = args.enqueue_timeout;
     config.accept = args.accept;
     config.max_connections = args.max_connections;

@@ -46,6 +46,11 @@ pub struct Config {
     /// The whole of one request, body and enqueue included; past it the answer is 408.
     /// Default 30 s.
     pub request_timeout: Duration,
+    /// Body bytes held at once by all requests together (bodies being read or waiting for
+    /// Redis); a request that would pass it is answered 503 at once (Meta retries). This bounds
+    /// the endpoint's memory whatever the clients send and however slow Redis is. Default
+    /// 256 MiB.
+    pub max_buffered: usize,
     /// [`serve`](crate::serve): connections open at once; further ones wait in the listen
     /// backlog. Default 1024.
     pub max_connections: usize,
@@ -62,6 +67,7 @@ impl Default for Config {
             path: DEFAULT_PATH.to_owned(),
             max_body: DEFAULT_MAX_BODY,
             enqueue_timeout: Duration::from_secs(2),
+            max_buffered: 256 * 1024 * 1024,
             accept: Accept::ALL,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),

@@ -101,8 +101,11 @@
 //!
 //! Nothing is buffered beyond the requests in flight: each holds its body (at most
 //! [`Config::max_body`]) and its jobs, which borrow from the body, until Redis answers or the
-//! enqueue timeout passes. With [`serve`], requests in flight are at most
-//! `max_connections × max_streams_per_connection`, whatever Redis does.
+//! enqueue timeout passes; nothing is kept for later. All bodies held at once share one budget,
+//! [`Config::max_buffered`] (256 MiB by default): a request that would pass it is answered 503
+//! at once, so memory stays bounded (about the budget plus the encoded jobs, which are of the
+//! same size) whatever the clients send and however long Redis is away. With [`serve`],
+//! connections are also capped ([`Config::max_connections`]).
 //!
 //! # Logs
 //!
@@ -162,6 +165,8 @@ pub struct Webhook {
 
 struct Inner {
     config: Config,
+    /// The body budget, in KiB (see [`Config::max_buffered`]).
+    buffered: tokio::sync::Semaphore,
     verifier: Verifier,
     challenge: Challenge,
     producer: Producer,
@@ -204,6 +209,7 @@ impl Route {
 enum ReadError {
     TooLarge,
     Broken,
+    OverBudget,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -220,8 +226,10 @@ impl Webhook {
         challenge: Challenge,
         producer: Producer,
     ) -> Self {
+        let budget = config.max_buffered.div_ceil(1024).max(1);
         Self {
             inner: Arc::new(Inner {
+                buffered: tokio::sync::Semaphore::new(budget),
                 config,
                 verifier,
                 challenge,
@@ -384,8 +392,14 @@ impl Webhook {
             metrics.request(Outcome::TooLarge);
             return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
         }
-        let bytes = match read_body(body, limit, declared).await {
+        let mut held = None;
+        let bytes = match read_body(body, limit, declared, &inner.buffered, &mut held).await {
             Ok(bytes) => bytes,
+            Err(ReadError::OverBudget) => {
+                metrics.request(Outcome::Overloaded);
+                tracing::warn!("buffered body budget spent; answering 503");
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "");
+            }
             Err(ReadError::TooLarge) => {
                 metrics.request(Outcome::TooLarge);
                 return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
@@ -518,13 +532,16 @@ fn kind_slot(kind: JobKind) -> usize {
     }
 }
 
-/// Reads a body up to `limit` bytes. A body that arrives in one frame (the usual case for a
+/// Reads a body up to `limit` bytes, taking its size from the `budget` (KiB permits, held in
+/// `held` until the request ends). A body that arrives in one frame (the usual case for a
 /// small webhook) is kept as that frame's `Bytes` without a copy; more frames are gathered into
 /// one buffer sized from `Content-Length` when it is known.
-async fn read_body<B: HttpBody>(
+async fn read_body<'s, B: HttpBody>(
     body: B,
     limit: usize,
     declared: Option<u64>,
+    budget: &'s tokio::sync::Semaphore,
+    held: &mut Option<tokio::sync::SemaphorePermit<'s>>,
 ) -> Result<Bytes, ReadError> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
@@ -538,6 +555,18 @@ async fn read_body<B: HttpBody>(
         let n = data.remaining();
         if n > limit - len {
             return Err(ReadError::TooLarge);
+        }
+        // Charge the budget for the KiB this frame starts.
+        let charge = (len + n).div_ceil(1024) - len.div_ceil(1024);
+        if charge > 0 {
+            let permit = u32::try_from(charge)
+                .ok()
+                .and_then(|c| budget.try_acquire_many(c).ok())
+                .ok_or(ReadError::OverBudget)?;
+            match held {
+                Some(h) => h.merge(permit),
+                None => *held = Some(permit),
+            }
         }
         len += n;
         if first.is_none() && buf.is_empty() {

@@ -26,6 +26,8 @@ pub(crate) enum Outcome {
     BadRequest,
     /// Redis error or enqueue timeout
     Unavailable,
+    /// the buffered-bytes budget was spent
+    Overloaded,
     /// whole-request timeout
     Timeout,
     /// GET handshake answered with the challenge
@@ -42,7 +44,7 @@ pub(crate) enum Outcome {
     Probe,
 }
 
-const OUTCOMES: [(Outcome, &str); 14] = [
+const OUTCOMES: [(Outcome, &str); 15] = [
     (Outcome::Accepted, "accepted"),
     (Outcome::Ignored, "ignored"),
     (Outcome::MissingSignature, "missing_signature"),
@@ -50,6 +52,7 @@ const OUTCOMES: [(Outcome, &str); 14] = [
     (Outcome::TooLarge, "too_large"),
     (Outcome::BadRequest, "bad_request"),
     (Outcome::Unavailable, "unavailable"),
+    (Outcome::Overloaded, "overloaded"),
     (Outcome::Timeout, "timeout"),
     (Outcome::ChallengeOk, "challenge_ok"),
     (Outcome::ChallengeBadRequest, "challenge_bad_request"),

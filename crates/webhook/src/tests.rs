@@ -356,3 +356,28 @@ fn debug_is_redacted() {
     assert!(d.contains("/api/whatsapp/webhook"));
     assert!(!d.contains(SECRET) && !d.contains(TOKEN));
 }
+
+/// Bodies held at once share the `max_buffered` budget: past it the answer is 503 at once, and
+/// the budget comes back when a request ends.
+#[tokio::test]
+async fn buffered_budget_is_enforced_and_released() {
+    let w = webhook(Config {
+        max_buffered: 4096,
+        ..Config::default()
+    });
+    // 5 KiB in one body is over the 4 KiB budget: 503, not 413 (the body limit is 4 MiB).
+    let big = vec![b' '; 5 * 1024];
+    let req = Request::post(DEFAULT_PATH)
+        .body(Full::new(Bytes::from(big)))
+        .unwrap();
+    assert_eq!(w.handle(req).await.status(), 503);
+    assert_eq!(w.metrics().requests("overloaded"), 1);
+    // A 3 KiB body fits, again and again: each request gives its share back.
+    for _ in 0..3 {
+        let req = Request::post(DEFAULT_PATH)
+            .body(Full::new(Bytes::from(vec![b' '; 3 * 1024])))
+            .unwrap();
+        assert_eq!(w.handle(req).await.status(), 401);
+    }
+    assert_eq!(w.inner.buffered.available_permits(), 4);
+}
