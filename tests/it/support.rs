@@ -218,16 +218,23 @@ pub async fn raw_exchange(addr: SocketAddr, raw: &[u8], wait: Duration) -> Strin
 
 /// Reads what arrives on `stream` until it closes or `wait` passes.
 pub async fn read_for(stream: &mut TcpStream, wait: Duration) -> String {
+    read_until_closed(stream, wait).await.0
+}
+
+/// Reads what arrives on `stream` until it closes or `wait` passes; true when the server
+/// closed (or reset) the connection before then.
+pub async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
+    let closed = loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Err(_) => break false,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
 /// A text-message webhook body with the given wamid (one message).
