@@ -149,25 +149,47 @@ impl<'de> Visitor<'de> for LooseVisitor {
     }
 }
 
-/// An object key, matched against a fixed list; `usize::MAX` for any other key.
-pub(crate) struct KeySeed(pub(crate) &'static [&'static str]);
+/// An object key, matched against a fixed list; `OTHER_KEY` for any other key.
+///
+/// Built by `keys!` from string literals: the `match` it expands to compiles to a
+/// switch on length and word compares, which profiles of the walk preferred to `memcmp` calls.
+pub(crate) struct KeySeed<F>(pub(crate) F);
 
 pub(crate) const OTHER_KEY: usize = usize::MAX;
 
-impl<'de> DeserializeSeed<'de> for KeySeed {
+/// `keys!("a", "b")` is a [`KeySeed`] answering 0 for `a`, 1 for `b`, `OTHER_KEY` otherwise.
+macro_rules! keys {
+    ($($k:literal),+ $(,)?) => {
+        $crate::de::KeySeed(|key: &str| -> usize {
+            let mut i = 0usize;
+            $(
+                if key == $k {
+                    return i;
+                }
+                i += 1;
+            )+
+            let _ = i;
+            $crate::de::OTHER_KEY
+        })
+    };
+}
+
+pub(crate) use keys;
+
+impl<'de, F: Fn(&str) -> usize> DeserializeSeed<'de> for KeySeed<F> {
     type Value = usize;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
         d.deserialize_identifier(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeySeed {
+impl<'de, F: Fn(&str) -> usize> Visitor<'de> for KeySeed<F> {
     type Value = usize;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
     fn visit_str<E>(self, v: &str) -> Result<usize, E> {
-        Ok(self.0.iter().position(|k| *k == v).unwrap_or(OTHER_KEY))
+        Ok((self.0)(v))
     }
     fn visit_bytes<E>(self, _: &[u8]) -> Result<usize, E> {
         Ok(OTHER_KEY)

@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::de::{KeySeed, Loose, OTHER_KEY, describe, first_byte, json_type_name};
+use crate::de::{KeySeed, Loose, OTHER_KEY, describe, first_byte, json_type_name, keys};
 use crate::{Anomaly, Contact, Kind, Metadata, Notification, PayloadError, Problem, RawValue};
 
 #[derive(Debug, Default)]
@@ -55,6 +55,7 @@ pub(crate) struct Walk<'a> {
     pub(crate) contacts: Vec<Contact<'a>>,
     pub(crate) items: Vec<Item<'a>>,
     pub(crate) anomalies: Vec<Anomaly>,
+    pending: Vec<Pending>,
 }
 
 impl Walk<'_> {
@@ -83,7 +84,153 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|e| PayloadError::NotAnObject(describe(&e)))?;
+    if !w.pending.is_empty() {
+        refetch(text, &mut w).map_err(|e| PayloadError::NotAnObject(describe(&e)))?;
+    }
     Ok(w)
+}
+
+/// Fetches the whole `value` of each pending change with a second, skipping pass, and puts its
+/// item in its place in body order.
+fn refetch<'a>(text: &'a str, w: &mut Walk<'a>) -> Result<(), serde_json::Error> {
+    let pending = std::mem::take(&mut w.pending);
+    let mut found: Vec<Option<&'a RawValue>> = vec![None; pending.len()];
+    let mut de = serde_json::Deserializer::from_str(text);
+    Shape(RefetchH {
+        wanted: &pending,
+        found: &mut found,
+        level: Level::Top,
+        e: 0,
+    })
+    .deserialize(&mut de)?;
+    let old = std::mem::take(&mut w.items);
+    let mut items = Vec::with_capacity(old.len() + pending.len());
+    let mut extra = pending.iter().zip(found).peekable();
+    for (i, item) in old.into_iter().enumerate() {
+        while let Some((p, raw)) = extra.next_if(|(p, _)| p.at <= i) {
+            items.extend(raw.map(|raw| Item {
+                kind: Kind::Change,
+                change: p.change,
+                pos: 0,
+                raw,
+            }));
+        }
+        items.push(item);
+    }
+    for (p, raw) in extra {
+        items.extend(raw.map(|raw| Item {
+            kind: Kind::Change,
+            change: p.change,
+            pos: 0,
+            raw,
+        }));
+    }
+    w.items = items;
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Level {
+    Top,
+    Entries,
+    Entry,
+    Changes,
+    Change,
+}
+
+/// The second pass: walks the envelope exactly as the first one counts it (first of repeated
+/// keys, every array element) and keeps the `value` of the wanted changes.
+struct RefetchH<'a, 'b> {
+    wanted: &'b [Pending],
+    found: &'b mut [Option<&'a RawValue>],
+    level: Level,
+    e: usize,
+}
+
+impl<'a> RefetchH<'a, '_> {
+    fn at(&mut self, level: Level, e: usize) -> RefetchH<'a, '_> {
+        RefetchH {
+            wanted: self.wanted,
+            found: &mut *self.found,
+            level,
+            e,
+        }
+    }
+}
+
+impl<'a> Handler<'a> for RefetchH<'a, '_> {
+    fn map<A: MapAccess<'a>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let (key, next) = match self.level {
+            Level::Top => ("entry", Level::Entries),
+            Level::Entry => ("changes", Level::Changes),
+            Level::Change => ("value", Level::Change),
+            Level::Entries | Level::Changes => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(());
+            }
+        };
+        let mut seen = false;
+        while let Some(k) = map.next_key_seed(KeySeed(|k: &str| usize::from(k != key)))? {
+            if k == 0 && !seen {
+                seen = true;
+                if let Level::Change = self.level {
+                    let raw: &'a RawValue = map.next_value()?;
+                    if let Some(slot) = self.found.first_mut() {
+                        *slot = Some(raw);
+                    }
+                } else {
+                    let e = self.e;
+                    map.next_value_seed(Shape(self.at(next, e)))?;
+                }
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            let more = match self.level {
+                Level::Entries => {
+                    let lo = self.wanted.partition_point(|p| p.e < i);
+                    let hi = self.wanted.partition_point(|p| p.e <= i);
+                    if lo == hi {
+                        seq.next_element::<IgnoredAny>()?.is_some()
+                    } else {
+                        let sub = RefetchH {
+                            wanted: &self.wanted[lo..hi],
+                            found: &mut self.found[lo..hi],
+                            level: Level::Entry,
+                            e: i,
+                        };
+                        seq.next_element_seed(Shape(sub))?.is_some()
+                    }
+                }
+                Level::Changes => {
+                    let pos = self.wanted.iter().position(|p| p.c == i);
+                    match pos {
+                        Some(pos) => {
+                            let sub = RefetchH {
+                                wanted: &self.wanted[pos..=pos],
+                                found: &mut self.found[pos..=pos],
+                                level: Level::Change,
+                                e: self.e,
+                            };
+                            seq.next_element_seed(Shape(sub))?.is_some()
+                        }
+                        None => seq.next_element::<IgnoredAny>()?.is_some(),
+                    }
+                }
+                _ => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn wrong(self) {}
 }
 
 // ---- the shape dispatcher -------------------------------------------------------------------
@@ -199,7 +346,7 @@ impl<'a> Handler<'a> for TopH<'a, '_> {
         const KEYS: &[&str] = &["object", "entry"];
         let w = self.w;
         let mut seen = [false; 2];
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!("object", "entry"))? {
             if k != OTHER_KEY && seen[k] {
                 duplicate(&mut map, w, KEYS[k].to_owned())?;
                 continue;
@@ -258,7 +405,7 @@ impl<'a> Handler<'a> for EntryH<'a, '_> {
         let idx = w.entries.len();
         w.entries.push(EntryCtx::default());
         let mut seen = [false; 3];
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!("id", "time", "changes"))? {
             if k != OTHER_KEY && seen[k] {
                 duplicate(&mut map, w, format!("entry[{e}].{}", KEYS[k]))?;
                 continue;
@@ -326,6 +473,17 @@ impl<'a> Handler<'a> for ChangesH<'a, '_> {
 
 // ---- one change ---------------------------------------------------------------------------
 
+/// A change whose whole `value` must be handed on but was read in streaming mode (its `field`
+/// came after it): the value is fetched by a second, skipping pass over the body.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// where in `Walk::items` the change's item goes
+    at: usize,
+    e: usize,
+    c: usize,
+    change: usize,
+}
+
 struct ChangeH<'a, 'b> {
     w: &'b mut Walk<'a>,
     e: usize,
@@ -333,21 +491,58 @@ struct ChangeH<'a, 'b> {
     entry: usize,
 }
 
+/// What reading a value in streaming mode found out.
+#[derive(Default)]
+struct ValueOut {
+    has_items: bool,
+    not_object: bool,
+}
+
 impl<'a> Handler<'a> for ChangeH<'a, '_> {
     fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
         const KEYS: &[&str] = &["value", "field"];
         let ChangeH { w, e, c, entry } = self;
         let at = || format!("entry[{e}].changes[{c}]");
-        let mut value: Option<&'a RawValue> = None;
-        let mut field = None;
+        // Meta writes `value` before `field`, so what a value is only becomes known after it has
+        // been read. It is read in streaming mode as a `messages` value (the common case, and the
+        // one that needs its items found); should the field turn out to be another one, what it
+        // produced is rolled back and the value is fetched whole by a second pass (`refetch`).
+        let mut raw: Option<&'a RawValue> = None;
+        let mut streamed: Option<(ValueOut, Mark, usize)> = None;
+        let mut change = None;
+        let mut field: Option<Cow<'a, str>> = None;
         let mut seen = [false; 2];
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!("value", "field"))? {
             if k != OTHER_KEY && seen[k] {
                 duplicate(&mut map, w, format!("{}.{}", at(), KEYS[k]))?;
                 continue;
             }
             match k {
-                0 => value = Some(map.next_value()?),
+                0 => {
+                    let idx = w.changes.len();
+                    w.changes.push(ChangeCtx {
+                        entry,
+                        field: None,
+                        metadata: Metadata::default(),
+                        contacts: 0..0,
+                    });
+                    change = Some(idx);
+                    if seen[1] && field.as_deref() != Some("messages") {
+                        raw = Some(map.next_value()?);
+                    } else {
+                        let mark = w.mark();
+                        let mut out = ValueOut::default();
+                        map.next_value_seed(Shape(ValueH {
+                            w: &mut *w,
+                            e,
+                            c,
+                            change: idx,
+                            split: true,
+                            out: &mut out,
+                        }))?;
+                        streamed = Some((out, mark, w.anomalies.len()));
+                    }
+                }
                 1 => field = read_str(&mut map, w, || format!("{}.field", at()))?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -357,51 +552,62 @@ impl<'a> Handler<'a> for ChangeH<'a, '_> {
                 seen[k] = true;
             }
         }
-        let Some(value) = value else {
+        let Some(change) = change else {
             w.note(format!("{}.value", at()), Problem::Missing);
             return Ok(());
         };
-        let is_object = first_byte(value.get().as_bytes()) == Some(b'{');
-        let split = field.as_deref() == Some("messages");
-        if split && !is_object {
-            w.note(format!("{}.value", at()), Problem::NotAnObject);
-            return Ok(());
-        }
-        let change = w.changes.len();
-        w.changes.push(ChangeCtx {
-            entry,
-            field,
-            metadata: Metadata::default(),
-            contacts: 0..0,
-        });
-        let mut has_items = false;
-        if is_object {
-            let mut de = serde_json::Deserializer::from_str(value.get());
-            let read = Shape(ValueH {
-                w: &mut *w,
-                e,
-                c,
-                change,
-                split,
-                has_items: &mut has_items,
-            })
-            .deserialize(&mut de);
-            // The value was validated as JSON by the outer pass and the handlers never fail, so an
-            // error here cannot happen; if it ever did, say so rather than guess.
-            if read.is_err() {
-                w.note(format!("{}.value", at()), Problem::NotAnObject);
+        let is_messages = field.as_deref() == Some("messages");
+        w.changes[change].field = field;
+        match (raw, streamed) {
+            (Some(raw), _) => {
+                // `field` came first and is not `messages`: hand the value on whole, with its
+                // metadata when it has some.
+                if raw.get().starts_with('{') {
+                    let mut de = serde_json::Deserializer::from_str(raw.get());
+                    let mut out = ValueOut::default();
+                    let _ = Shape(ValueH {
+                        w: &mut *w,
+                        e,
+                        c,
+                        change,
+                        split: false,
+                        out: &mut out,
+                    })
+                    .deserialize(&mut de);
+                }
+                w.items.push(Item {
+                    kind: Kind::Change,
+                    change,
+                    pos: 0,
+                    raw,
+                });
             }
-        }
-        // A `messages` value is split into its items; a value of any other field, and a `messages`
-        // value that carries none of `messages`/`statuses`/`errors` (a shape Meta may add), is
-        // handed on whole so that nothing the body carries is dropped.
-        if !has_items {
-            w.items.push(Item {
-                kind: Kind::Change,
-                change,
-                pos: 0,
-                raw: value,
-            });
+            (None, Some((out, _, _))) if is_messages => {
+                if out.not_object {
+                    w.note(format!("{}.value", at()), Problem::NotAnObject);
+                } else if !out.has_items {
+                    // A `messages` value with none of `messages`/`statuses`/`errors`: a shape Meta
+                    // may add; handed on whole rather than dropped.
+                    w.pending.push(Pending {
+                        at: w.items.len(),
+                        e,
+                        c,
+                        change,
+                    });
+                }
+            }
+            (None, Some((_, mark, anomalies_end))) => {
+                // Another field: what the streaming read produced does not apply to it (only
+                // the metadata does); the value is fetched whole afterwards.
+                w.rollback(mark, anomalies_end, change);
+                w.pending.push(Pending {
+                    at: w.items.len(),
+                    e,
+                    c,
+                    change,
+                });
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -413,6 +619,35 @@ impl<'a> Handler<'a> for ChangeH<'a, '_> {
     }
 }
 
+/// Lengths to roll a speculative read back to.
+#[derive(Clone, Copy)]
+struct Mark {
+    items: usize,
+    contacts: usize,
+    anomalies: usize,
+}
+
+impl Walk<'_> {
+    fn mark(&self) -> Mark {
+        Mark {
+            items: self.items.len(),
+            contacts: self.contacts.len(),
+            anomalies: self.anomalies.len(),
+        }
+    }
+
+    /// Undoes what reading a value produced; anomalies noted after it (its change's `field`)
+    /// stay.
+    fn rollback(&mut self, mark: Mark, anomalies_end: usize, change: usize) {
+        self.items.truncate(mark.items);
+        self.contacts.truncate(mark.contacts);
+        self.anomalies.drain(mark.anomalies..anomalies_end);
+        if let Some(ch) = self.changes.get_mut(change) {
+            ch.contacts = 0..0;
+        }
+    }
+}
+
 struct ValueH<'a, 'b> {
     w: &'b mut Walk<'a>,
     e: usize,
@@ -420,7 +655,7 @@ struct ValueH<'a, 'b> {
     change: usize,
     /// a `messages` value: read contacts and split the items
     split: bool,
-    has_items: &'b mut bool,
+    out: &'b mut ValueOut,
 }
 
 impl<'a> Handler<'a> for ValueH<'a, '_> {
@@ -432,10 +667,12 @@ impl<'a> Handler<'a> for ValueH<'a, '_> {
             c,
             change,
             split,
-            has_items,
+            out,
         } = self;
         let mut seen = [false; 5];
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!(
+            "metadata", "contacts", "messages", "statuses", "errors"
+        ))? {
             let k = if !split && k != 0 { OTHER_KEY } else { k };
             if k != OTHER_KEY && seen[k] {
                 duplicate(
@@ -458,7 +695,7 @@ impl<'a> Handler<'a> for ValueH<'a, '_> {
                     w.changes[change].contacts = start..w.contacts.len();
                 }
                 2..=4 => {
-                    *has_items = true;
+                    out.has_items = true;
                     let kind = [Kind::Message, Kind::Status, Kind::Error][k - 2];
                     map.next_value_seed(Shape(ItemsH {
                         w: &mut *w,
@@ -480,7 +717,7 @@ impl<'a> Handler<'a> for ValueH<'a, '_> {
         Ok(())
     }
     fn wrong(self) {
-        // Only called for objects (checked by the caller).
+        self.out.not_object = true;
     }
 }
 
@@ -496,7 +733,7 @@ impl<'a> Handler<'a> for MetadataH<'a, '_> {
         const KEYS: &[&str] = &["phone_number_id", "display_phone_number"];
         let MetadataH { w, e, c, change } = self;
         let mut md = Metadata::default();
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!("phone_number_id", "display_phone_number"))? {
             let path = || format!("entry[{e}].changes[{c}].value.metadata.{}", KEYS[k]);
             match k {
                 0 if md.phone_number_id.is_none() => {
@@ -560,9 +797,8 @@ struct ContactH<'a, 'b> {
 
 impl<'a> Handler<'a> for ContactH<'a, '_> {
     fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["profile", "wa_id", "user_id"];
         let mut contact = Contact::default();
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!("profile", "wa_id", "user_id"))? {
             match k {
                 0 => map.next_value_seed(Shape(ProfileH {
                     contact: &mut contact,
@@ -598,8 +834,7 @@ struct ProfileH<'a, 'b> {
 
 impl<'a> Handler<'a> for ProfileH<'a, '_> {
     fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["name", "username"];
-        while let Some(k) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(k) = map.next_key_seed(keys!("name", "username"))? {
             match k {
                 0 if self.contact.name.is_none() => {
                     self.contact.name = map.next_value::<Loose<'a>>()?.into_str()
@@ -741,17 +976,27 @@ struct SummaryH<'a, 'b> {
 
 impl<'a> Handler<'a> for SummaryH<'a, '_> {
     fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const MESSAGE: &[&str] = &["id", "from", "from_user_id", "type", "timestamp", "text"];
-        const STATUS: &[&str] = &[
-            "id",
-            "recipient_id",
-            "recipient_user_id",
-            "status",
-            "timestamp",
-        ];
         let n = self.n;
-        let keys = if self.status { STATUS } else { MESSAGE };
-        while let Some(k) = map.next_key_seed(KeySeed(keys))? {
+        loop {
+            let k = if self.status {
+                map.next_key_seed(keys!(
+                    "id",
+                    "recipient_id",
+                    "recipient_user_id",
+                    "status",
+                    "timestamp"
+                ))?
+            } else {
+                map.next_key_seed(keys!(
+                    "id",
+                    "from",
+                    "from_user_id",
+                    "type",
+                    "timestamp",
+                    "text"
+                ))?
+            };
+            let Some(k) = k else { break };
             let slot = match k {
                 0 => &mut n.wamid,
                 1 => &mut n.from,
@@ -783,7 +1028,7 @@ struct TextH<'a, 'b> {
 
 impl<'a> Handler<'a> for TextH<'a, '_> {
     fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(k) = map.next_key_seed(KeySeed(&["body"]))? {
+        while let Some(k) = map.next_key_seed(keys!("body"))? {
             if k == 0 && self.body.is_none() {
                 *self.body = map.next_value::<Loose<'a>>()?.into_str();
             } else {

@@ -167,3 +167,109 @@ fn deep_nesting_is_refused() {
     s.push_str(&"[".repeat(100_000));
     assert!(Body::parse(s.as_bytes()).is_err());
 }
+
+/// One change of a generated body.
+#[derive(Debug, Clone)]
+enum GenChange {
+    /// a `messages` change with this many messages and statuses
+    Items(usize, usize),
+    /// a `messages` change whose value has only metadata
+    MetadataOnly,
+    /// a change of another field
+    Other(&'static str),
+}
+
+fn gen_change() -> impl Strategy<Value = (GenChange, bool)> {
+    let change = prop_oneof![
+        (0usize..3, 0usize..3).prop_map(|(m, s)| GenChange::Items(m, s)),
+        Just(GenChange::MetadataOnly),
+        prop_oneof![
+            Just("message_template_status_update"),
+            Just("account_update"),
+            Just("history")
+        ]
+        .prop_map(GenChange::Other),
+    ];
+    (change, any::<bool>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the mix of fields and the order of `value` and `field`, notifications come out
+    /// in body order with the right kinds, values and raw slices.
+    #[test]
+    fn mixed_fields_in_any_key_order_keep_body_order(
+        entries in proptest::collection::vec(proptest::collection::vec(gen_change(), 0..4), 0..4),
+    ) {
+        let mut body = String::from(r#"{"object":"whatsapp_business_account","entry":["#);
+        let mut want: Vec<(&'static str, String)> = Vec::new();
+        let mut serial = 0;
+        for (e, changes) in entries.iter().enumerate() {
+            if e > 0 { body.push(','); }
+            body.push_str(&format!(r#"{{"id":"{e}","changes":["#));
+            for (c, (change, field_first)) in changes.iter().enumerate() {
+                if c > 0 { body.push(','); }
+                let (value, field) = match change {
+                    GenChange::Items(m, s) => {
+                        let mut msgs = Vec::new();
+                        for _ in 0..*m {
+                            serial += 1;
+                            msgs.push(format!(r#"{{"id":"m{serial}","from":"1","type":"text"}}"#));
+                            want.push(("message", format!("m{serial}")));
+                        }
+                        let mut sts = Vec::new();
+                        for _ in 0..*s {
+                            serial += 1;
+                            sts.push(format!(r#"{{"id":"s{serial}","status":"read"}}"#));
+                            want.push(("status", format!("s{serial}")));
+                        }
+                        (
+                            format!(
+                                r#"{{"metadata":{{"phone_number_id":"p{e}"}},"messages":[{}],"statuses":[{}]}}"#,
+                                msgs.join(","),
+                                sts.join(",")
+                            ),
+                            "messages",
+                        )
+                    }
+                    GenChange::MetadataOnly => {
+                        serial += 1;
+                        want.push(("change", format!(r#"{{"metadata":{{"phone_number_id":"x{serial}"}}}}"#)));
+                        (format!(r#"{{"metadata":{{"phone_number_id":"x{serial}"}}}}"#), "messages")
+                    }
+                    GenChange::Other(field) => {
+                        serial += 1;
+                        let v = format!(r#"{{"event":"E{serial}","messages":[{{"id":"not-a-message"}}]}}"#);
+                        want.push(("change", v.clone()));
+                        (v, *field)
+                    }
+                };
+                if *field_first {
+                    body.push_str(&format!(r#"{{"field":"{field}","value":{value}}}"#));
+                } else {
+                    body.push_str(&format!(r#"{{"value":{value},"field":"{field}"}}"#));
+                }
+            }
+            body.push_str("]}");
+        }
+        body.push_str("]}");
+
+        let parsed = Body::parse(body.as_bytes()).expect("parses");
+        prop_assert!(parsed.anomalies().is_empty(), "{:?}", parsed.anomalies());
+        let got: Vec<(&'static str, String)> = parsed
+            .notifications()
+            .map(|n| {
+                let key = match n.kind {
+                    wa_payload::Kind::Message | wa_payload::Kind::Status => {
+                        n.wamid.as_deref().unwrap_or_default().to_owned()
+                    }
+                    _ => n.raw.get().to_owned(),
+                };
+                (n.kind.as_str(), key)
+            })
+            .collect();
+        prop_assert_eq!(got, want);
+        crate::support::check_raw_slices(body.as_bytes());
+    }
+}
