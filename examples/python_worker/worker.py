@@ -38,8 +38,9 @@ class Redis:
         if u.scheme != "redis":
             raise SystemExit(f"unsupported Redis URL scheme {u.scheme!r}: use redis://host:port/db")
         self.where = f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"  # never the password
+        address = (u.hostname or "127.0.0.1", u.port or 6379)
         try:
-            self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout)
+            self.sock = socket.create_connection(address, timeout)
         except OSError as err:
             raise ConnectionError(f"cannot reach redis at {self.where}: {err}") from None
         self.file = self.sock.makefile("rb")
@@ -128,8 +129,10 @@ def raw_members(text):
         return None
 
 
-# Moves a job in hand to dead, but only if it is still in hand: a reaper may have given it back
-# to pending meanwhile, and then it must not be in both lists.
+# The scripts below do what docs/queue-contract.md's scripts do, in short.
+
+# settle, for a dead job: remove the exact element from our processing list and, only if it was
+# still there (a reaper may have given it back to pending meanwhile), push the entry to dead.
 TO_DEAD = """
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
@@ -138,23 +141,28 @@ end
 return 0
 """
 
-# Retries whose time has come go to the consumers' end of pending, earliest first.
+# promote: retries whose time has come go to the producers' end of pending, earliest first.
 PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for i = #due, 1, -1 do
-  redis.call('ZREM', KEYS[1], due[i])
-  redis.call('RPUSH', KEYS[2], due[i])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+  redis.call('LPUSH', KEYS[2], unpack(due))
 end
 return #due
 """
 
-# Gives a lapsed consumer's jobs back to pending, re-checking its lease in the same atomic step
-# so a consumer that renewed meanwhile keeps them.
-REAP = """
-local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local t = redis.call('TIME')
-if expiry and tonumber(expiry) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
-  return -1
+# release: a consumer's jobs in hand go back to the consumers' end of pending (they run next)
+# and its lease is removed. A reaper passes force 0, so the lease is re-checked in the same
+# atomic step and a consumer that renewed meanwhile keeps its jobs; a stopping consumer, 1.
+RELEASE = """
+if ARGV[2] ~= '1' then
+  local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  local t = redis.call('TIME')
+  if expiry and tonumber(expiry) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+    return -1
+  end
 end
 local n = 0
 while redis.call('LMOVE', KEYS[3], KEYS[2], 'LEFT', 'RIGHT') do
@@ -176,8 +184,11 @@ class Worker:
         self.consumers = f"{base}:consumers"
         self.delayed = f"{base}:delayed"
         self.dead = f"{base}:dead"
+        # Renew the lease and do the housekeeping this often: about every second, and at least
+        # every third of the lease.
+        self.tick = min(1.0, args.lease / 3)
         self.redis = None
-        self.renew_at = 0.0
+        self.next_tick = 0.0
         self.stopping = False
 
     def connect(self):
@@ -185,29 +196,31 @@ class Worker:
             self.redis.close()
         # The socket must outlive the longest blocking call.
         self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10)
-        self.renew()
 
-    def server_ms(self):
-        """Redis's clock in ms: leases and retry times are on the server clock, so workers on
-        hosts whose clocks disagree still agree on which lease has lapsed."""
+    def release(self, consumer, force):
+        """Returns `consumer`'s jobs in hand to pending and removes its lease (see RELEASE)."""
+        processing = f"{self.base}:processing:{consumer}"
+        return self.redis.call(
+            "EVAL", RELEASE, 3, self.consumers, self.pending, processing, consumer, force
+        )
+
+    def housekeeping(self):
+        """Renews our lease (on Redis's clock, so hosts whose clocks disagree still agree on
+        which lease has lapsed), promotes due retries, and reaps lapsed consumers, as every
+        consumer of the queue does, so a queue served by Python workers alone still recovers."""
         seconds, micros = self.redis.call("TIME")
-        return int(seconds) * 1000 + int(micros) // 1000
-
-    def renew(self):
-        """Registers or renews the lease (consumer id -> expiry in ms), and does the queue's
-        housekeeping: due retries back to pending, a dead consumer's jobs back to pending."""
-        now = self.server_ms()
+        now = int(seconds) * 1000 + int(micros) // 1000
         self.redis.call("ZADD", self.consumers, now + int(self.args.lease * 1000), self.id)
-        self.renew_at = time.monotonic() + self.args.lease / 3
-        self.redis.call("EVAL", PROMOTE, 2, self.delayed, self.pending, now)
-        for lapsed in self.redis.call("ZRANGEBYSCORE", self.consumers, "-inf", f"({now}"):
-            processing = f"{self.base}:processing:{lapsed.decode()}"
-            self.redis.call("EVAL", REAP, 3, self.consumers, self.pending, processing, lapsed)
+        self.next_tick = time.monotonic() + self.tick
+        self.redis.call("EVAL", PROMOTE, 2, self.delayed, self.pending)
+        lapsed = self.redis.call(
+            "ZRANGEBYSCORE", self.consumers, "-inf", f"({now}", "LIMIT", 0, 100
+        )
+        for consumer in lapsed:
+            self.release(consumer.decode(), 0)
 
     def fetch(self, block):
         """Moves the oldest pending job into our processing list (atomically), or None."""
-        if block <= 0:
-            return self.redis.call("LMOVE", self.pending, self.processing, "RIGHT", "LEFT")
         return self.redis.call(
             "BLMOVE", self.pending, self.processing, "RIGHT", "LEFT", f"{block:.3f}"
         )
@@ -216,14 +229,15 @@ class Worker:
         self.redis.call("LREM", self.processing, -1, raw)
 
     def to_dead(self, raw, error):
-        """Moves a job from our processing list to dead with `error` and `died_at` added."""
+        """Moves a job from our processing list to dead, with `error` and `died_at` added."""
         text = raw.decode("utf-8", errors="replace")
         fields = raw_members(text)
-        if fields is None:
+        kept_whole = fields is None
+        fields = [(k, v) for k, v in (fields or []) if k not in ("error", "died_at")]
+        fields += [("error", json.dumps(error)), ("died_at", str(int(time.time() * 1000)))]
+        if kept_whole:
             # Not a JSON object: keep the text whole inside a new object, never drop it.
-            fields = [("raw", json.dumps(text))]
-        fields = [(k, v) for k, v in fields if k not in ("error", "died_at")]
-        fields += [("error", json.dumps(error)), ("died_at", str(self.server_ms()))]
+            fields.append(("raw", json.dumps(text)))
         entry = "{" + ",".join(json.dumps(k) + ":" + v for k, v in fields) + "}"
         self.redis.call("EVAL", TO_DEAD, 2, self.processing, self.dead, raw, entry)
 
@@ -232,19 +246,17 @@ class Worker:
         try:
             job = json.loads(raw)
         except ValueError as err:
-            self.to_dead(raw, f"job is not JSON: {err}")
-            print(f"dead: a job that is not JSON ({err})", file=sys.stderr, flush=True)
-            return
+            return self.unreadable(raw, f"job is not JSON: {err}")
         if not isinstance(job, dict):
-            self.to_dead(raw, "job is not a JSON object")
-            print("dead: a job that is not a JSON object", file=sys.stderr, flush=True)
-            return
+            return self.unreadable(raw, "job is not a JSON object")
         if job.get("v") != CONTRACT_VERSION:
             # A newer producer's job: park it in dead (replayable) rather than guess at it.
-            self.to_dead(raw, f"unknown contract version {job.get('v')!r}")
-            print(f"dead: a job with unknown version v={job.get('v')!r}", file=sys.stderr, flush=True)
-            return
-        line = [str(job.get("kind", "?")), f"id={job.get('id')}"]
+            return self.unreadable(raw, f"unknown contract version {job.get('v')}")
+        missing = [f for f in ("id", "kind", "payload") if f not in job]
+        if missing:
+            return self.unreadable(raw, f"job lacks {', '.join(missing)}")
+
+        line = [str(job["kind"]), f"id={job['id']}"]
         for field in ("type", "from"):
             if job.get(field) is not None:
                 line.append(f"{field}={job[field]}")
@@ -254,12 +266,9 @@ class Worker:
         print(" ".join(line), flush=True)
         self.ack(raw)
 
-    def give_back(self):
-        """Returns every job still in hand to the consumers' end of pending, oldest taken next."""
-        returned = 0
-        while self.redis.call("LMOVE", self.processing, self.pending, "LEFT", "RIGHT") is not None:
-            returned += 1
-        return returned
+    def unreadable(self, raw, error):
+        self.to_dead(raw, error)
+        print(f"moved to dead: {error}", file=sys.stderr, flush=True)
 
     def run(self):
         args = self.args
@@ -267,19 +276,21 @@ class Worker:
         idle_since = time.monotonic()
         backoff = 0.1
         self.connect()
+        self.housekeeping()
         print(f"worker {self.id} on queue {args.queue!r} at {self.redis.where}", file=sys.stderr)
         while not self.stopping and (args.max_jobs is None or handled < args.max_jobs):
             try:
-                if time.monotonic() >= self.renew_at:
-                    self.renew()
-                block = min(args.block, max(0.0, self.renew_at - time.monotonic()))
+                if time.monotonic() >= self.next_tick:
+                    self.housekeeping()
+                # Block no longer than the next tick: the lease is renewed before it can lapse.
+                block = min(args.block, self.next_tick - time.monotonic())
                 if args.idle_exit is not None:
                     left = idle_since + args.idle_exit - time.monotonic()
                     if left <= 0:
                         print(f"idle for {args.idle_exit}s: exiting", file=sys.stderr)
                         break
                     block = min(block, left)
-                # BLMOVE's smallest useful wait is 10 ms; 0 would block forever.
+                # BLMOVE's timeout 0 would mean "forever": wait at least 10 ms instead.
                 raw = self.fetch(max(block, 0.01))
                 backoff = 0.1
                 if raw is None:
@@ -289,18 +300,19 @@ class Worker:
                 idle_since = time.monotonic()
             except (OSError, ConnectionError) as err:
                 # Redis restarted or the network blinked: reconnect with backoff. A job taken
-                # but not acknowledged stays in our processing list and is given back below
-                # or by a reaper, so it is delivered again (at least once), never lost.
+                # but not acknowledged stays in our processing list; it goes back to pending
+                # now (or by a reaper), so it is delivered again (at least once), never lost.
                 print(f"redis unavailable ({err}); retrying in {backoff:.1f}s", file=sys.stderr)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 try:
                     self.connect()
-                    self.give_back()
+                    self.release(self.id, 1)
+                    self.housekeeping()
                 except (OSError, ConnectionError):
                     pass
-        returned = self.give_back()
-        self.redis.call("ZREM", self.consumers, self.id)
+        # Graceful stop: anything still in hand goes back to pending; the lease is removed.
+        returned = self.release(self.id, 1)
         print(f"handled {handled} job(s), returned {returned}", file=sys.stderr)
 
 
@@ -318,10 +330,14 @@ def main():
     )
     parser.add_argument("--prefix", default="wa", help="key prefix (default wa)")
     parser.add_argument("--lease", type=duration, default=30.0, help="lease length (default 30s)")
-    parser.add_argument("--block", type=duration, default=2.0, help="longest wait per fetch (default 2s)")
+    parser.add_argument(
+        "--block", type=duration, default=2.0, help="longest wait per fetch (default 2s)"
+    )
     parser.add_argument("--max-jobs", type=int, help="exit after this many jobs")
     parser.add_argument("--idle-exit", type=duration, help="exit after this long without a job")
     args = parser.parse_args()
+    if args.lease < 0.3:
+        parser.error("--lease must be at least 300ms")
 
     worker = Worker(args)
 
