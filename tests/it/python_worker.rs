@@ -281,3 +281,56 @@ async fn python_worker_sends_unreadable_jobs_to_dead() {
     );
     assert_eq!(admin.purge_dead().await.expect("purge"), 2);
 }
+
+/// The Python worker does the housekeeping of the contract: it gives back the jobs of a consumer
+/// whose lease has lapsed and promotes a retry that is due, then handles both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_reaps_lapsed_consumers_and_promotes_due_retries() {
+    let url = redis_url();
+    let mut redis = connect(&url).await;
+    let (name, queue) = unique_queue("python-worker-reap");
+
+    // A consumer that died holding a job: its lease lapsed long ago (1 ms after the epoch).
+    let ghost = "ghost-of-a-worker";
+    let held = r#"{"v":1,"id":"wamid.HELD","kind":"message","type":"text","text":"held","attempt":0,"payload":{}}"#;
+    let retry = r#"{"v":1,"id":"wamid.RETRY:read","kind":"status","type":"read","attempt":1,"last_error":"boom","payload":{}}"#;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(queue.consumers())
+        .arg(1)
+        .arg(ghost)
+        .ignore()
+        .cmd("LPUSH")
+        .arg(queue.processing(ghost))
+        .arg(held)
+        .ignore()
+        .cmd("ZADD")
+        .arg(queue.delayed())
+        .arg(1)
+        .arg(retry)
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .expect("set up a lapsed consumer and a due retry");
+
+    let run = run_python_worker(&url, &name, 2).await;
+    let mut printed: Vec<&str> = run.stdout.lines().collect();
+    printed.sort_unstable();
+    assert_eq!(
+        printed,
+        [
+            "message id=wamid.HELD type=text text=\"held\"",
+            "status id=wamid.RETRY:read type=read",
+        ],
+        "stderr: {}",
+        run.stderr
+    );
+    assert_left_clean(&mut redis, &queue, &run.consumer).await;
+    assert_left_clean(&mut redis, &queue, ghost).await;
+    let delayed: u64 = redis::cmd("ZCARD")
+        .arg(queue.delayed())
+        .query_async(&mut redis)
+        .await
+        .expect("ZCARD");
+    assert_eq!(delayed, 0);
+}
