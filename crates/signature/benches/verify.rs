@@ -2,11 +2,15 @@
 //! largest body). The difference is the wrapper: header parsing, hex decoding and the rotation
 //! loop.
 //!
+//! After criterion's groups, a paired run alternates the two in short rounds and prints the
+//! ratio, which stays meaningful when other work shares the machine.
+//!
 //! Run with: `cargo bench -p wa-signature --bench verify`
 
 use std::hint::black_box;
+use std::time::Instant;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use wa_signature::{Signature, Verifier, sign};
 
 const SECRET: &[u8] = b"test_app_secret_0123456789abcdef";
@@ -63,4 +67,65 @@ fn verify(c: &mut Criterion) {
 }
 
 criterion_group!(benches, verify);
-criterion_main!(benches);
+
+/// The ratio wrapper/ring measured in alternating short rounds, so both sides see the same
+/// machine load (on a shared machine, criterion's one-after-the-other runs can differ by more
+/// than the few percent this is about). Prints the median and quartiles; asserts nothing.
+fn paired() {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET);
+    let verifier = Verifier::new([SECRET]).expect("verifier");
+    for (name, len, batch, rounds) in [("1KB", 1024, 200, 400), ("3MB", 3 * 1024 * 1024, 1, 200)] {
+        let body = body(len);
+        let header = sign(SECRET, &body);
+        let tag = ring::hmac::sign(&key, &body);
+        let mut ratios = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let time_ring = || {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    let _ = black_box(ring::hmac::verify(
+                        &key,
+                        black_box(&body),
+                        black_box(tag.as_ref()),
+                    ));
+                }
+                start.elapsed()
+            };
+            let time_wrapper = || {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    let _ = black_box(
+                        verifier.verify(black_box(Some(header.as_bytes())), black_box(&body)),
+                    );
+                }
+                start.elapsed()
+            };
+            // Alternate which side goes first, so neither always gets the warmer cache.
+            let (ring_time, wrapper_time) = if round % 2 == 0 {
+                let r = time_ring();
+                (r, time_wrapper())
+            } else {
+                let w = time_wrapper();
+                (time_ring(), w)
+            };
+            ratios.push(wrapper_time.as_secs_f64() / ring_time.as_secs_f64());
+        }
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
+        println!(
+            "paired {name}: wa_signature_verify / ring_hmac_verify = {:.4} median (p25 {:.4}, p75 {:.4}; {rounds} rounds of {batch})",
+            at(0.5),
+            at(0.25),
+            at(0.75)
+        );
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // `cargo test --benches` runs this binary without `--bench`: only smoke-test criterion then.
+    if std::env::args().any(|a| a == "--bench") {
+        paired();
+    }
+}
