@@ -1,8 +1,6 @@
 //! The `custom_worker` example's handler, run by `wa_queue::run` over a real queue: the example
 //! file itself is compiled in here, so what the test proves is what the example shows.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,6 +10,8 @@ use wa_queue::{
     Admin, Consumer, ConsumerOptions, JobKind, NewJob, Producer, ProducerOptions, QueueName,
     RunOptions,
 };
+
+use crate::support;
 
 // The example's `main` is not called here; its handler and idle stop are.
 #[allow(dead_code)]
@@ -45,17 +45,14 @@ impl Write for Captured {
     }
 }
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// The custom_worker example replies once to each text message, says nothing for other jobs and
 /// leaves the queue empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_worker_replies_to_each_text_message() {
-    let url = redis_url();
-    let name = format!("t-custom-worker-{:016x}", RandomState::new().hash_one(0u8));
-    let queue = QueueName::new(name.as_str()).expect("queue name");
+    let url = support::redis_url();
+    // Fails loudly, with what to do, when Redis is not there.
+    drop(support::redis(&url).await);
+    let queue = QueueName::new(support::unique("custom-worker")).expect("queue name");
 
     let payload = RawValue::from_string("{}".to_owned()).expect("raw json");
     let mut text = NewJob::new("wamid.T1", JobKind::Message, &payload);

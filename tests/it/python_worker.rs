@@ -1,20 +1,14 @@
 //! The Python worker of `examples/python_worker` against jobs from the real ingress: the queue
 //! contract works from another language with nothing but a Redis client.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+use wa_queue::QueueName;
 
-const SECRET: &str = "python-worker-test-secret";
+use crate::support::{self, Ingress};
 
 /// Fixtures posted in this order (the first twice: Meta's retry, deduplicated by the ingress).
 const FIXTURES: [&str; 7] = [
@@ -26,10 +20,6 @@ const FIXTURES: [&str; 7] = [
     "21_status_failed.json",
     "23_text_unicode_emoji.json",
 ];
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,23 +60,6 @@ fn expected_lines(body: &[u8]) -> Vec<String> {
     lines
 }
 
-async fn post(url: &str, body: Vec<u8>) -> http::StatusCode {
-    let request = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header(
-            wa_signature::HEADER_NAME,
-            wa_signature::sign(SECRET.as_bytes(), &body),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    client
-        .request(request)
-        .await
-        .expect("the ingress answers")
-        .status()
-}
-
 /// What one run of the Python worker left: its output and its consumer id.
 struct Run {
     stdout: String,
@@ -125,14 +98,6 @@ async fn run_python_worker(url: &str, name: &str, jobs: usize) -> Run {
     }
 }
 
-async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(url).expect("REDIS_URL");
-    client
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|err| panic!("this test needs Redis at {url}: {err}"))
-}
-
 /// Asserts that the worker left nothing behind: pending empty, its processing list empty, its
 /// lease removed.
 async fn assert_left_clean(
@@ -160,7 +125,7 @@ async fn assert_left_clean(
 }
 
 fn unique_queue(test: &str) -> (String, QueueName) {
-    let name = format!("t-{test}-{:016x}", RandomState::new().hash_one(0u8));
+    let name = support::unique(test);
     let queue = QueueName::new(name.as_str()).expect("queue name");
     (name, queue)
 }
@@ -169,31 +134,12 @@ fn unique_queue(test: &str) -> (String, QueueName) {
 /// once each and in order, then leaves pending, its processing list and its lease empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_worker_takes_every_job_from_the_ingress() {
-    let url = redis_url();
-    let mut redis = connect(&url).await;
-    let (name, queue) = unique_queue("python-worker");
-
-    // The real ingress, in-process on a free port, with its own queue.
-    let config = Config::default();
-    let webhook_path = config.path.clone();
-    let mut options = ProducerOptions::default();
-    // Short-lived markers: a test queue should not leave keys in the shared Redis for 8 days.
-    options.dedup_ttl = Duration::from_secs(120);
-    let producer = Producer::new(&url, queue.clone(), options).expect("producer");
-    let verifier = Verifier::from_list(SECRET).expect("verifier");
-    let challenge = Challenge::new("python-worker-test-token").expect("challenge");
-    let webhook = Webhook::new(config, verifier, challenge, producer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!(
-        "http://{}{webhook_path}",
-        listener.local_addr().expect("addr")
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wa_webhook::serve(listener, webhook, async {
-        let _ = stopped.await;
-    }));
+    let url = support::redis_url();
+    let mut redis = support::redis(&url).await;
+    // The real ingress, in-process on a free port, with its own queue (deleted when dropped).
+    let ingress = Ingress::start("python-worker").await;
+    let name = ingress.queue.name.clone();
+    let queue = QueueName::new(name.as_str()).expect("queue name");
 
     let mut expected = Vec::new();
     for (i, fixture) in FIXTURES.into_iter().enumerate() {
@@ -202,7 +148,7 @@ async fn python_worker_takes_every_job_from_the_ingress() {
         if !FIXTURES[..i].contains(&fixture) {
             expected.extend(expected_lines(&body));
         }
-        assert_eq!(post(&endpoint, body).await, 200, "POST {fixture}");
+        assert_eq!(ingress.post(body).await.status, 200, "POST {fixture}");
     }
     assert_eq!(expected.len(), 6, "{expected:#?}");
 
@@ -210,17 +156,15 @@ async fn python_worker_takes_every_job_from_the_ingress() {
     let printed: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(printed, expected, "stderr: {}", run.stderr);
     assert_left_clean(&mut redis, &queue, &run.consumer).await;
-
-    let _ = stop.send(());
-    server.await.expect("the ingress stops");
+    ingress.stop().await;
 }
 
 /// The Python worker sends a job of an unknown version and a non-JSON job to dead, kept whole
 /// (the payload's bytes untouched) with `error` and `died_at`, as wa-queue's Admin reads them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_worker_sends_unreadable_jobs_to_dead() {
-    let url = redis_url();
-    let mut redis = connect(&url).await;
+    let url = support::redis_url();
+    let mut redis = support::redis(&url).await;
     let (name, queue) = unique_queue("python-worker-dead");
 
     // Meta's escapes in the payload must survive the rewrite byte for byte.
@@ -286,8 +230,8 @@ async fn python_worker_sends_unreadable_jobs_to_dead() {
 /// whose lease has lapsed and promotes a retry that is due, then handles both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_worker_reaps_lapsed_consumers_and_promotes_due_retries() {
-    let url = redis_url();
-    let mut redis = connect(&url).await;
+    let url = support::redis_url();
+    let mut redis = support::redis(&url).await;
     let (name, queue) = unique_queue("python-worker-reap");
 
     // A consumer that died holding a job: its lease lapsed long ago (1 ms after the epoch).
