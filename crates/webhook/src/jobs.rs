@@ -118,6 +118,73 @@ mod tests {
         assert_eq!(a.len(), 64);
     }
 
+    fn jobs_of(body: &[u8]) -> Vec<NewJob<'_>> {
+        let parsed = wa_payload::Body::parse(body).unwrap();
+        parsed
+            .notifications()
+            .map(|n| {
+                let kind = job_kind(n.kind);
+                build(n, kind, 42)
+            })
+            .collect()
+    }
+
+    /// Ids: the wamid of a message, `<wamid>:<status>` of a status, the content hash of an
+    /// error, a change, or a message without id; envelope fields come from the notification.
+    #[test]
+    fn ids_and_fields() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","time":7,"changes":[
+            {"field":"messages","value":{"metadata":{"phone_number_id":"P","display_phone_number":"D"},
+              "contacts":[{"profile":{"name":"Ana"},"wa_id":"1"}],
+              "messages":[{"id":"wamid.M","from":"1","timestamp":"5","type":"text","text":{"body":"hi"}},
+                          {"from":"1","type":"text","text":{"body":"no id"}}],
+              "statuses":[{"id":"wamid.S","status":"read","recipient_id":"2"}],
+              "errors":[{"code":1}]}},
+            {"field":"account_update","value":{"event":"X"}}]}]}"#;
+        let jobs = jobs_of(body);
+        assert_eq!(jobs.len(), 5);
+        let m = &jobs[0];
+        assert_eq!((m.kind, m.id.as_ref()), (JobKind::Message, "wamid.M"));
+        assert_eq!(m.contact_name.as_deref(), Some("Ana"));
+        assert_eq!(m.text.as_deref(), Some("hi"));
+        assert_eq!(m.timestamp.as_deref(), Some("5"));
+        assert_eq!(m.phone_number_id.as_deref(), Some("P"));
+        assert_eq!(m.display_phone_number.as_deref(), Some("D"));
+        assert_eq!(m.waba_id.as_deref(), Some("W"));
+        assert_eq!(m.received_at, 42);
+        let raw = std::str::from_utf8(body).unwrap();
+        assert!(raw.contains(m.payload.get()));
+        let no_id = &jobs[1];
+        assert_eq!(
+            no_id.id,
+            content_id(
+                Some("W"),
+                Some(7),
+                Some("messages"),
+                no_id.payload.get().as_bytes()
+            )
+        );
+        let by_id = |kind| jobs.iter().find(|j| j.kind == kind).unwrap();
+        assert_eq!(by_id(JobKind::Status).id, "wamid.S:read");
+        assert_eq!(by_id(JobKind::Status).from.as_deref(), Some("2"));
+        let e = by_id(JobKind::Error);
+        assert_eq!(
+            e.id,
+            content_id(Some("W"), Some(7), Some("messages"), br#"{"code":1}"#)
+        );
+        let c = by_id(JobKind::Change);
+        assert_eq!(c.type_.as_deref(), Some("account_update"));
+        assert_eq!(
+            c.id,
+            content_id(
+                Some("W"),
+                Some(7),
+                Some("account_update"),
+                br#"{"event":"X"}"#
+            )
+        );
+    }
+
     /// Every payload kind maps to the job kind of the same name.
     #[test]
     fn kinds_map() {
