@@ -16,8 +16,9 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Flags every subcommand shares.
+/// Flags every subcommand shares (listed after a subcommand's own in its help).
 #[derive(Debug, Args)]
+#[command(next_display_order = 100)]
 pub struct Global {
     /// Redis URL (may hold a password; never logged)
     #[arg(
@@ -64,14 +65,15 @@ pub struct RunArgs {
     /// Secret for the forward handler's X-Wa-Signature-256 header (HMAC-SHA256 of the body)
     #[arg(long, env = "WA_FORWARD_SECRET", hide_env_values = true)]
     pub forward_secret: Option<String>,
-    /// Handlers running at once
-    #[arg(long, env = "WA_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub concurrency: u32,
+    /// Handlers running at once [default: 256 for --stdout/--discard, 64 for --forward, 16 for
+    /// --exec]
+    #[arg(long, env = "WA_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: Option<u32>,
     /// Deliveries before a failing job goes to dead
     #[arg(long, env = "WA_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Consumer lease: a worker silent this long is presumed dead and its jobs go back to pending
-    #[arg(long, env = "WA_LEASE", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "WA_LEASE", default_value = "30s", value_parser = lease)]
     pub lease: Duration,
     /// A handler running longer than this is stopped and the job retried
     #[arg(long, env = "WA_HANDLER_TIMEOUT", default_value = "30s", value_parser = duration)]
@@ -79,8 +81,8 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long running handlers may still take
     #[arg(long, env = "WA_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
     pub shutdown_grace: Duration,
-    /// Jobs moved from pending per Redis round trip at most
-    #[arg(long, env = "WA_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Jobs moved from pending per Redis round trip at most (never more than free handler slots)
+    #[arg(long, env = "WA_BATCH", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
     /// First retry delay; doubles per attempt, with jitter
     #[arg(long, env = "WA_BACKOFF_BASE", default_value = "1s", value_parser = duration)]
@@ -104,8 +106,8 @@ pub struct HandlerArgs {
     #[arg(long)]
     pub stdout: bool,
     /// Run this command per job: job JSON on stdin, WA_JOB_ID and WA_ATTEMPT in its
-    /// environment; exit 0 = done, 65 = dead, anything else = retry. Split on whitespace with
-    /// '…', "…" and \ quoting; no shell is involved (use `sh -c '…'` for one)
+    /// environment (and WA_JOB_KIND); exit 0 = done, 65 = dead, anything else = retry. Split on
+    /// whitespace with '…', "…" and \ quoting; no shell is involved (use `sh -c '…'` for one)
     #[arg(long, env = "WA_EXEC", value_name = "CMD ARGS")]
     pub exec: Option<String>,
     /// POST each job's JSON to this http:// URL; 2xx = done; 408, 429, 5xx, connection errors
@@ -147,6 +149,15 @@ pub enum DeadCommand {
     Purge,
 }
 
+/// A lease: at least 100ms (renewals happen every third of it).
+fn lease(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(d)
+}
+
 /// Humantime durations ("500ms", "2s", "8d"), never zero.
 fn duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
@@ -182,4 +193,44 @@ impl Cli {
             None => Self::try_parse_from(with_run(&args)),
         }
     }
+}
+
+/// A clap error as the one line the worker prints for exit 64: clap's own first line, plus the
+/// environment variable of the flag at fault, since the value may have come from there.
+pub fn error_line(e: &clap::Error) -> String {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    // The message proper runs up to clap's first blank line (usage and hints follow).
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let mut line = message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned();
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return line;
+    };
+    let Some(long) = arg
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.strip_prefix("--"))
+    else {
+        return line;
+    };
+    let cmd = Cli::command();
+    let env = std::iter::once(&cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned());
+    if let Some(env) = env {
+        line.push_str(&format!(" (flag --{long} or variable {env})"));
+    }
+    line
 }

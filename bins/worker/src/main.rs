@@ -36,9 +36,14 @@ impl std::error::Error for Usage {}
 fn main() -> ExitCode {
     let cli = match Cli::parse_with_default(std::env::args_os().collect()) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("wa-worker: {}", cli::error_line(&e));
+            return ExitCode::from(64);
+        }
         Err(e) => {
+            // --help, --version
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+            return ExitCode::SUCCESS;
         }
     };
     init_logging(cli.global.log_format);
@@ -93,25 +98,29 @@ async fn connect_admin(g: &Global, queue: QueueName) -> anyhow::Result<Admin> {
 async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let h = &args.handler;
-    let (kind, name) = if let Some(cmd) = &h.exec {
+    // In-process handlers are cheap: many at once means bigger fetch and settle batches, which is
+    // what makes a drain fast. Processes and HTTP requests get a gentler default.
+    let (kind, name, concurrency) = if let Some(cmd) = &h.exec {
         let exec = ExecHandler::new(cmd, args.handler_timeout)
             .map_err(|e| Usage(format!("--exec/WA_EXEC: {e}")))?;
-        (Kind::Exec(exec), "exec")
+        (Kind::Exec(exec), "exec", 16)
     } else if let Some(url) = &h.forward {
         let fwd = ForwardHandler::new(url, args.forward_secret.as_deref(), args.handler_timeout)
             .map_err(|e| Usage(format!("--forward/WA_FORWARD_URL: {e}")))?;
-        (Kind::Forward(Box::new(fwd)), "forward")
+        (Kind::Forward(Box::new(fwd)), "forward", 64)
     } else if h.discard {
-        (Kind::Discard, "discard")
+        (Kind::Discard, "discard", 256)
     } else {
         (
             Kind::Stdout(StdoutHandler::start(stop_tx).context("opening standard output")?),
             "stdout",
+            256,
         )
     };
     if args.forward_secret.is_some() && h.forward.is_none() {
         tracing::warn!("--forward-secret/WA_FORWARD_SECRET is set but only --forward uses it");
     }
+    let concurrency = args.concurrency.unwrap_or(concurrency);
     let counters = Arc::new(Counters::default());
     let durations = match args.metrics_listen {
         Some(addr) => {
@@ -144,10 +153,10 @@ async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<()> 
     let consumer = Consumer::connect(&g.redis_url, queue, copts)
         .await
         .context("connecting to Redis (--redis-url/REDIS_URL)")?;
-    tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency = args.concurrency, "worker started");
+    tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency, "worker started");
 
     let mut ropts = RunOptions::default();
-    ropts.concurrency = args.concurrency as usize;
+    ropts.concurrency = concurrency as usize;
     // exec and forward enforce the timeout themselves (killing the child, naming the cause);
     // the run loop's own limit is the backstop a little later.
     ropts.handler_timeout = args.handler_timeout + Duration::from_secs(2);
