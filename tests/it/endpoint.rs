@@ -780,8 +780,7 @@ async fn unbindable_address_fails_naming_wa_listen() {
     assert!(out.contains("WA_LISTEN"), "{out}");
 }
 
-/// Redis down at start-up is not fatal: the ingress starts, /readyz and POST answer 503, and
-/// it serves once Redis is up, without a restart.
+/// Redis down at start-up: the ingress runs, answers 503, and serves once Redis is up.
 #[tokio::test]
 async fn starts_with_redis_down_and_recovers() {
     let mut redis = PrivateRedis::start().await;

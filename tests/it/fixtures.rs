@@ -153,8 +153,7 @@ fn actual(job: &StoredJob) -> Expected {
     }
 }
 
-/// Every fixture, signed as VECTORS.md says, becomes exactly its jobs with the right fields;
-/// each payload is byte for byte a slice of the body; a redelivery adds nothing.
+/// Every fixture (VECTORS.md signature) makes exactly its jobs, payloads sliced; redelivery adds none.
 #[tokio::test]
 async fn every_fixture_becomes_its_jobs() {
     let vectors = vectors();
@@ -213,8 +212,7 @@ async fn every_fixture_becomes_its_jobs() {
     }
 }
 
-/// Meta's wire form (non-ASCII as `\uXXXX`, `/` as `\/`) is verified over the exact bytes and
-/// stored with its escapes; the decoded fields read the same as the plain form's.
+/// Meta's wire form (`\uXXXX`, `\/`) is verified and stored with its escapes, fields decoded.
 #[tokio::test]
 async fn wire_escapes_are_kept_byte_for_byte() {
     let plain = std::fs::read_to_string(fixtures_dir().join("23_text_unicode_emoji.json")).unwrap();

@@ -92,8 +92,7 @@ pub fn content_id(
 mod tests {
     use super::*;
 
-    /// The content id is SHA-256 over exactly `waba \n time \n field \n raw` (known answer from
-    /// `printf 'W\n1700000000\nf\n{"a":1}' | sha256sum`).
+    /// The content id is SHA-256 of exactly `waba\ntime\nfield\nraw` (answers from sha256sum).
     #[test]
     fn content_id_known_answer() {
         assert_eq!(
@@ -107,8 +106,7 @@ mod tests {
         );
     }
 
-    /// Two events with the same value but different entry times get different ids; the same
-    /// event twice gets the same id.
+    /// Same value at another entry time: another id; the same event twice: the same id.
     #[test]
     fn content_id_context() {
         let a = content_id(Some("W"), Some(1), Some("f"), b"{}");
@@ -129,8 +127,7 @@ mod tests {
             .collect()
     }
 
-    /// Ids: the wamid of a message, `<wamid>:<status>` of a status, the content hash of an
-    /// error, a change, or a message without id; envelope fields come from the notification.
+    /// Ids are wamid, `<wamid>:<status>` or the content hash, and fields come from the body.
     #[test]
     fn ids_and_fields() {
         let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","time":7,"changes":[

@@ -65,8 +65,7 @@ async fn body_of(r: Reply) -> Bytes {
     r.into_body().collect().await.unwrap().to_bytes()
 }
 
-/// GET with the right mode and token echoes the challenge as text/plain; missing parameters are
-/// 400 and a wrong token 403, both empty.
+/// GET echoes the challenge as text/plain; a missing parameter is 400, a wrong token 403.
 #[tokio::test]
 async fn handshake() {
     let w = webhook(Config::default());
@@ -95,8 +94,7 @@ async fn handshake() {
     assert!(body_of(r).await.is_empty());
 }
 
-/// A POST without signature is 401 `Missing Signature`; a malformed or wrong one 403
-/// `Invalid Signature`; each counted by reason.
+/// No signature is 401, a malformed or wrong one 403, each with its text and counted by reason.
 #[tokio::test]
 async fn signature_refusals() {
     let w = webhook(Config::default());
@@ -122,8 +120,7 @@ async fn signature_refusals() {
     assert!(text.contains("wa_webhook_signature_failures_total{reason=\"mismatch\"} 1\n"));
 }
 
-/// A declared Content-Length one byte over the limit is 413 before the body is read; exactly
-/// the limit is read.
+/// A Content-Length one byte over the limit is 413 unread; exactly the limit is read.
 #[tokio::test]
 async fn content_length_limit() {
     let w = webhook(Config {
@@ -143,8 +140,7 @@ async fn content_length_limit() {
     assert_eq!(w.handle(signed(exact)).await.status(), 400);
 }
 
-/// A body without a declared length is read frame by frame and refused as soon as it passes the
-/// limit; frames are joined exactly (the signature is over the joined bytes).
+/// An unannounced body is 413 once past the limit; frames under it are joined exactly.
 #[tokio::test]
 async fn chunked_limit() {
     let w = webhook(Config {
@@ -180,8 +176,7 @@ async fn not_an_object() {
     }
 }
 
-/// Another `object` is 200 with nothing enqueued; a WhatsApp body without notifications (or
-/// with only filtered kinds) is 200 without a Redis call (Redis is unreachable here).
+/// Another object, no notification or only filtered kinds: 200 without a Redis call.
 #[tokio::test]
 async fn nothing_to_enqueue_needs_no_redis() {
     let accept = "change".parse().unwrap();
@@ -357,8 +352,7 @@ fn debug_is_redacted() {
     assert!(!d.contains(SECRET) && !d.contains(TOKEN));
 }
 
-/// Bodies held at once share the `max_buffered` budget: past it the answer is 503 at once, and
-/// the budget comes back when a request ends.
+/// Past the shared `max_buffered` budget the answer is 503; each request gives its share back.
 #[tokio::test]
 async fn buffered_budget_is_enforced_and_released() {
     let w = webhook(Config {
