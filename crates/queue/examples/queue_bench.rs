@@ -87,6 +87,12 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
     let (url, q, c, payload) = (&b.url, &b.q, &mut b.c, &b.payload);
     let mut opts = ProducerOptions::default();
     opts.coalesce = coalesce;
+    if let Some(n) = std::env::var("BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        opts.max_in_flight = n;
+    }
     opts.timeout = Duration::from_secs(10);
     let producer = Producer::new(url, q.clone(), opts).unwrap();
     producer.ping().await.unwrap();

@@ -57,7 +57,7 @@ pub struct ConsumerOptions {
     pub backoff_max: Duration,
     /// how long a blocking fetch waits for work (default 2 s); must be shorter than the lease
     pub block: Duration,
-    /// jobs moved per fetch round trip at most (default 64)
+    /// jobs moved per fetch round trip at most (default 64, at most 1000)
     pub batch: usize,
     /// every Redis call other than the blocking wait finishes or fails within this (default 5 s)
     pub op_timeout: Duration,
@@ -116,8 +116,8 @@ impl ConsumerOptions {
         if self.max_attempts == 0 {
             return bad("max attempts is zero");
         }
-        if self.batch == 0 {
-            return bad("batch is zero");
+        if self.batch == 0 || self.batch > 1000 {
+            return bad("batch must be 1 to 1000");
         }
         if self.op_timeout.is_zero() {
             return bad("operation timeout is zero");
@@ -379,14 +379,17 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let mut bad = Vec::new();
-        let mut raws = self.fetch_now(max.min(self.opts.batch.max(1))).await?;
+        let mut raws = self.fetch_now(max.min(self.opts.batch).min(1000)).await?;
         if raws.is_empty() {
             let Some(first) = self.fetch_blocking().await? else {
                 return Ok(Vec::new());
             };
             raws.push(first);
             if max > 1 {
-                raws.extend(self.fetch_now((max - 1).min(self.opts.batch)).await?);
+                raws.extend(
+                    self.fetch_now((max - 1).min(self.opts.batch).min(999))
+                        .await?,
+                );
             }
         }
         let out = utf8_or_dead(raws, &mut bad);
@@ -403,10 +406,11 @@ impl Consumer {
             self.opts.op_timeout,
             SETTLE.call::<Vec<i64>>(&mut c, 3, |c| {
                 c.arg(&self.processing).arg(&self.delayed).arg(&self.dead);
+                c.arg("d".repeat(bad.len()));
                 for raw in bad {
                     let text = String::from_utf8_lossy(raw);
                     let entry = rewrite_dead(&text, None, "job is not UTF-8", died_at);
-                    c.arg("d").arg(raw.as_slice()).arg(entry).arg(0);
+                    c.arg(raw.as_slice()).arg(entry);
                 }
             }),
         )
@@ -434,33 +438,46 @@ impl Consumer {
     ) -> Result<Vec<Settled>, QueueError> {
         let now = now_ms();
         // (op, new job text, delay ms) per item
-        let mut ops: Vec<(&'static str, String, u64)> = Vec::with_capacity(items.len());
+        let mut ops: Vec<(char, String, u64)> = Vec::with_capacity(items.len());
         for (d, outcome) in items {
             let made = d.number();
             let dead = |error: &str| {
                 let attempt = d.job.as_ref().ok().map(|_| made);
-                ("d", rewrite_dead(&d.raw, attempt, error, now), 0)
+                ('d', rewrite_dead(&d.raw, attempt, error, now), 0)
             };
             ops.push(match (&d.job, outcome) {
                 (Err(why), _) => dead(why),
-                (Ok(_), Outcome::Done) => ("a", String::new(), 0),
+                (Ok(_), Outcome::Done) => ('a', String::new(), 0),
                 (Ok(_), Outcome::Dead(e)) => dead(e),
                 (Ok(_), Outcome::Retry(e)) if made >= self.opts.max_attempts => {
                     dead(&format!("{e} (after {made} deliveries)"))
                 }
                 (Ok(_), Outcome::Retry(e)) => match rewrite_retry(&d.raw, made, e) {
-                    Some(j) => ("r", j, self.opts.jittered(made).as_millis() as u64),
+                    Some(j) => ('r', j, self.opts.jittered(made).as_millis() as u64),
                     None => dead(e),
                 },
             });
         }
+        let letters: String = ops.iter().map(|(op, _, _)| *op).collect();
         let mut c = self.conn.clone();
         let res: Vec<i64> = bounded(
             self.opts.op_timeout,
             SETTLE.call(&mut c, 3, |c| {
-                c.arg(&self.processing).arg(&self.delayed).arg(&self.dead);
+                c.arg(&self.processing)
+                    .arg(&self.delayed)
+                    .arg(&self.dead)
+                    .arg(&letters);
                 for ((d, _), (op, job, delay)) in items.iter().zip(&ops) {
-                    c.arg(*op).arg(&d.raw).arg(job).arg(*delay);
+                    c.arg(&d.raw);
+                    match op {
+                        'r' => {
+                            c.arg(job).arg(*delay);
+                        }
+                        'd' => {
+                            c.arg(job);
+                        }
+                        _ => {}
+                    }
                 }
             }),
         )
@@ -475,8 +492,8 @@ impl Consumer {
             .zip(res)
             .map(|((op, _, _), n)| match (n, *op) {
                 (0, _) => Settled::NotInHand,
-                (_, "a") => Settled::Acked,
-                (_, "r") => Settled::Retried,
+                (_, 'a') => Settled::Acked,
+                (_, 'r') => Settled::Retried,
                 _ => Settled::Dead,
             })
             .collect())

@@ -43,11 +43,65 @@
 //! assert_eq!(back.payload.get(), payload.get());
 //! ```
 //!
+//! Consume with a handler (what `wa-worker` does):
+//!
+//! ```no_run
+//! use wa_queue::{Consumer, ConsumerOptions, Handler, Job, Outcome, QueueName, RunOptions};
+//!
+//! struct Print;
+//!
+//! impl Handler for Print {
+//!     async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
+//!         println!("{} {} (delivery {delivery})", job.kind, job.id);
+//!         Outcome::Done // or Retry("why") for a backoff, or Dead("why")
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), wa_queue::QueueError> {
+//! let consumer = Consumer::connect(
+//!     "redis://127.0.0.1:6379",
+//!     QueueName::new("whatsapp")?,
+//!     ConsumerOptions::default(),
+//! )
+//! .await?;
+//! let mut opts = RunOptions::default();
+//! opts.concurrency = 32;
+//! let stop = async { tokio::signal::ctrl_c().await.unwrap_or(()) };
+//! let summary = wa_queue::run(consumer, Print, opts, stop).await?;
+//! println!("{} done, {} returned to pending", summary.done, summary.returned);
+//! # Ok(()) }
+//! ```
+//!
+//! Or drive a [`Consumer`] by hand: [`Consumer::fetch`] a batch, then [`Consumer::settle`] the
+//! outcomes in one round trip (or [`Consumer::ack`] / [`retry`](Consumer::retry) /
+//! [`dead`](Consumer::dead) one by one), calling [`Consumer::renew_lease`],
+//! [`Consumer::promote_due`] and [`Consumer::reap_expired`] now and then, and
+//! [`Consumer::shutdown`] at the end. [`Admin`] gives stats and the dead-letter operations.
+//!
+//! # Guarantees
+//!
+//! - Enqueue is atomic per job (dedup marker and push in one script) and one round trip per
+//!   call; concurrent calls of one [`Producer`] share round trips. Every call ends within
+//!   [`ProducerOptions::timeout`], also when Redis is down or hung; [`Producer::new`] never
+//!   needs Redis.
+//! - Delivery is at least once: a consumer's jobs sit in its own processing list under a lease;
+//!   when the lease lapses (crash, long outage) any consumer's reaper returns them to pending.
+//! - A failing job is retried with exponential backoff and jitter, then dead after
+//!   [`ConsumerOptions::max_attempts`] deliveries; an unreadable job or unknown `v` goes to dead
+//!   at once. Nothing is dropped; dead jobs can be listed, replayed and purged.
+//! - Rewrites (retry, dead, replay) keep `payload` byte for byte and keep unknown fields.
+//!
 //! # Keys
 //!
 //! [`QueueName`] builds every key: `<prefix>:{<name>}:pending`, `processing:<consumer>`,
 //! `consumers`, `delayed`, `dead`, `seen:<id>`. The braces are a Redis Cluster hash tag, so each
-//! multi-key script touches one slot.
+//! multi-key script touches one slot. The Lua scripts are in [`SCRIPTS`]; the whole contract,
+//! for workers in other languages, is in `docs/queue-contract.md`.
+//!
+//! # Features
+//!
+//! None: Tokio, redis-rs (multiplexed `ConnectionManager`) and deadpool-redis (blocking
+//! fetches) are always on.
 
 mod admin;
 mod consumer;

@@ -1,8 +1,8 @@
 //! wa-queue against a real Redis (REDIS_URL, default `redis://127.0.0.1:6379`). Each test uses
 //! its own queue name; tests that stop Redis start a private `redis-server` of their own.
 
-mod admin;
 mod consumer;
+mod contract_doc;
 mod fault;
 mod producer;
 mod support;
