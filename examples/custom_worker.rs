@@ -10,6 +10,7 @@
 //! job when that is set. `tests/it/custom_worker.rs` runs this handler against a real queue.
 
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -74,7 +75,18 @@ pub async fn idle_for(counters: Arc<Counters>, idle: Duration) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}`: the whole chain on one line ("cannot reach Redis (REDIS_URL): ...").
+            eprintln!("custom_worker: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let queue = std::env::var("WA_QUEUE").unwrap_or_else(|_| "whatsapp".to_owned());

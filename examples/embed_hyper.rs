@@ -12,6 +12,7 @@
 //! `WHATSAPP_APP_SECRET=dev-app-secret cargo run --example send_webhook -- http://127.0.0.1:3000/api/whatsapp/webhook tests/fixtures/webhooks/01_text.json`.
 
 use std::convert::Infallible;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -52,7 +53,18 @@ async fn route(webhook: Webhook, req: Request<Incoming>) -> Response<Full<Bytes>
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}`: the whole chain on one line ("cannot reach Redis (REDIS_URL): ...").
+            eprintln!("embed_hyper: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let webhook = webhook_from_env()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
         .await
