@@ -109,9 +109,9 @@
 //!
 //! # Logs
 //!
-//! One `request` span per request at debug level (method, route, status, notification count,
-//! duration); enqueue failures at warn. Neither the body, the query string (it holds the verify
-//! token), the secret nor any header value is ever logged.
+//! One `request` span per request at debug level (method, path, route, status, notification
+//! count, duration); enqueue failures at warn. Neither the body, the query string (it holds the
+//! verify token), the secret nor any header value is ever logged.
 
 mod config;
 mod jobs;
@@ -261,6 +261,8 @@ impl Webhook {
         let span = tracing::debug_span!(
             "request",
             method = %req.method(),
+            // The path only: the query string of a handshake holds the verify token.
+            path = req.uri().path(),
             route = route.name(),
             status = tracing::field::Empty,
             notifications = tracing::field::Empty,
