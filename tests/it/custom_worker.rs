@@ -51,7 +51,7 @@ impl Write for Captured {
 async fn custom_worker_replies_to_each_text_message() {
     let url = support::redis_url();
     // Fails loudly, with what to do, when Redis is not there.
-    drop(support::redis(&url).await);
+    let mut redis = support::redis(&url).await;
     let queue = QueueName::new(support::unique("custom-worker")).expect("queue name");
 
     let payload = RawValue::from_string("{}".to_owned()).expect("raw json");
@@ -107,7 +107,7 @@ async fn custom_worker_replies_to_each_text_message() {
         ]
     );
     assert_eq!((summary.done, summary.retried, summary.dead), (4, 0, 0));
-    let stats = Admin::connect(&url, queue)
+    let stats = Admin::connect(&url, queue.clone())
         .await
         .expect("admin")
         .stats()
@@ -115,4 +115,16 @@ async fn custom_worker_replies_to_each_text_message() {
         .expect("stats");
     assert_eq!((stats.pending, stats.delayed, stats.dead), (0, 0, 0));
     assert!(stats.processing.iter().all(|(_, n)| *n == 0), "{stats:?}");
+
+    // The dedup markers are all the queue left; remove them rather than wait for their TTL.
+    let markers: Vec<String> = ["wamid.T1", "wamid.T2", "wamid.I1", "wamid.S1:delivered"]
+        .into_iter()
+        .map(|id| queue.seen(id))
+        .collect();
+    let deleted: u64 = redis::cmd("DEL")
+        .arg(&markers)
+        .query_async(&mut redis)
+        .await
+        .expect("DEL");
+    assert_eq!(deleted, 4);
 }
