@@ -372,6 +372,22 @@ async fn pending_ids(redis: &Redis, queue: &str) -> HashSet<String> {
         .collect()
 }
 
+/// A gauge or counter of the ingress's /metrics (without labels), if it answers.
+async fn metric(port: u16, name: &str) -> Option<f64> {
+    let mut c = HttpConn::connect(port).await.ok()?;
+    c.send_head("GET", "/metrics", &[], 0).await.ok()?;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(2), c.response_body())
+        .await
+        .ok()?
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Jobs in the processing lists of the consumers of process `pid` (consumer ids are
 /// `host-pid-random`).
 async fn in_hand_of(redis: &Redis, queue: &str, pid: u32) -> u64 {
@@ -461,6 +477,11 @@ impl HttpConn {
 
     /// Reads one response; returns its status.
     async fn response(&mut self) -> std::io::Result<u16> {
+        Ok(self.response_body().await?.0)
+    }
+
+    /// Reads one response; returns its status and body.
+    async fn response_body(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
         let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
         let mut line = String::new();
         if self.io.read_line(&mut line).await? == 0 {
@@ -492,23 +513,25 @@ impl HttpConn {
                 _ => {}
             }
         }
+        let mut body = Vec::new();
         if chunked {
             loop {
                 line.clear();
                 self.io.read_line(&mut line).await?;
                 let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
                     .unwrap_or(0);
-                let mut skip = vec![0u8; n + 2];
-                self.io.read_exact(&mut skip).await?;
+                let mut chunk = vec![0u8; n + 2];
+                self.io.read_exact(&mut chunk).await?;
                 if n == 0 {
                     break;
                 }
+                body.extend_from_slice(&chunk[..n]);
             }
         } else {
-            let mut skip = vec![0u8; len];
-            self.io.read_exact(&mut skip).await?;
+            body.resize(len, 0);
+            self.io.read_exact(&mut body).await?;
         }
-        Ok(status)
+        Ok((status, body))
     }
 }
 
@@ -976,7 +999,17 @@ async fn hung_redis_answers_503_without_pile_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let outcomes = load.finish().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the clients are gone, nothing may linger: no request still waiting on the hung
+    // Redis (the /metrics request itself is the one in flight).
+    let mut in_flight = None;
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        in_flight = metric(port, "wa_webhook_in_flight_requests").await;
+        if in_flight.is_some_and(|n| n <= 1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rss_after = ingress.rss_kib().unwrap_or(0);
     server.abort();
 
@@ -988,8 +1021,8 @@ async fn hung_redis_answers_503_without_pile_up() {
         .unwrap_or_default();
     println!(
         "hung redis: requests {} by status {by:?}; slowest answer {slowest:?} (enqueue timeout \
-         {timeout:?}); fake redis connections accepted {} open peak {open_peak}; ingress RSS {} KiB \
-         before, peak {}, after {}",
+         {timeout:?}); fake redis connections accepted {} open peak {open_peak}; requests in flight after \
+         the load {in_flight:?}; ingress RSS {} KiB before, peak {}, after {}",
         outcomes.len(),
         accepted.load(Ordering::Relaxed),
         rss_before,
