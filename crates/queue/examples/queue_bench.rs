@@ -168,11 +168,11 @@ async fn main() {
         .await
         .unwrap();
     let mut co = ConsumerOptions::default();
-    co.batch = 256;
+    co.batch = 1000;
     co.block = Duration::from_millis(200);
     let consumer = Consumer::connect(&url, q.clone(), co).await.unwrap();
     let mut ro = RunOptions::default();
-    ro.concurrency = 512;
+    ro.concurrency = 2000;
     let counters = ro.counters.clone();
     let watch = counters.clone();
     let stop = async move {

@@ -4,11 +4,12 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{Semaphore, mpsc};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::consumer::Settled;
@@ -83,6 +84,11 @@ impl Counters {
     }
 }
 
+/// Fetch round trips outstanding at once in [`run`].
+const FETCHES_IN_FLIGHT: usize = 2;
+/// Settle round trips outstanding at once in [`run`].
+const SETTLES_IN_FLIGHT: usize = 4;
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -130,25 +136,58 @@ pub async fn run<H: Handler>(
     let mut backoff = BACKOFF_MIN;
     let mut shutdown = std::pin::pin!(shutdown);
 
-    'fetching: loop {
+    // Up to two fetches in flight: while one round trip is on the wire the previous batch is
+    // being handled, so the loop is not bound by one fetch latency per batch.
+    let mut fetches = FuturesUnordered::new();
+    let mut spare: Option<OwnedSemaphorePermit> = None;
+    let mut stopping = false;
+    loop {
         while running.try_join_next().is_some() {}
-        let first = tokio::select! {
-            biased;
-            _ = &mut shutdown => break 'fetching,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break 'fetching,
-            },
-        };
-        let mut permits = vec![first];
-        while permits.len() < batch {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
+        while !stopping && fetches.len() < FETCHES_IN_FLIGHT {
+            let Some(first) = spare
+                .take()
+                .or_else(|| slots.clone().try_acquire_owned().ok())
+            else {
+                break;
+            };
+            let mut permits = vec![first];
+            while permits.len() < batch {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
             }
+            let c = consumer.clone();
+            // Never cancelled, not even by shutdown: a cancelled BLMOVE would still move a
+            // job on the server. A fetch waits at most the block time.
+            fetches.push(async move {
+                let r = c.fetch(permits.len()).await;
+                (r, permits)
+            });
         }
-        // Not raced against shutdown: a cancelled BLMOVE would still move a job on the server.
-        let fetched = consumer.fetch(permits.len()).await;
+        if fetches.is_empty() {
+            if stopping {
+                break;
+            }
+            // Every slot is busy: wait for one (or for shutdown).
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => stopping = true,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => spare = Some(p),
+                    Err(_) => stopping = true,
+                },
+            }
+            continue;
+        }
+        let (fetched, mut permits) = tokio::select! {
+            biased;
+            _ = &mut shutdown, if !stopping => {
+                stopping = true;
+                continue;
+            }
+            Some(done) = fetches.next() => done,
+        };
         let deliveries = match fetched {
             Ok(d) => {
                 backoff = BACKOFF_MIN;
@@ -158,36 +197,40 @@ pub async fn run<H: Handler>(
                 counters.redis_errors.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, retry_in = ?backoff, "fetch failed");
                 drop(permits);
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => break 'fetching,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !stopping {
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => stopping = true,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                 }
                 backoff = next_backoff(backoff);
                 continue;
             }
         };
+        if stopping {
+            // Fetched after shutdown was asked: not started; they go back to pending with
+            // the rest of what is in hand.
+            continue;
+        }
         for d in deliveries {
             let Some(permit) = permits.pop() else {
                 // Cannot happen (fetch returns at most what was asked); settle it anyway.
                 let _ = settle_tx.send((d, Outcome::Retry("no handler slot".into())));
                 continue;
             };
-            let job = match &d.job {
-                Ok(_) => d,
-                Err(why) => {
-                    let why = why.clone();
-                    let _ = settle_tx.send((d, Outcome::Dead(why)));
-                    continue;
-                }
-            };
+            if let Err(why) = &d.job {
+                let why = why.clone();
+                let _ = settle_tx.send((d, Outcome::Dead(why)));
+                continue;
+            }
             let handler = handler.clone();
             let tx = settle_tx.clone();
             let limit = opts.handler_timeout;
             running.spawn(async move {
-                let outcome = match &job.job {
+                let outcome = match &d.job {
                     Ok(j) => {
-                        let call = AssertUnwindSafe(handler.handle(j, job.number())).catch_unwind();
+                        let call = AssertUnwindSafe(handler.handle(j, d.number())).catch_unwind();
                         match tokio::time::timeout(limit, call).await {
                             Ok(Ok(o)) => o,
                             Ok(Err(_)) => Outcome::Retry("handler panicked".into()),
@@ -196,11 +239,12 @@ pub async fn run<H: Handler>(
                     }
                     Err(why) => Outcome::Dead(why.clone()),
                 };
-                let _ = tx.send((job, outcome));
+                let _ = tx.send((d, outcome));
                 drop(permit);
             });
         }
     }
+    drop(spare);
 
     // Graceful stop: let running handlers finish within the grace period.
     let grace = tokio::time::timeout(opts.shutdown_grace, async {
@@ -236,14 +280,22 @@ pub async fn run<H: Handler>(
     })
 }
 
-/// Settles outcomes in batches: whatever finished while the previous call was on the wire.
+/// Settles outcomes in batches: whatever finished while earlier calls were on the wire, with
+/// up to [`SETTLES_IN_FLIGHT`] calls outstanding.
 async fn settle_loop(
     consumer: Arc<Consumer>,
     mut rx: mpsc::UnboundedReceiver<(Delivery, Outcome)>,
     counters: Arc<Counters>,
 ) {
-    let mut buf: Vec<(Delivery, Outcome)> = Vec::with_capacity(512);
+    let slots = Arc::new(Semaphore::new(SETTLES_IN_FLIGHT));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut calls = JoinSet::new();
     while let Some(first) = rx.recv().await {
+        // Waiting for a slot first lets outcomes pile up meanwhile: that is the batching.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut buf = Vec::with_capacity(64);
         buf.push(first);
         while buf.len() < 512 {
             match rx.try_recv() {
@@ -251,40 +303,58 @@ async fn settle_loop(
                 Err(_) => break,
             }
         }
-        let mut backoff = BACKOFF_MIN;
-        let mut failures = 0;
-        loop {
-            let items: Vec<(&Delivery, &Outcome)> = buf.iter().map(|(d, o)| (d, o)).collect();
-            match consumer.settle(&items).await {
-                Ok(res) => {
-                    for s in res {
-                        let c = match s {
-                            Settled::Acked => &counters.done,
-                            Settled::Retried => &counters.retried,
-                            Settled::Dead => &counters.dead,
-                            _ => continue,
-                        };
-                        c.fetch_add(1, Relaxed);
-                    }
-                    break;
+        while calls.try_join_next().is_some() {}
+        calls.spawn(settle_batch(
+            consumer.clone(),
+            buf,
+            counters.clone(),
+            stopping.clone(),
+            slot,
+        ));
+    }
+    stopping.store(true, Relaxed);
+    while calls.join_next().await.is_some() {}
+}
+
+async fn settle_batch(
+    consumer: Arc<Consumer>,
+    buf: Vec<(Delivery, Outcome)>,
+    counters: Arc<Counters>,
+    stopping: Arc<AtomicBool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let items: Vec<(&Delivery, &Outcome)> = buf.iter().map(|(d, o)| (d, o)).collect();
+    let mut backoff = BACKOFF_MIN;
+    let mut failures = 0;
+    loop {
+        match consumer.settle(&items).await {
+            Ok(res) => {
+                for s in res {
+                    let c = match s {
+                        Settled::Acked => &counters.done,
+                        Settled::Retried => &counters.retried,
+                        Settled::Dead => &counters.dead,
+                        _ => continue,
+                    };
+                    c.fetch_add(1, Relaxed);
                 }
-                Err(e) => {
-                    counters.redis_errors.fetch_add(1, Relaxed);
-                    failures += 1;
-                    // While running, keep trying: the jobs stay in hand meanwhile. Once
-                    // stopping (channel closed), give up after a few tries; the jobs then go
-                    // back to pending with the rest, or to a reaper.
-                    if rx.is_closed() && failures >= 3 {
-                        tracing::warn!(error = %e, jobs = buf.len(), "settle failed; leaving jobs in hand");
-                        break;
-                    }
-                    tracing::warn!(error = %e, retry_in = ?backoff, "settle failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = next_backoff(backoff);
+                return;
+            }
+            Err(e) => {
+                counters.redis_errors.fetch_add(1, Relaxed);
+                failures += 1;
+                // While running, keep trying: the jobs stay in hand meanwhile. Once stopping,
+                // give up after a few tries; the jobs then go back to pending with the rest
+                // of what is in hand, or to a reaper.
+                if stopping.load(Relaxed) && failures >= 3 {
+                    tracing::warn!(error = %e, jobs = items.len(), "settle failed; leaving jobs in hand");
+                    return;
                 }
+                tracing::warn!(error = %e, retry_in = ?backoff, "settle failed");
+                tokio::time::sleep(backoff).await;
+                backoff = next_backoff(backoff);
             }
         }
-        buf.clear();
     }
 }
 
