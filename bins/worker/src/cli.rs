@@ -36,6 +36,9 @@ pub struct Global {
     /// Key prefix: keys are <prefix>:{<queue>}:...
     #[arg(long, env = "WA_PREFIX", default_value = "wa", global = true)]
     pub prefix: String,
+    /// Threads running the worker (the stdout writer has its own); 1 is usually fastest
+    #[arg(long, env = "WA_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
+    pub threads: u16,
     /// Log format on stderr (the level comes from RUST_LOG, default info)
     #[arg(long, env = "WA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
