@@ -31,6 +31,9 @@ pub enum Problem {
     NotAString,
     /// a key appears twice in one object; the first one was used, the later one skipped
     DuplicateKey,
+    /// a part serde_json would not read as a value; skipped (not expected to happen: the walk
+    /// checks the same grammar)
+    Unreadable,
 }
 
 impl Problem {
@@ -42,6 +45,7 @@ impl Problem {
             Problem::NotAnObject => "not_an_object",
             Problem::NotAString => "not_a_string",
             Problem::DuplicateKey => "duplicate_key",
+            Problem::Unreadable => "unreadable",
         }
     }
 }
@@ -54,6 +58,7 @@ impl fmt::Display for Problem {
             Problem::NotAnObject => "not an object",
             Problem::NotAString => "not a string",
             Problem::DuplicateKey => "duplicate key",
+            Problem::Unreadable => "unreadable",
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Lenient building blocks shared by the walk and the typed model.
+//! Lenient building blocks of the typed model, and small helpers shared with the walk.
 //!
 //! Everything here reads "whatever JSON is there" and turns an unexpected shape into `None` (or an
 //! empty list) instead of an error, because a webhook body from Meta may gain fields, change a
@@ -44,11 +44,6 @@ impl<'a> Loose<'a> {
             Loose::Num(Num::F(n)) => Some(Cow::Owned(n.to_string())),
             Loose::Null | Loose::Bool(_) | Loose::Container => None,
         }
-    }
-
-    /// True when the value is neither a string, a number nor null.
-    pub(crate) fn is_odd_for_str(&self) -> bool {
-        matches!(self, Loose::Bool(_) | Loose::Container)
     }
 
     pub(crate) fn into_u64(self) -> Option<u64> {
@@ -146,56 +141,6 @@ impl<'de> Visitor<'de> for LooseVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Loose::Container)
-    }
-}
-
-/// An object key, matched against a fixed list; `OTHER_KEY` for any other key.
-///
-/// Built by `keys!` from string literals: the `match` it expands to compiles to a
-/// switch on length and word compares, which profiles of the walk preferred to `memcmp` calls.
-pub(crate) struct KeySeed<F>(pub(crate) F);
-
-pub(crate) const OTHER_KEY: usize = usize::MAX;
-
-/// `keys!("a", "b")` is a [`KeySeed`] answering 0 for `a`, 1 for `b`, `OTHER_KEY` otherwise.
-macro_rules! keys {
-    ($($k:literal),+ $(,)?) => {
-        $crate::de::KeySeed(|key: &str| -> usize {
-            let mut i = 0usize;
-            $(
-                if key == $k {
-                    return i;
-                }
-                i += 1;
-            )+
-            let _ = i;
-            $crate::de::OTHER_KEY
-        })
-    };
-}
-
-pub(crate) use keys;
-
-impl<'de, F: Fn(&str) -> usize> DeserializeSeed<'de> for KeySeed<F> {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_identifier(self)
-    }
-}
-
-impl<'de, F: Fn(&str) -> usize> Visitor<'de> for KeySeed<F> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<usize, E> {
-        Ok((self.0)(v))
-    }
-    fn visit_bytes<E>(self, _: &[u8]) -> Result<usize, E> {
-        Ok(OTHER_KEY)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
-        Ok(OTHER_KEY)
     }
 }
 

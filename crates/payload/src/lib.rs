@@ -89,6 +89,7 @@ pub use serde_json::value::RawValue;
 mod anomaly;
 mod de;
 mod message;
+mod scan;
 mod status;
 mod walk;
 

@@ -1,25 +1,20 @@
-//! The envelope walk: one streaming pass over `entry[].changes[]`, then each change's `value`.
+//! The envelope walk: one pass over the body with [`Scanner`], which knows where it is.
 //!
-//! serde_json can hand out a part of the input as a `&RawValue` only by skipping over it, so the
-//! walk reads each level in a single pass and keeps as raw slices exactly the parts it must hand on
-//! byte for byte: every change's `value` (its `field` usually comes after it, so what the value
-//! holds is only known once the change has been read) and every message, status and error object.
-//! A `messages` value is then read once more to find its items; each item is read a last time, on
-//! demand, by the notification iterator. Skipping is several times cheaper than building values,
-//! which is what keeps the whole walk well ahead of a `serde_json::Value` of the same body (see
-//! `docs/performance-payload.md`).
+//! Every level is read by its own small function that accepts any JSON value: a part of the
+//! wrong shape is recorded as an [`Anomaly`] and skipped, never an error. The only error is text
+//! that is not JSON.
 //!
-//! Every level is read through [`Shape`], which accepts any JSON value: a part of the wrong shape
-//! is recorded as an [`Anomaly`] and skipped, never an error.
+//! Each message, status and error object has its few summary fields read and its extent noted in
+//! the same pass; the extent becomes a `&RawValue` through serde_json (a fast skip over just that
+//! object), because that type can only be made by serde_json. A change's `value` comes before its
+//! `field` in Meta's bodies, so it is read as a `messages` value and what that produced is rolled
+//! back should the field turn out to be another one.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-use crate::de::{KeySeed, Loose, OTHER_KEY, describe, first_byte, json_type_name, keys};
+use crate::de::{first_byte, json_type_name};
+use crate::scan::{Scan, Scanner};
 use crate::{Anomaly, Contact, Kind, Metadata, Notification, PayloadError, Problem, RawValue};
 
 #[derive(Debug, Default)]
@@ -36,6 +31,17 @@ pub(crate) struct ChangeCtx<'a> {
     pub(crate) contacts: Range<usize>,
 }
 
+/// The fields of a message or status the notification carries.
+#[derive(Debug, Default)]
+pub(crate) struct Summary<'a> {
+    pub(crate) wamid: Option<Cow<'a, str>>,
+    pub(crate) from: Option<Cow<'a, str>>,
+    pub(crate) from_user_id: Option<Cow<'a, str>>,
+    pub(crate) type_: Option<Cow<'a, str>>,
+    pub(crate) text: Option<Cow<'a, str>>,
+    pub(crate) timestamp: Option<Cow<'a, str>>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Item<'a> {
     pub(crate) kind: Kind,
@@ -44,9 +50,10 @@ pub(crate) struct Item<'a> {
     /// position in its array (used as a first guess for the matching contact)
     pub(crate) pos: usize,
     pub(crate) raw: &'a RawValue,
+    pub(crate) summary: Summary<'a>,
 }
 
-/// Everything the envelope walk found, flat, in body order.
+/// Everything the walk found, flat, in body order.
 #[derive(Debug, Default)]
 pub(crate) struct Walk<'a> {
     pub(crate) object: Option<Cow<'a, str>>,
@@ -55,7 +62,6 @@ pub(crate) struct Walk<'a> {
     pub(crate) contacts: Vec<Contact<'a>>,
     pub(crate) items: Vec<Item<'a>>,
     pub(crate) anomalies: Vec<Anomaly>,
-    pending: Vec<Pending>,
 }
 
 impl Walk<'_> {
@@ -73,251 +79,39 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
             json_type_name(first)
         )));
     }
-    // JSON text is UTF-8. Checking it up front is cheap, makes a bad byte anywhere refuse the body
-    // (serde_json would let it pass inside a skipped string), and lets the walk read a `str`.
+    // JSON text is UTF-8; checking it once up front lets the scanner work on a `str`.
     let text = std::str::from_utf8(bytes).map_err(|e| {
         PayloadError::NotAnObject(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
     })?;
+    let mut s = Scanner::new(text);
     let mut w = Walk::default();
-    let mut de = serde_json::Deserializer::from_str(text);
-    Shape(TopH { w: &mut w })
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| PayloadError::NotAnObject(describe(&e)))?;
-    if !w.pending.is_empty() {
-        refetch(text, &mut w).map_err(|e| PayloadError::NotAnObject(describe(&e)))?;
-    }
+    s.ws();
+    body(&mut s, &mut w)
+        .and_then(|()| {
+            if s.at_end() {
+                Ok(())
+            } else {
+                s.fail("trailing characters")
+            }
+        })
+        .map_err(|e| {
+            PayloadError::NotAnObject(format!("invalid JSON at byte {}: {}", e.at, e.what))
+        })?;
     Ok(w)
 }
 
-/// Fetches the whole `value` of each pending change with a second, skipping pass, and puts its
-/// item in its place in body order.
-fn refetch<'a>(text: &'a str, w: &mut Walk<'a>) -> Result<(), serde_json::Error> {
-    let pending = std::mem::take(&mut w.pending);
-    let mut found: Vec<Option<&'a RawValue>> = vec![None; pending.len()];
-    let mut de = serde_json::Deserializer::from_str(text);
-    Shape(RefetchH {
-        wanted: &pending,
-        found: &mut found,
-        level: Level::Top,
-        e: 0,
-    })
-    .deserialize(&mut de)?;
-    let old = std::mem::take(&mut w.items);
-    let mut items = Vec::with_capacity(old.len() + pending.len());
-    let mut extra = pending.iter().zip(found).peekable();
-    for (i, item) in old.into_iter().enumerate() {
-        while let Some((p, raw)) = extra.next_if(|(p, _)| p.at <= i) {
-            items.extend(raw.map(|raw| Item {
-                kind: Kind::Change,
-                change: p.change,
-                pos: 0,
-                raw,
-            }));
-        }
-        items.push(item);
-    }
-    for (p, raw) in extra {
-        items.extend(raw.map(|raw| Item {
-            kind: Kind::Change,
-            change: p.change,
-            pos: 0,
-            raw,
-        }));
-    }
-    w.items = items;
-    Ok(())
+/// The object at `start..end`, which the scanner has checked, as a `&RawValue`.
+fn raw_value<'a>(s: &Scanner<'a>, start: usize, end: usize) -> Option<&'a RawValue> {
+    serde_json::from_str(s.slice(start, end)).ok()
 }
 
-#[derive(Clone, Copy)]
-enum Level {
-    Top,
-    Entries,
-    Entry,
-    Changes,
-    Change,
-}
-
-/// The second pass: walks the envelope exactly as the first one counts it (first of repeated
-/// keys, every array element) and keeps the `value` of the wanted changes.
-struct RefetchH<'a, 'b> {
-    wanted: &'b [Pending],
-    found: &'b mut [Option<&'a RawValue>],
-    level: Level,
-    e: usize,
-}
-
-impl<'a> RefetchH<'a, '_> {
-    fn at(&mut self, level: Level, e: usize) -> RefetchH<'a, '_> {
-        RefetchH {
-            wanted: self.wanted,
-            found: &mut *self.found,
-            level,
-            e,
-        }
-    }
-}
-
-impl<'a> Handler<'a> for RefetchH<'a, '_> {
-    fn map<A: MapAccess<'a>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let (key, next) = match self.level {
-            Level::Top => ("entry", Level::Entries),
-            Level::Entry => ("changes", Level::Changes),
-            Level::Change => ("value", Level::Change),
-            Level::Entries | Level::Changes => {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                return Ok(());
-            }
-        };
-        let mut seen = false;
-        while let Some(k) = map.next_key_seed(KeySeed(|k: &str| usize::from(k != key)))? {
-            if k == 0 && !seen {
-                seen = true;
-                if let Level::Change = self.level {
-                    let raw: &'a RawValue = map.next_value()?;
-                    if let Some(slot) = self.found.first_mut() {
-                        *slot = Some(raw);
-                    }
-                } else {
-                    let e = self.e;
-                    map.next_value_seed(Shape(self.at(next, e)))?;
-                }
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-    fn seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        loop {
-            let more = match self.level {
-                Level::Entries => {
-                    let lo = self.wanted.partition_point(|p| p.e < i);
-                    let hi = self.wanted.partition_point(|p| p.e <= i);
-                    if lo == hi {
-                        seq.next_element::<IgnoredAny>()?.is_some()
-                    } else {
-                        let sub = RefetchH {
-                            wanted: &self.wanted[lo..hi],
-                            found: &mut self.found[lo..hi],
-                            level: Level::Entry,
-                            e: i,
-                        };
-                        seq.next_element_seed(Shape(sub))?.is_some()
-                    }
-                }
-                Level::Changes => {
-                    let pos = self.wanted.iter().position(|p| p.c == i);
-                    match pos {
-                        Some(pos) => {
-                            let sub = RefetchH {
-                                wanted: &self.wanted[pos..=pos],
-                                found: &mut self.found[pos..=pos],
-                                level: Level::Change,
-                                e: self.e,
-                            };
-                            seq.next_element_seed(Shape(sub))?.is_some()
-                        }
-                        None => seq.next_element::<IgnoredAny>()?.is_some(),
-                    }
-                }
-                _ => seq.next_element::<IgnoredAny>()?.is_some(),
-            };
-            if !more {
-                return Ok(());
-            }
-            i += 1;
-        }
-    }
-    fn wrong(self) {}
-}
-
-// ---- the shape dispatcher -------------------------------------------------------------------
-
-/// What to do with a value depending on its JSON shape; the defaults skip it and call `wrong`.
-trait Handler<'de>: Sized {
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        self.wrong();
-        Ok(())
-    }
-    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        self.wrong();
-        Ok(())
-    }
-    /// The value is not of the shape this handler reads.
-    fn wrong(self);
-}
-
-/// Reads any JSON value and hands it to a [`Handler`] by shape.
-struct Shape<H>(H);
-
-impl<'de, H: Handler<'de>> DeserializeSeed<'de> for Shape<H> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(ShapeVisitor(self.0, PhantomData))
-    }
-}
-
-struct ShapeVisitor<'de, H>(H, PhantomData<&'de ()>);
-
-impl<'de, H: Handler<'de>> Visitor<'de> for ShapeVisitor<'de, H> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.0.map(map)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        self.0.seq(seq)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.0.wrong();
-        Ok(())
-    }
-}
-
-/// Reads a string-ish field, noting a value of the wrong type.
-fn read_str<'a, A: MapAccess<'a>>(
-    map: &mut A,
+/// Reads a string-ish value, noting one of the wrong type.
+fn read_str<'a>(
+    s: &mut Scanner<'a>,
     w: &mut Walk<'a>,
     path: impl FnOnce() -> String,
-) -> Result<Option<Cow<'a, str>>, A::Error> {
-    let v: Loose<'a> = map.next_value()?;
+) -> Scan<Option<Cow<'a, str>>> {
+    let v = s.scalar()?;
     if v.is_odd_for_str() {
         w.note(path(), Problem::NotAString);
     }
@@ -325,582 +119,379 @@ fn read_str<'a, A: MapAccess<'a>>(
 }
 
 /// Skips the value of a repeated key and notes it.
-fn duplicate<'a, A: MapAccess<'a>>(
-    map: &mut A,
-    w: &mut Walk<'a>,
-    path: String,
-) -> Result<(), A::Error> {
-    map.next_value::<IgnoredAny>()?;
+fn duplicate<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, path: String) -> Scan<()> {
     w.note(path, Problem::DuplicateKey);
+    s.skip_value()
+}
+
+fn body<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>) -> Scan<()> {
+    let (mut object, mut entry) = (false, false);
+    s.object(|s, key| match &*key {
+        "object" if !object => {
+            object = true;
+            w.object = read_str(s, w, || "object".to_owned())?;
+            Ok(())
+        }
+        "entry" if !entry => {
+            entry = true;
+            entries(s, w)
+        }
+        "object" | "entry" => duplicate(s, w, key.into_owned()),
+        _ => s.skip_value(),
+    })?;
+    if !entry {
+        w.note("entry".to_owned(), Problem::Missing);
+    }
     Ok(())
 }
 
-// ---- body ---------------------------------------------------------------------------------
-
-struct TopH<'a, 'b> {
-    w: &'b mut Walk<'a>,
+fn entries<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>) -> Scan<()> {
+    if s.peek() != Some(b'[') {
+        w.note("entry".to_owned(), Problem::NotAnArray);
+        return s.skip_value();
+    }
+    s.array(|s, e| one_entry(s, w, e))
 }
 
-impl<'a> Handler<'a> for TopH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["object", "entry"];
-        let w = self.w;
-        let mut seen = [false; 2];
-        while let Some(k) = map.next_key_seed(keys!("object", "entry"))? {
-            if k != OTHER_KEY && seen[k] {
-                duplicate(&mut map, w, KEYS[k].to_owned())?;
-                continue;
-            }
-            match k {
-                0 => w.object = read_str(&mut map, w, || "object".to_owned())?,
-                1 => map.next_value_seed(Shape(EntriesH { w: &mut *w }))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+fn one_entry<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, e: usize) -> Scan<()> {
+    if s.peek() != Some(b'{') {
+        w.note(format!("entry[{e}]"), Problem::NotAnObject);
+        return s.skip_value();
+    }
+    let idx = w.entries.len();
+    w.entries.push(EntryCtx::default());
+    let mut seen = [false; 3];
+    s.object(|s, key| {
+        let k = match &*key {
+            "id" => 0,
+            "time" => 1,
+            "changes" => 2,
+            _ => return s.skip_value(),
+        };
+        if seen[k] {
+            return duplicate(s, w, format!("entry[{e}].{key}"));
+        }
+        seen[k] = true;
+        match k {
+            0 => w.entries[idx].waba_id = read_str(s, w, || format!("entry[{e}].id"))?,
+            1 => {
+                let v = s.scalar()?;
+                if v.is_odd_for_str() {
+                    w.note(format!("entry[{e}].time"), Problem::NotAString);
                 }
+                w.entries[idx].time = v.into_u64();
             }
-            if k != OTHER_KEY {
-                seen[k] = true;
-            }
-        }
-        if !seen[1] {
-            w.note("entry".to_owned(), Problem::Missing);
-        }
-        Ok(())
-    }
-    fn wrong(self) {
-        // `walk` checks the first byte, so the top level is always an object here.
-        self.w.note(String::new(), Problem::NotAnObject);
-    }
-}
-
-struct EntriesH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-}
-
-impl<'a> Handler<'a> for EntriesH<'a, '_> {
-    fn seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut e = 0;
-        while seq
-            .next_element_seed(Shape(EntryH { w: &mut *self.w, e }))?
-            .is_some()
-        {
-            e += 1;
-        }
-        Ok(())
-    }
-    fn wrong(self) {
-        self.w.note("entry".to_owned(), Problem::NotAnArray);
-    }
-}
-
-struct EntryH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-}
-
-impl<'a> Handler<'a> for EntryH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["id", "time", "changes"];
-        let (w, e) = (self.w, self.e);
-        let idx = w.entries.len();
-        w.entries.push(EntryCtx::default());
-        let mut seen = [false; 3];
-        while let Some(k) = map.next_key_seed(keys!("id", "time", "changes"))? {
-            if k != OTHER_KEY && seen[k] {
-                duplicate(&mut map, w, format!("entry[{e}].{}", KEYS[k]))?;
-                continue;
-            }
-            match k {
-                0 => w.entries[idx].waba_id = read_str(&mut map, w, || format!("entry[{e}].id"))?,
-                1 => {
-                    let v: Loose<'a> = map.next_value()?;
-                    if matches!(v, Loose::Bool(_) | Loose::Container) {
-                        w.note(format!("entry[{e}].time"), Problem::NotAString);
-                    }
-                    w.entries[idx].time = v.into_u64();
+            _ => {
+                if s.peek() != Some(b'[') {
+                    w.note(format!("entry[{e}].changes"), Problem::NotAnArray);
+                    return s.skip_value();
                 }
-                2 => map.next_value_seed(Shape(ChangesH {
-                    w: &mut *w,
-                    e,
-                    entry: idx,
-                }))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            if k != OTHER_KEY {
-                seen[k] = true;
+                s.array(|s, c| one_change(s, w, e, c, idx))?;
             }
         }
-        if !seen[2] {
-            w.note(format!("entry[{e}].changes"), Problem::Missing);
-        }
         Ok(())
+    })?;
+    if !seen[2] {
+        w.note(format!("entry[{e}].changes"), Problem::Missing);
     }
-    fn wrong(self) {
-        self.w
-            .note(format!("entry[{}]", self.e), Problem::NotAnObject);
-    }
+    Ok(())
 }
 
-struct ChangesH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    entry: usize,
-}
-
-impl<'a> Handler<'a> for ChangesH<'a, '_> {
-    fn seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut c = 0;
-        while seq
-            .next_element_seed(Shape(ChangeH {
-                w: &mut *self.w,
-                e: self.e,
-                c,
-                entry: self.entry,
-            }))?
-            .is_some()
-        {
-            c += 1;
-        }
-        Ok(())
-    }
-    fn wrong(self) {
-        self.w
-            .note(format!("entry[{}].changes", self.e), Problem::NotAnArray);
-    }
-}
-
-// ---- one change ---------------------------------------------------------------------------
-
-/// A change whose whole `value` must be handed on but was read in streaming mode (its `field`
-/// came after it): the value is fetched by a second, skipping pass over the body.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    /// where in `Walk::items` the change's item goes
-    at: usize,
-    e: usize,
-    c: usize,
-    change: usize,
-}
-
-struct ChangeH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    c: usize,
-    entry: usize,
-}
-
-/// What reading a value in streaming mode found out.
+/// What reading a change's value found out.
 #[derive(Default)]
 struct ValueOut {
     has_items: bool,
     not_object: bool,
 }
 
-impl<'a> Handler<'a> for ChangeH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["value", "field"];
-        let ChangeH { w, e, c, entry } = self;
-        let at = || format!("entry[{e}].changes[{c}]");
-        // Meta writes `value` before `field`, so what a value is only becomes known after it has
-        // been read. It is read in streaming mode as a `messages` value (the common case, and the
-        // one that needs its items found); should the field turn out to be another one, what it
-        // produced is rolled back and the value is fetched whole by a second pass (`refetch`).
-        let mut raw: Option<&'a RawValue> = None;
-        let mut streamed: Option<(ValueOut, Mark, usize)> = None;
-        let mut change = None;
-        let mut field: Option<Cow<'a, str>> = None;
-        let mut seen = [false; 2];
-        while let Some(k) = map.next_key_seed(keys!("value", "field"))? {
-            if k != OTHER_KEY && seen[k] {
-                duplicate(&mut map, w, format!("{}.{}", at(), KEYS[k]))?;
-                continue;
-            }
-            match k {
-                0 => {
-                    let idx = w.changes.len();
-                    w.changes.push(ChangeCtx {
-                        entry,
-                        field: None,
-                        metadata: Metadata::default(),
-                        contacts: 0..0,
-                    });
-                    change = Some(idx);
-                    if seen[1] && field.as_deref() != Some("messages") {
-                        raw = Some(map.next_value()?);
-                    } else {
-                        let mark = w.mark();
-                        let mut out = ValueOut::default();
-                        map.next_value_seed(Shape(ValueH {
-                            w: &mut *w,
-                            e,
-                            c,
-                            change: idx,
-                            split: true,
-                            out: &mut out,
-                        }))?;
-                        streamed = Some((out, mark, w.anomalies.len()));
-                    }
-                }
-                1 => field = read_str(&mut map, w, || format!("{}.field", at()))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            if k != OTHER_KEY {
-                seen[k] = true;
-            }
-        }
-        let Some(change) = change else {
-            w.note(format!("{}.value", at()), Problem::Missing);
-            return Ok(());
+fn one_change<'a>(
+    s: &mut Scanner<'a>,
+    w: &mut Walk<'a>,
+    e: usize,
+    c: usize,
+    entry: usize,
+) -> Scan<()> {
+    let at = || format!("entry[{e}].changes[{c}]");
+    if s.peek() != Some(b'{') {
+        w.note(at(), Problem::NotAnObject);
+        return s.skip_value();
+    }
+    let change = w.changes.len();
+    w.changes.push(ChangeCtx {
+        entry,
+        field: None,
+        metadata: Metadata::default(),
+        contacts: 0..0,
+    });
+    let (items, contacts, anomalies) = (w.items.len(), w.contacts.len(), w.anomalies.len());
+    let mut value: Option<(usize, usize)> = None;
+    let mut anomalies_end = anomalies;
+    let mut out = ValueOut::default();
+    let mut field = None;
+    let mut seen = [false; 2];
+    s.object(|s, key| {
+        let k = match &*key {
+            "value" => 0,
+            "field" => 1,
+            _ => return s.skip_value(),
         };
-        let is_messages = field.as_deref() == Some("messages");
-        w.changes[change].field = field;
-        match (raw, streamed) {
-            (Some(raw), _) => {
-                // `field` came first and is not `messages`: hand the value on whole, with its
-                // metadata when it has some.
-                if raw.get().starts_with('{') {
-                    let mut de = serde_json::Deserializer::from_str(raw.get());
-                    let mut out = ValueOut::default();
-                    let _ = Shape(ValueH {
-                        w: &mut *w,
-                        e,
-                        c,
-                        change,
-                        split: false,
-                        out: &mut out,
-                    })
-                    .deserialize(&mut de);
+        if seen[k] {
+            return duplicate(s, w, format!("{}.{key}", at()));
+        }
+        seen[k] = true;
+        if k == 1 {
+            field = read_str(s, w, || format!("{}.field", at()))?;
+            return Ok(());
+        }
+        let start = s.pos();
+        if s.peek() == Some(b'{') {
+            value_object(s, w, e, c, change, &mut out)?;
+        } else {
+            out.not_object = true;
+            s.skip_value()?;
+        }
+        value = Some((start, s.pos()));
+        anomalies_end = w.anomalies.len();
+        Ok(())
+    })?;
+    let is_messages = field.as_deref() == Some("messages");
+    w.changes[change].field = field;
+    let Some((start, end)) = value else {
+        w.note(format!("{}.value", at()), Problem::Missing);
+        return Ok(());
+    };
+    if is_messages && out.not_object {
+        w.note(format!("{}.value", at()), Problem::NotAnObject);
+        return Ok(());
+    }
+    if !is_messages {
+        // The value was read as a `messages` value; for another field only its metadata
+        // applies. Anomalies noted after it (the `field`) stay.
+        w.items.truncate(items);
+        w.contacts.truncate(contacts);
+        w.anomalies.drain(anomalies..anomalies_end);
+        w.changes[change].contacts = 0..0;
+    }
+    // A `messages` value is split into its items; a value of any other field, and a `messages`
+    // value that carries none of `messages`/`statuses`/`errors` (a shape Meta may add), is handed
+    // on whole so that nothing the body carries is dropped.
+    if !is_messages || !out.has_items {
+        match raw_value(s, start, end) {
+            Some(raw) => w.items.push(Item {
+                kind: Kind::Change,
+                change,
+                pos: 0,
+                raw,
+                summary: Summary::default(),
+            }),
+            None => w.note(format!("{}.value", at()), Problem::Unreadable),
+        }
+    }
+    Ok(())
+}
+
+fn value_object<'a>(
+    s: &mut Scanner<'a>,
+    w: &mut Walk<'a>,
+    e: usize,
+    c: usize,
+    change: usize,
+    out: &mut ValueOut,
+) -> Scan<()> {
+    let at = |key: &str| format!("entry[{e}].changes[{c}].value.{key}");
+    let mut seen = [false; 5];
+    s.object(|s, key| {
+        let k = match &*key {
+            "metadata" => 0,
+            "contacts" => 1,
+            "messages" => 2,
+            "statuses" => 3,
+            "errors" => 4,
+            _ => return s.skip_value(),
+        };
+        if seen[k] {
+            return duplicate(s, w, at(&key));
+        }
+        seen[k] = true;
+        match k {
+            0 => metadata(s, w, change, || at("metadata")),
+            1 => {
+                if s.peek() != Some(b'[') {
+                    w.note(at("contacts"), Problem::NotAnArray);
+                    return s.skip_value();
                 }
-                w.items.push(Item {
-                    kind: Kind::Change,
-                    change,
-                    pos: 0,
-                    raw,
+                let first = w.contacts.len();
+                s.array(|s, i| contact(s, w, || format!("{}[{i}]", at("contacts"))))?;
+                w.changes[change].contacts = first..w.contacts.len();
+                Ok(())
+            }
+            _ => {
+                out.has_items = true;
+                let kind = [Kind::Message, Kind::Status, Kind::Error][k - 2];
+                if s.peek() != Some(b'[') {
+                    w.note(at(&key), Problem::NotAnArray);
+                    return s.skip_value();
+                }
+                s.array(|s, pos| item(s, w, kind, change, pos, || format!("{}[{pos}]", at(&key))))
+            }
+        }
+    })
+}
+
+fn metadata<'a>(
+    s: &mut Scanner<'a>,
+    w: &mut Walk<'a>,
+    change: usize,
+    path: impl Fn() -> String,
+) -> Scan<()> {
+    if s.peek() != Some(b'{') {
+        w.note(path(), Problem::NotAnObject);
+        return s.skip_value();
+    }
+    let mut md = Metadata::default();
+    s.object(|s, key| {
+        let slot = match &*key {
+            "phone_number_id" => &mut md.phone_number_id,
+            "display_phone_number" => &mut md.display_phone_number,
+            _ => return s.skip_value(),
+        };
+        let v = read_str(s, w, || format!("{}.{key}", path()))?;
+        if slot.is_none() {
+            *slot = v;
+        }
+        Ok(())
+    })?;
+    w.changes[change].metadata = md;
+    Ok(())
+}
+
+fn contact<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, path: impl Fn() -> String) -> Scan<()> {
+    if s.peek() != Some(b'{') {
+        w.note(path(), Problem::NotAnObject);
+        return s.skip_value();
+    }
+    let mut contact = Contact::default();
+    s.object(|s, key| {
+        let slot = match &*key {
+            "wa_id" => &mut contact.wa_id,
+            "user_id" => &mut contact.user_id,
+            "profile" if s.peek() == Some(b'{') => {
+                return s.object(|s, key| {
+                    let slot = match &*key {
+                        "name" => &mut contact.name,
+                        "username" => &mut contact.username,
+                        _ => return s.skip_value(),
+                    };
+                    let v = s.scalar()?.into_str();
+                    if slot.is_none() {
+                        *slot = v;
+                    }
+                    Ok(())
                 });
             }
-            (None, Some((out, _, _))) if is_messages => {
-                if out.not_object {
-                    w.note(format!("{}.value", at()), Problem::NotAnObject);
-                } else if !out.has_items {
-                    // A `messages` value with none of `messages`/`statuses`/`errors`: a shape Meta
-                    // may add; handed on whole rather than dropped.
-                    w.pending.push(Pending {
-                        at: w.items.len(),
-                        e,
-                        c,
-                        change,
+            _ => return s.skip_value(),
+        };
+        let v = s.scalar()?.into_str();
+        if slot.is_none() {
+            *slot = v;
+        }
+        Ok(())
+    })?;
+    w.contacts.push(contact);
+    Ok(())
+}
+
+fn item<'a>(
+    s: &mut Scanner<'a>,
+    w: &mut Walk<'a>,
+    kind: Kind,
+    change: usize,
+    pos: usize,
+    path: impl Fn() -> String,
+) -> Scan<()> {
+    if s.peek() != Some(b'{') {
+        w.note(path(), Problem::NotAnObject);
+        return s.skip_value();
+    }
+    let start = s.pos();
+    let mut sum = Summary::default();
+    match kind {
+        Kind::Message => s.object(|s, key| {
+            let slot = match &*key {
+                "id" => &mut sum.wamid,
+                "from" => &mut sum.from,
+                "from_user_id" => &mut sum.from_user_id,
+                "type" => &mut sum.type_,
+                "timestamp" => &mut sum.timestamp,
+                "text" if s.peek() == Some(b'{') => {
+                    return s.object(|s, key| {
+                        if &*key == "body" && sum.text.is_none() {
+                            sum.text = s.scalar()?.into_str();
+                            Ok(())
+                        } else {
+                            s.skip_value()
+                        }
                     });
                 }
+                _ => return s.skip_value(),
+            };
+            let v = s.scalar()?.into_str();
+            if slot.is_none() {
+                *slot = v;
             }
-            (None, Some((_, mark, anomalies_end))) => {
-                // Another field: what the streaming read produced does not apply to it (only
-                // the metadata does); the value is fetched whole afterwards.
-                w.rollback(mark, anomalies_end, change);
-                w.pending.push(Pending {
-                    at: w.items.len(),
-                    e,
-                    c,
-                    change,
-                });
+            Ok(())
+        })?,
+        Kind::Status => s.object(|s, key| {
+            let slot = match &*key {
+                "id" => &mut sum.wamid,
+                "recipient_id" => &mut sum.from,
+                "recipient_user_id" => &mut sum.from_user_id,
+                "status" => &mut sum.type_,
+                "timestamp" => &mut sum.timestamp,
+                _ => return s.skip_value(),
+            };
+            let v = s.scalar()?.into_str();
+            if slot.is_none() {
+                *slot = v;
             }
-            (None, None) => {}
-        }
-        Ok(())
+            Ok(())
+        })?,
+        Kind::Error | Kind::Change => s.skip_value()?,
     }
-    fn wrong(self) {
-        self.w.note(
-            format!("entry[{}].changes[{}]", self.e, self.c),
-            Problem::NotAnObject,
-        );
-    }
-}
-
-/// Lengths to roll a speculative read back to.
-#[derive(Clone, Copy)]
-struct Mark {
-    items: usize,
-    contacts: usize,
-    anomalies: usize,
-}
-
-impl Walk<'_> {
-    fn mark(&self) -> Mark {
-        Mark {
-            items: self.items.len(),
-            contacts: self.contacts.len(),
-            anomalies: self.anomalies.len(),
-        }
-    }
-
-    /// Undoes what reading a value produced; anomalies noted after it (its change's `field`)
-    /// stay.
-    fn rollback(&mut self, mark: Mark, anomalies_end: usize, change: usize) {
-        self.items.truncate(mark.items);
-        self.contacts.truncate(mark.contacts);
-        self.anomalies.drain(mark.anomalies..anomalies_end);
-        if let Some(ch) = self.changes.get_mut(change) {
-            ch.contacts = 0..0;
-        }
-    }
-}
-
-struct ValueH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    c: usize,
-    change: usize,
-    /// a `messages` value: read contacts and split the items
-    split: bool,
-    out: &'b mut ValueOut,
-}
-
-impl<'a> Handler<'a> for ValueH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["metadata", "contacts", "messages", "statuses", "errors"];
-        let ValueH {
-            w,
-            e,
-            c,
+    match raw_value(s, start, s.pos()) {
+        Some(raw) => w.items.push(Item {
+            kind,
             change,
-            split,
-            out,
-        } = self;
-        let mut seen = [false; 5];
-        while let Some(k) = map.next_key_seed(keys!(
-            "metadata", "contacts", "messages", "statuses", "errors"
-        ))? {
-            let k = if !split && k != 0 { OTHER_KEY } else { k };
-            if k != OTHER_KEY && seen[k] {
-                duplicate(
-                    &mut map,
-                    w,
-                    format!("entry[{e}].changes[{c}].value.{}", KEYS[k]),
-                )?;
-                continue;
-            }
-            match k {
-                0 => map.next_value_seed(Shape(MetadataH {
-                    w: &mut *w,
-                    e,
-                    c,
-                    change,
-                }))?,
-                1 => {
-                    let start = w.contacts.len();
-                    map.next_value_seed(Shape(ContactsH { w: &mut *w, e, c }))?;
-                    w.changes[change].contacts = start..w.contacts.len();
-                }
-                2..=4 => {
-                    out.has_items = true;
-                    let kind = [Kind::Message, Kind::Status, Kind::Error][k - 2];
-                    map.next_value_seed(Shape(ItemsH {
-                        w: &mut *w,
-                        e,
-                        c,
-                        change,
-                        key: KEYS[k],
-                        kind,
-                    }))?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            if k != OTHER_KEY {
-                seen[k] = true;
-            }
-        }
-        Ok(())
+            pos,
+            raw,
+            summary: sum,
+        }),
+        None => w.note(path(), Problem::Unreadable),
     }
-    fn wrong(self) {
-        self.out.not_object = true;
-    }
-}
-
-struct MetadataH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    c: usize,
-    change: usize,
-}
-
-impl<'a> Handler<'a> for MetadataH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        const KEYS: &[&str] = &["phone_number_id", "display_phone_number"];
-        let MetadataH { w, e, c, change } = self;
-        let mut md = Metadata::default();
-        while let Some(k) = map.next_key_seed(keys!("phone_number_id", "display_phone_number"))? {
-            let path = || format!("entry[{e}].changes[{c}].value.metadata.{}", KEYS[k]);
-            match k {
-                0 if md.phone_number_id.is_none() => {
-                    md.phone_number_id = read_str(&mut map, w, path)?
-                }
-                1 if md.display_phone_number.is_none() => {
-                    md.display_phone_number = read_str(&mut map, w, path)?
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        w.changes[change].metadata = md;
-        Ok(())
-    }
-    fn wrong(self) {
-        self.w.note(
-            format!("entry[{}].changes[{}].value.metadata", self.e, self.c),
-            Problem::NotAnObject,
-        );
-    }
-}
-
-struct ContactsH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    c: usize,
-}
-
-impl<'a> Handler<'a> for ContactsH<'a, '_> {
-    fn seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        while seq
-            .next_element_seed(Shape(ContactH {
-                w: &mut *self.w,
-                e: self.e,
-                c: self.c,
-                i,
-            }))?
-            .is_some()
-        {
-            i += 1;
-        }
-        Ok(())
-    }
-    fn wrong(self) {
-        self.w.note(
-            format!("entry[{}].changes[{}].value.contacts", self.e, self.c),
-            Problem::NotAnArray,
-        );
-    }
-}
-
-struct ContactH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    c: usize,
-    i: usize,
-}
-
-impl<'a> Handler<'a> for ContactH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut contact = Contact::default();
-        while let Some(k) = map.next_key_seed(keys!("profile", "wa_id", "user_id"))? {
-            match k {
-                0 => map.next_value_seed(Shape(ProfileH {
-                    contact: &mut contact,
-                }))?,
-                1 if contact.wa_id.is_none() => {
-                    contact.wa_id = map.next_value::<Loose<'a>>()?.into_str()
-                }
-                2 if contact.user_id.is_none() => {
-                    contact.user_id = map.next_value::<Loose<'a>>()?.into_str()
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        self.w.contacts.push(contact);
-        Ok(())
-    }
-    fn wrong(self) {
-        self.w.note(
-            format!(
-                "entry[{}].changes[{}].value.contacts[{}]",
-                self.e, self.c, self.i
-            ),
-            Problem::NotAnObject,
-        );
-    }
-}
-
-struct ProfileH<'a, 'b> {
-    contact: &'b mut Contact<'a>,
-}
-
-impl<'a> Handler<'a> for ProfileH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(k) = map.next_key_seed(keys!("name", "username"))? {
-            match k {
-                0 if self.contact.name.is_none() => {
-                    self.contact.name = map.next_value::<Loose<'a>>()?.into_str()
-                }
-                1 if self.contact.username.is_none() => {
-                    self.contact.username = map.next_value::<Loose<'a>>()?.into_str()
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-    fn wrong(self) {
-        // A profile of another shape just leaves name and username unset.
-    }
-}
-
-struct ItemsH<'a, 'b> {
-    w: &'b mut Walk<'a>,
-    e: usize,
-    c: usize,
-    change: usize,
-    key: &'static str,
-    kind: Kind,
-}
-
-impl<'a> Handler<'a> for ItemsH<'a, '_> {
-    fn seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut pos = 0;
-        while let Some(raw) = seq.next_element::<&'a RawValue>()? {
-            if raw.get().starts_with('{') {
-                self.w.items.push(Item {
-                    kind: self.kind,
-                    change: self.change,
-                    pos,
-                    raw,
-                });
-            } else {
-                self.w.note(
-                    format!(
-                        "entry[{}].changes[{}].value.{}[{pos}]",
-                        self.e, self.c, self.key
-                    ),
-                    Problem::NotAnObject,
-                );
-            }
-            pos += 1;
-        }
-        Ok(())
-    }
-    fn wrong(self) {
-        self.w.note(
-            format!("entry[{}].changes[{}].value.{}", self.e, self.c, self.key),
-            Problem::NotAnArray,
-        );
-    }
+    Ok(())
 }
 
 // ---- one notification -----------------------------------------------------------------------
 
 impl<'a> Walk<'a> {
-    /// Builds the notification for one item: the change's context plus, for a message or a
-    /// status, the few fields read from its own object.
+    /// Builds the notification for one item from its change's context and its summary.
     pub(crate) fn notification(&self, item: &Item<'a>) -> Notification<'a> {
+        let sum = &item.summary;
+        self.build(
+            item,
+            Summary {
+                wamid: sum.wamid.clone(),
+                from: sum.from.clone(),
+                from_user_id: sum.from_user_id.clone(),
+                type_: sum.type_.clone(),
+                text: sum.text.clone(),
+                timestamp: sum.timestamp.clone(),
+            },
+        )
+    }
+
+    /// Like `notification`, taking the item's own strings instead of copying them.
+    pub(crate) fn build(&self, item: &Item<'a>, sum: Summary<'a>) -> Notification<'a> {
         let change = &self.changes[item.change];
         let entry = &self.entries[change.entry];
         let mut n = Notification {
@@ -910,24 +501,20 @@ impl<'a> Walk<'a> {
             field: change.field.clone(),
             metadata: change.metadata.clone(),
             contact: None,
-            wamid: None,
-            from: None,
-            from_user_id: None,
-            type_: None,
-            text: None,
-            timestamp: None,
+            wamid: sum.wamid,
+            from: sum.from,
+            from_user_id: sum.from_user_id,
+            type_: sum.type_,
+            text: sum.text,
+            timestamp: sum.timestamp,
             raw: item.raw,
         };
         match item.kind {
             Kind::Message | Kind::Status => {
-                let mut de = serde_json::Deserializer::from_str(item.raw.get());
-                // Items are objects already validated by the envelope pass; the handler never fails.
-                let _ = Shape(SummaryH {
-                    n: &mut n,
-                    status: item.kind == Kind::Status,
-                })
-                .deserialize(&mut de);
-                let contacts = &self.contacts[change.contacts.clone()];
+                let contacts = self
+                    .contacts
+                    .get(change.contacts.clone())
+                    .unwrap_or_default();
                 n.contact = find_contact(
                     contacts,
                     item.pos,
@@ -967,75 +554,4 @@ fn find_contact<'c, 'a>(
         return contacts.first();
     }
     None
-}
-
-struct SummaryH<'a, 'b> {
-    n: &'b mut Notification<'a>,
-    status: bool,
-}
-
-impl<'a> Handler<'a> for SummaryH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        let n = self.n;
-        loop {
-            let k = if self.status {
-                map.next_key_seed(keys!(
-                    "id",
-                    "recipient_id",
-                    "recipient_user_id",
-                    "status",
-                    "timestamp"
-                ))?
-            } else {
-                map.next_key_seed(keys!(
-                    "id",
-                    "from",
-                    "from_user_id",
-                    "type",
-                    "timestamp",
-                    "text"
-                ))?
-            };
-            let Some(k) = k else { break };
-            let slot = match k {
-                0 => &mut n.wamid,
-                1 => &mut n.from,
-                2 => &mut n.from_user_id,
-                3 => &mut n.type_,
-                4 => &mut n.timestamp,
-                5 => {
-                    map.next_value_seed(Shape(TextH { body: &mut n.text }))?;
-                    continue;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            let v = map.next_value::<Loose<'a>>()?.into_str();
-            if slot.is_none() {
-                *slot = v;
-            }
-        }
-        Ok(())
-    }
-    fn wrong(self) {}
-}
-
-struct TextH<'a, 'b> {
-    body: &'b mut Option<Cow<'a, str>>,
-}
-
-impl<'a> Handler<'a> for TextH<'a, '_> {
-    fn map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(k) = map.next_key_seed(keys!("body"))? {
-            if k == 0 && self.body.is_none() {
-                *self.body = map.next_value::<Loose<'a>>()?.into_str();
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-    fn wrong(self) {}
 }

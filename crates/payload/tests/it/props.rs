@@ -273,3 +273,96 @@ proptest! {
         crate::support::check_raw_slices(body.as_bytes());
     }
 }
+
+/// True when serde_json accepts `text` as one JSON value (skipping it, as it does for a raw value).
+fn serde_accepts(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The walk refuses exactly the object-shaped texts serde_json refuses (differential check of
+    /// the scanner against serde_json's grammar).
+    #[test]
+    fn accepts_exactly_what_serde_json_accepts(tokens in proptest::collection::vec(token(), 0..48)) {
+        let text = format!("{{{}", tokens.concat());
+        prop_assert_eq!(Body::parse(text.as_bytes()).is_ok(), serde_accepts(&text), "{}", text);
+    }
+
+    /// The same for real bodies with random byte edits.
+    #[test]
+    fn mutated_bodies_agree_with_serde_json(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
+        which in any::<bool>(),
+    ) {
+        let bytes = mutate(if which { SEED } else { SEED2 }, &edits);
+        if let Ok(text) = std::str::from_utf8(&bytes)
+            && text.trim_start().starts_with('{')
+        {
+            prop_assert_eq!(Body::parse(&bytes).is_ok(), serde_accepts(text), "{}", text);
+        }
+    }
+}
+
+/// Any JSON value as text, with varied numbers, escapes and whitespace.
+fn json_value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| format!("{f:e}")),
+        Just("-0.0E+00".to_owned()),
+        "[a-z0-9 ]{0,8}".prop_map(|s| format!("\"{s}\"")),
+        // (no lone surrogate: the independent walk builds `serde_json::Value`s, which refuse them)
+        Just(r#""\u00e9\/\"\\\b\f\n\r\t\ud83d\ude9a""#.to_owned()),
+        any::<String>().prop_map(|s| serde_json::to_string(&s).expect("string")),
+    ];
+    let ws = prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\t")];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            (proptest::collection::vec(inner.clone(), 0..5), ws.clone())
+                .prop_map(|(items, ws)| format!("[{ws}{}{ws}]", items.join(&format!("{ws},")))),
+            (
+                proptest::collection::vec(("[a-z_]{0,6}", inner), 0..5),
+                ws.clone()
+            )
+                .prop_map(|(members, ws)| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}"))
+                        .collect();
+                    format!("{{{}{ws}}}", members.join(","))
+                }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Arbitrary JSON inside messages, statuses, errors and other changes is accepted, and every
+    /// item comes out byte for byte as an independent walk finds it.
+    #[test]
+    fn arbitrary_json_items_come_out_byte_for_byte(
+        messages in proptest::collection::vec(json_value(), 0..4),
+        other in json_value(),
+        extra in json_value(),
+    ) {
+        let objects: Vec<String> = messages
+            .iter()
+            .map(|v| format!(r#"{{"id":"w","x":{v}}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","x":{extra},"entry":[{{"id":"1","changes":[{{"value":{{"messages":[{m}],"statuses":[{m}],"errors":[{m}],"contacts":[{{"wa_id":{extra}}}],"metadata":{extra}}},"field":"messages"}},{{"value":{other},"field":"other"}}]}}]}}"#,
+            m = objects.join(","),
+        );
+        prop_assert!(serde_accepts(&body));
+        let parsed = Body::parse(body.as_bytes()).expect("accepted");
+        prop_assert_eq!(parsed.len(), objects.len() * 3 + 1);
+        crate::support::check_raw_slices(body.as_bytes());
+    }
+}
