@@ -78,8 +78,11 @@
 //!
 //! # Performance
 //!
-//! The envelope is read in one streaming pass that skips, rather than builds, everything it does
-//! not need; a notification's own fields are read from its slice when the iterator reaches it. See
+//! [`Body::parse`] reads the body once, with a small validating scanner that notes where each
+//! message, status and error object starts and ends while it reads their few summary fields;
+//! each object's slice then becomes a `&RawValue` through one quick serde_json skip over just that
+//! object. Nothing is built for the parts no notification needs. Iterating clones only the
+//! strings that had to be unescaped ([`Body::into_notifications`] moves them instead). See
 //! `docs/performance-payload.md` for figures against `serde_json::Value`.
 
 use std::borrow::Cow;
@@ -254,6 +257,17 @@ impl<'a> Body<'a> {
             .items
             .iter()
             .map(|item| self.walk.notification(item))
+    }
+
+    /// Every notification, like [`Body::notifications`], moving each one's own strings out of
+    /// the body instead of copying those that had to be unescaped.
+    pub fn into_notifications(self) -> impl Iterator<Item = Notification<'a>> {
+        let mut walk = self.walk;
+        let items = std::mem::take(&mut walk.items);
+        items.into_iter().map(move |mut item| {
+            let summary = std::mem::take(&mut item.summary);
+            walk.build(&item, summary)
+        })
     }
 
     /// How many notifications [`Body::notifications`] yields.

@@ -95,3 +95,19 @@ fn contacts_in_another_order_still_match() {
         ]
     );
 }
+
+/// `into_notifications` yields exactly what `notifications` yields.
+#[test]
+fn into_notifications_matches_notifications() {
+    let text = batch(200);
+    for bytes in [
+        text.as_bytes().to_vec(),
+        crate::support::data("mixed_users_batch.json"),
+        crate::support::data("odd_shapes.json"),
+    ] {
+        let body = Body::parse(&bytes).expect("parses");
+        let borrowed: Vec<String> = body.notifications().map(|n| format!("{n:?}")).collect();
+        let moved: Vec<String> = body.into_notifications().map(|n| format!("{n:?}")).collect();
+        assert_eq!(borrowed, moved);
+    }
+}
