@@ -256,7 +256,6 @@ impl Webhook {
     {
         let inner = &*self.inner;
         let _in_flight = inner.metrics.in_flight();
-        let started = Instant::now();
         let route = self.route_of(req.uri().path());
         let span = tracing::debug_span!(
             "request",
@@ -267,6 +266,8 @@ impl Webhook {
             status = tracing::field::Empty,
             notifications = tracing::field::Empty,
         );
+        // The clock is read only for a span that is recorded.
+        let started = (!span.is_disabled()).then(Instant::now);
         let mut notifications = 0usize;
         let answer = tokio::time::timeout(
             inner.config.request_timeout,
@@ -278,7 +279,7 @@ impl Webhook {
             inner.metrics.request(Outcome::Timeout);
             reply(StatusCode::REQUEST_TIMEOUT, "")
         });
-        if !span.is_disabled() {
+        if let Some(started) = started {
             span.record("status", response.status().as_u16());
             span.record("notifications", notifications);
             span.in_scope(|| {
