@@ -186,6 +186,39 @@ async fn stdout_prints_one_line_per_job() {
     );
 }
 
+/// When the reader of `--stdout` goes away, the worker stops by itself (exit 0) and every job it
+/// did not print is still in the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_reader_gone_stops_without_loss() {
+    let q = TestQueue::new("stdout-gone").await;
+    let want = ids("g", 3000);
+    q.enqueue(&want).await;
+    let mut w = q.worker(&["--stdout", "--concurrency", "8", "--batch", "8"], true);
+    let mut reader = BufReader::new(w.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(LONG, reader.next_line())
+        .await
+        .expect("a line")
+        .unwrap();
+    assert!(first.is_some());
+    drop(reader);
+    let status = tokio::time::timeout(LONG, w.wait())
+        .await
+        .expect("worker stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let s = q.stats().await;
+    assert_eq!(
+        s.processing.iter().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "nothing left in hand"
+    );
+    assert_eq!(s.dead, 0);
+    assert!(
+        s.pending + s.delayed > 0,
+        "the unprinted jobs wait in the queue"
+    );
+}
+
 /// What the test receiver saw: deliveries per job id and whether every signature verified.
 #[derive(Default)]
 struct Seen {
