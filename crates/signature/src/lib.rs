@@ -73,7 +73,8 @@
 //!   schedule), not per request.
 //! - Verifying allocates nothing: the header's hex is decoded into a 32-byte array on the stack
 //!   ([`Signature`]), through a branch-free fast path for well-formed values; only a malformed
-//!   header pays for finding its exact reason.
+//!   header pays for finding its exact reason. The test `tests/no_alloc.rs` counts heap
+//!   allocations across good, forged and malformed verifications and requires zero.
 //! - Measured against raw `ring::hmac::verify` over the same bytes
 //!   (`cargo bench -p wa-signature --bench verify`, paired rounds on a shared 2-core machine):
 //!   the wrapper costs about 1.5% at 1 KB (0.865 µs against 0.853 µs; the ~25 ns header parse)

@@ -96,6 +96,38 @@ fn every_fixture_has_a_vector() {
     }
 }
 
+/// The in-repo fixture copy is byte-identical to the team's shared fixtures, where those sit
+/// beside the repository (as on the team's machines and in CI); elsewhere there is nothing to
+/// compare against and the test says so.
+#[test]
+fn repo_copy_matches_shared_fixtures() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/webhooks");
+    if !shared.is_dir() {
+        eprintln!(
+            "no shared fixtures at {}: nothing to compare",
+            shared.display()
+        );
+        return;
+    }
+    let mut compared = 0;
+    for entry in fs::read_dir(&shared).expect("shared fixture folder") {
+        let path = entry.expect("dir entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let ours = Path::new(FIXTURES).join(&name);
+        assert!(
+            ours.is_file(),
+            "{name} is in shared fixtures but not copied into the repo"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            fs::read(&ours).unwrap(),
+            "{name} differs"
+        );
+        compared += 1;
+    }
+    assert!(compared > 0);
+}
+
 /// Upper-case hex of a known vector is accepted: hex case carries no information.
 #[test]
 fn uppercase_hex_accepted() {
