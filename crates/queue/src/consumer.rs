@@ -373,7 +373,9 @@ impl Consumer {
     /// Do not cancel a fetch that may be blocking (e.g. in a `select!` against shutdown):
     /// Redis still completes the BLMOVE and the job would sit in this processing list unseen
     /// until [`shutdown`](Self::shutdown) or, if that ran first, forever. [`run`](crate::run)
-    /// lets each fetch finish.
+    /// lets each fetch finish. Likewise a fetch that fails may have moved jobs whose reply
+    /// was lost: they stay in this consumer's list until it is released (see the contract
+    /// doc; [`run`](crate::run) recovers them by itself).
     pub async fn fetch(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
@@ -566,6 +568,14 @@ impl Consumer {
             }),
         )
         .await
+    }
+
+    /// Returns every job in this consumer's processing list to pending and renews the lease:
+    /// for when the list may hold jobs nobody is working on (a fetch whose reply was lost).
+    pub(crate) async fn recover(&self) -> Result<usize, QueueError> {
+        let n = self.release_all().await?;
+        self.renew_lease().await?;
+        Ok(n)
     }
 
     /// Returns every job in hand to pending and removes the lease, keeping this consumer.

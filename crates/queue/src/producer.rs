@@ -148,7 +148,11 @@ impl Producer {
             .get_or_init(|| {
                 let t = inner.opts.timeout;
                 // No reconnect retries inside a call: while Redis is down each call fails at
-                // once (and triggers the next attempt) instead of waiting out a backoff.
+                // once (and triggers the next attempt) instead of waiting out a backoff. The
+                // connection's own timeouts sit a little beyond the caller's, so the caller
+                // sees `Timeout` first, and a batch stuck on a hung Redis still frees its
+                // in-flight slot soon after.
+                let t = t + t / 10 + Duration::from_millis(10);
                 let cfg = ConnectionManagerConfig::new()
                     .set_number_of_retries(0)
                     .set_connection_timeout(Some(t))

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -106,7 +106,10 @@ fn next_backoff(b: Duration) -> Duration {
 /// - finished jobs are settled in batches (one round trip for all that finished meanwhile);
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
 ///   Jobs in hand stay in this consumer's processing list meanwhile; if the outage outlasts the
-///   lease, another consumer may reap them and run them again (at least once, never lost);
+///   lease, another consumer may reap them and run them again (at least once, never lost).
+///   After a failed fetch (whose reply may have been lost with jobs already moved), the loop
+///   stops fetching until every job it knows of is settled, then returns whatever is left in
+///   its processing list to pending and goes on;
 /// - on shutdown: no new fetch (a blocking fetch already waiting is let finish, at most the
 ///   block time), running handlers get `shutdown_grace`, their outcomes are settled, and every
 ///   job still in hand goes back to the consumers' end of pending; then the lease is removed.
@@ -125,8 +128,19 @@ pub async fn run<H: Handler>(
     let concurrency = opts.concurrency.max(1);
     let batch = consumer.options().batch.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
-    let (settle_tx, settle_rx) = mpsc::unbounded_channel::<(Delivery, Outcome)>();
-    let settler = tokio::spawn(settle_loop(consumer.clone(), settle_rx, counters.clone()));
+    let (tx, settle_rx) = mpsc::unbounded_channel::<(Delivery, Outcome)>();
+    // Outcomes sent but not yet settled (or given up on), for the recovery check below.
+    let unsettled = Arc::new(AtomicUsize::new(0));
+    let settle_tx = SettleTx {
+        tx,
+        unsettled: unsettled.clone(),
+    };
+    let settler = tokio::spawn(settle_loop(
+        consumer.clone(),
+        settle_rx,
+        counters.clone(),
+        unsettled.clone(),
+    ));
     let housekeeper = tokio::spawn(housekeeping(
         consumer.clone(),
         counters.clone(),
@@ -141,9 +155,44 @@ pub async fn run<H: Handler>(
     let mut fetches = FuturesUnordered::new();
     let mut spare: Option<OwnedSemaphorePermit> = None;
     let mut stopping = false;
+    // Set when a fetch failed: the script may have run and moved jobs whose reply was lost
+    // (Redis killed before answering, timeout). They sit in our processing list unseen, and
+    // our lease, kept alive, stops any reaper from returning them. So once every job we know
+    // of is finished and settled, give back whatever is left in the list, then go on.
+    let mut needs_recovery = false;
     loop {
         while running.try_join_next().is_some() {}
-        while !stopping && fetches.len() < FETCHES_IN_FLIGHT {
+        if needs_recovery && !stopping && fetches.is_empty() {
+            let free = slots.available_permits() + usize::from(spare.is_some());
+            if free == concurrency && unsettled.load(Relaxed) == 0 {
+                match consumer.recover().await {
+                    Ok(n) => {
+                        needs_recovery = false;
+                        if n > 0 {
+                            tracing::info!(jobs = n, "returned unseen jobs in hand to pending");
+                        }
+                    }
+                    Err(e) => {
+                        counters.redis_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %e, retry_in = ?backoff, "recovery failed");
+                        tokio::select! {
+                            biased;
+                            _ = &mut shutdown => stopping = true,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = next_backoff(backoff);
+                    }
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => stopping = true,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+            continue;
+        }
+        while !stopping && !needs_recovery && fetches.len() < FETCHES_IN_FLIGHT {
             let Some(first) = spare
                 .take()
                 .or_else(|| slots.clone().try_acquire_owned().ok())
@@ -168,6 +217,9 @@ pub async fn run<H: Handler>(
         if fetches.is_empty() {
             if stopping {
                 break;
+            }
+            if needs_recovery {
+                continue;
             }
             // Every slot is busy: wait for one (or for shutdown).
             tokio::select! {
@@ -196,6 +248,7 @@ pub async fn run<H: Handler>(
             Err(e) => {
                 counters.redis_errors.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, retry_in = ?backoff, "fetch failed");
+                needs_recovery = true;
                 drop(permits);
                 if !stopping {
                     tokio::select! {
@@ -216,12 +269,12 @@ pub async fn run<H: Handler>(
         for d in deliveries {
             let Some(permit) = permits.pop() else {
                 // Cannot happen (fetch returns at most what was asked); settle it anyway.
-                let _ = settle_tx.send((d, Outcome::Retry("no handler slot".into())));
+                settle_tx.send((d, Outcome::Retry("no handler slot".into())));
                 continue;
             };
             if let Err(why) = &d.job {
                 let why = why.clone();
-                let _ = settle_tx.send((d, Outcome::Dead(why)));
+                settle_tx.send((d, Outcome::Dead(why)));
                 continue;
             }
             let handler = handler.clone();
@@ -239,7 +292,7 @@ pub async fn run<H: Handler>(
                     }
                     Err(why) => Outcome::Dead(why.clone()),
                 };
-                let _ = tx.send((d, outcome));
+                tx.send((d, outcome));
                 drop(permit);
             });
         }
@@ -280,12 +333,29 @@ pub async fn run<H: Handler>(
     })
 }
 
+/// The sending side of the settle channel, counting what it sent.
+#[derive(Clone)]
+struct SettleTx {
+    tx: mpsc::UnboundedSender<(Delivery, Outcome)>,
+    unsettled: Arc<AtomicUsize>,
+}
+
+impl SettleTx {
+    fn send(&self, item: (Delivery, Outcome)) {
+        self.unsettled.fetch_add(1, Relaxed);
+        if self.tx.send(item).is_err() {
+            self.unsettled.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 /// Settles outcomes in batches: whatever finished while earlier calls were on the wire, with
 /// up to [`SETTLES_IN_FLIGHT`] calls outstanding.
 async fn settle_loop(
     consumer: Arc<Consumer>,
     mut rx: mpsc::UnboundedReceiver<(Delivery, Outcome)>,
     counters: Arc<Counters>,
+    unsettled: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(Semaphore::new(SETTLES_IN_FLIGHT));
     let stopping = Arc::new(AtomicBool::new(false));
@@ -304,13 +374,13 @@ async fn settle_loop(
             }
         }
         while calls.try_join_next().is_some() {}
-        calls.spawn(settle_batch(
-            consumer.clone(),
-            buf,
-            counters.clone(),
-            stopping.clone(),
-            slot,
-        ));
+        let (consumer, counters, stopping) = (consumer.clone(), counters.clone(), stopping.clone());
+        let unsettled = unsettled.clone();
+        calls.spawn(async move {
+            let n = buf.len();
+            settle_batch(consumer, buf, counters, stopping, slot).await;
+            unsettled.fetch_sub(n, Relaxed);
+        });
     }
     stopping.store(true, Relaxed);
     while calls.join_next().await.is_some() {}

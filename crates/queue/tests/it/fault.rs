@@ -169,3 +169,50 @@ async fn redis_restart_during_consumption_loses_nothing() {
             > 0
     );
 }
+
+/// A hung Redis (SIGSTOP, connections stay open) makes enqueue and ping fail with a timeout
+/// instead of hanging; once it resumes, the same producer works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_times_out_then_recovers() {
+    let redis = PrivateRedis::start().await;
+    let q = queue("fault-hung");
+    let mut po = ProducerOptions::default();
+    po.timeout = Duration::from_millis(300);
+    let producer = Producer::new(&redis.url(), q.clone(), po).unwrap();
+    let p = payload(0);
+    producer.enqueue(&[job("before".into(), &p)]).await.unwrap();
+    redis.signal("STOP");
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let producer = producer.clone();
+        calls.push(tokio::spawn(async move {
+            let p = payload(i);
+            producer.enqueue(&[job(format!("hung{i}"), &p)]).await
+        }));
+    }
+    for c in calls {
+        // Bounded by the test's own limit, so a hang fails instead of blocking forever.
+        let r = tokio::time::timeout(Duration::from_secs(10), c)
+            .await
+            .expect("enqueue hung");
+        assert!(matches!(r.unwrap(), Err(wa_queue::QueueError::Timeout(_))));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), producer.ping())
+            .await
+            .unwrap()
+            .is_err()
+    );
+    redis.signal("CONT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if producer.enqueue(&[job("after".into(), &p)]).await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recovery after SIGCONT"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -163,6 +163,17 @@ impl PrivateRedis {
         }
     }
 
+    /// SIGSTOP / SIGCONT: a hung server that keeps its connections open.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+            assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
+        }
+    }
+
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;
