@@ -100,13 +100,21 @@ impl<'a> Scanner<'a> {
     #[inline]
     pub(crate) fn ws(&mut self) {
         let b = self.bytes();
-        while let Some(c) = b.get(self.pos) {
-            if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-                self.pos += 1;
-            } else {
+        let mut i = self.pos;
+        while let Some(&c) = b.get(i) {
+            // Every JSON whitespace byte is at most b' ': one compare settles the usual case.
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
                 break;
             }
+            i += 1;
+            if c == b'\n' {
+                // Pretty-printed bodies indent with runs of spaces: take those eight at a time.
+                while b.get(i..i + 8) == Some(b"        ") {
+                    i += 8;
+                }
+            }
         }
+        self.pos = i;
     }
 
     /// The next byte (call after `ws`).

@@ -100,9 +100,34 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
     Ok(w)
 }
 
-/// The object at `start..end`, which the scanner has checked, as a `&RawValue`.
+/// The value at `start..end`, which the scanner has checked, as a `&RawValue`.
 fn raw_value<'a>(s: &Scanner<'a>, start: usize, end: usize) -> Option<&'a RawValue> {
-    serde_json::from_str(s.slice(start, end)).ok()
+    let text = s.slice(start, end);
+    let checked = checked_raw_value(text);
+    // Debug builds (the tests) hold every slice to serde_json's own reading as well.
+    debug_assert!(
+        checked.is_none() || serde_json::from_str::<&RawValue>(text).is_ok(),
+        "the scanner accepted a value serde_json refuses"
+    );
+    checked.or_else(|| serde_json::from_str(text).ok())
+}
+
+/// serde_json's private name for the one-entry map its `&RawValue` is read from.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// `text`, already checked to be one JSON value, as a `&RawValue` without scanning it again.
+///
+/// serde_json can only make a borrowed `&RawValue` by deserializing, and the only public way to
+/// that from a `&str` re-reads the whole text, which measured as the largest single cost of the
+/// walk after the scan itself. Its `&RawValue` reads a one-entry map keyed by a private token;
+/// serving that map here is safe code that yields the same value. Should a future serde_json
+/// change the token, this returns `None` and `raw_value` falls back to the re-reading path (and a
+/// unit test fails, so the slowdown is noticed).
+pub(crate) fn checked_raw_value(text: &str) -> Option<&RawValue> {
+    use serde::Deserialize;
+    use serde::de::value::{BorrowedStrDeserializer, Error, MapDeserializer};
+    let entry = (RAW_VALUE_TOKEN, BorrowedStrDeserializer::<Error>::new(text));
+    <&RawValue>::deserialize(MapDeserializer::new(std::iter::once(entry))).ok()
 }
 
 /// Reads a string-ish value, noting one of the wrong type.
@@ -554,4 +579,19 @@ fn find_contact<'c, 'a>(
         return contacts.first();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast `&RawValue` path works with the serde_json in use (if serde_json changes its
+    /// private token, the walk stays correct but slower, and this test says so).
+    #[test]
+    fn checked_raw_value_takes_the_fast_path() {
+        let text = r#"{"id":"wamid.A\/B","n":[1,2.5,null]}"#;
+        let raw = checked_raw_value(text).expect("serde_json still reads its raw-value map");
+        assert_eq!(raw.get(), text);
+        assert!(std::ptr::eq(raw.get(), text), "borrowed, not copied");
+    }
 }

@@ -107,7 +107,10 @@ fn into_notifications_matches_notifications() {
     ] {
         let body = Body::parse(&bytes).expect("parses");
         let borrowed: Vec<String> = body.notifications().map(|n| format!("{n:?}")).collect();
-        let moved: Vec<String> = body.into_notifications().map(|n| format!("{n:?}")).collect();
+        let moved: Vec<String> = body
+            .into_notifications()
+            .map(|n| format!("{n:?}"))
+            .collect();
         assert_eq!(borrowed, moved);
     }
 }
