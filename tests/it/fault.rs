@@ -372,6 +372,69 @@ async fn pending_ids(redis: &Redis, queue: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Where the jobs with these ids are in Redis (list or zset name -> how many), to tell a lost
+/// job from one stuck somewhere.
+async fn locate(redis: &Redis, queue: &str, ids: &[&String]) -> HashMap<String, usize> {
+    let mut c = redis.conn().await;
+    let want: HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("wa:{{{queue}}}:*"))
+        .query_async(&mut c)
+        .await
+        .expect("KEYS");
+    let mut found = HashMap::new();
+    for k in keys.iter().filter(|k| !k.contains(":seen:")) {
+        let kind: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut c)
+            .await
+            .expect("TYPE");
+        let items: Vec<String> = match kind.as_str() {
+            "list" => {
+                redis::cmd("LRANGE")
+                    .arg(k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+            }
+            "zset" => {
+                redis::cmd("ZRANGE")
+                    .arg(k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+            }
+            _ => Ok(Vec::new()),
+        }
+        .expect("read key");
+        let n = items
+            .iter()
+            .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .filter(|v| {
+                v.get("id")
+                    .and_then(|i| i.as_str())
+                    .is_some_and(|i| want.contains(i))
+            })
+            .count();
+        if n > 0 {
+            found.insert(k.clone(), n);
+        }
+    }
+    let mut markers = 0;
+    for id in ids {
+        let e: bool = redis::cmd("EXISTS")
+            .arg(format!("wa:{{{queue}}}:seen:{id}"))
+            .query_async(&mut c)
+            .await
+            .expect("EXISTS");
+        markers += usize::from(e);
+    }
+    found.insert("dedup markers".to_string(), markers);
+    found
+}
+
 /// A gauge or counter of the ingress's /metrics (without labels), if it answers.
 async fn metric(port: u16, name: &str) -> Option<f64> {
     let mut c = HttpConn::connect(port).await.ok()?;
