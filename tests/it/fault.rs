@@ -319,7 +319,7 @@ fn start_worker(dir: &Path, redis_url: &str, queue: &str, out: &Path, n: usize) 
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("REDIS_URL", redis_url)
         .env("WA_QUEUE", queue)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         // A short lease, so the jobs of a killed worker come back within the test.
         .args(["run", "--stdout", "--concurrency", "16", "--lease", "1s"])
         .stdout(File::create(out).expect("worker output file"));
@@ -860,6 +860,13 @@ async fn redis_sigkill_with_aof_always_loses_nothing_acknowledged() {
     );
     assert!(worker.running(), "worker died: {}", worker.log_tail());
     assert!(!acked.is_empty(), "no request was acknowledged");
+    if !lost.is_empty() {
+        println!(
+            "lost jobs are in: {:?}",
+            locate(&redis, &queue, &lost).await
+        );
+        println!("worker log: {}", worker.log_tail());
+    }
     assert!(
         lost.is_empty(),
         "acknowledged but never processed: {:?}",
