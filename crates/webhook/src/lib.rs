@@ -107,6 +107,21 @@
 //! same size) whatever the clients send and however long Redis is away. With [`serve`],
 //! connections are also capped ([`Config::max_connections`]).
 //!
+//! # Metrics
+//!
+//! `/metrics` (and [`Metrics::render`]) gives, in the Prometheus text format:
+//!
+//! | family | labels | meaning |
+//! |---|---|---|
+//! | `wa_webhook_requests_total` | `outcome` | answers: `accepted`, `ignored`, `missing_signature`, `invalid_signature`, `too_large`, `bad_request`, `unavailable`, `overloaded`, `timeout`, `challenge_ok`, `challenge_bad_request`, `challenge_forbidden`, `method_not_allowed`, `not_found`, `probe` |
+//! | `wa_webhook_signature_failures_total` | `reason` | `missing`, `malformed`, `mismatch` |
+//! | `wa_webhook_notifications_total` | `kind`, `result` | per kind: `enqueued`, `duplicate` (dedup marker existed), `filtered` (not in accept) |
+//! | `wa_webhook_enqueue_duration_seconds` | histogram | one enqueue round trip, 250 µs to 2.5 s buckets |
+//! | `wa_webhook_redis_errors_total` | | enqueue calls that failed or timed out |
+//! | `wa_webhook_ignored_objects_total` | | signed bodies for another `object` |
+//! | `wa_webhook_in_flight_requests` | gauge | requests being handled |
+//! | `wa_webhook_open_connections` | gauge | connections open ([`serve`] only) |
+//!
 //! # Logs
 //!
 //! One `request` span per request at debug level (method, path, route, status, notification
