@@ -433,14 +433,7 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A frozen server does not die of SIGKILL until it is continued? It does; CONT is
-            // sent anyway so no stopped process is left behind in any case.
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(child.id().to_string())
-                .status();
-        }
+        // SIGKILL ends a stopped (SIGSTOP) server too.
         self.stop();
     }
 }
