@@ -65,7 +65,7 @@ struct Args {
     /// Longest time a client may take to send request headers (and stay idle between requests)
     #[arg(long, env = "WA_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     header_timeout: Duration,
-    /// Longest time for a whole request
+    /// Longest time for a request body to arrive (408 past it)
     #[arg(long, env = "WA_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
     /// How long in-flight requests may take after SIGTERM

@@ -43,8 +43,9 @@ pub struct Config {
     /// [`serve`](crate::serve): how long a client may take to send a request's headers (HTTP/1),
     /// idle keep-alive time included. Default 10 s.
     pub header_read_timeout: Duration,
-    /// The whole of one request, body and enqueue included; past it the answer is 408.
-    /// Default 30 s.
+    /// How long a POST body may take to arrive; past it the answer is 408. With the header-read
+    /// timeout before it and the enqueue timeout after it, every request is bounded. Default
+    /// 30 s.
     pub request_timeout: Duration,
     /// Body bytes held at once by all requests together (bodies being read or waiting for
     /// Redis); a request that would pass it is answered 503 at once (Meta retries). This bounds

@@ -284,16 +284,10 @@ impl Webhook {
         // The clock is read only for a span that is recorded.
         let started = (!span.is_disabled()).then(Instant::now);
         let mut notifications = 0usize;
-        let answer = tokio::time::timeout(
-            inner.config.request_timeout,
-            self.dispatch(req, route, &mut notifications),
-        )
-        .instrument(span.clone())
-        .await;
-        let response = answer.unwrap_or_else(|_| {
-            inner.metrics.request(Outcome::Timeout);
-            reply(StatusCode::REQUEST_TIMEOUT, "")
-        });
+        let response = self
+            .dispatch(req, route, &mut notifications)
+            .instrument(span.clone())
+            .await;
         if let Some(started) = started {
             span.record("status", response.status().as_u16());
             span.record("notifications", notifications);
@@ -411,7 +405,15 @@ impl Webhook {
             return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
         }
         let mut held = None;
-        let bytes = match read_body(body, limit, declared, &inner.buffered, &mut held).await {
+        // Only the body is under the client's control: headers have their own timeout in
+        // `serve`, and the enqueue its own below. A body that arrived with its headers is read
+        // in the first poll, before any timer is armed.
+        let read = read_body(body, limit, declared, &inner.buffered, &mut held);
+        let Ok(read) = tokio::time::timeout(inner.config.request_timeout, read).await else {
+            metrics.request(Outcome::Timeout);
+            return reply(StatusCode::REQUEST_TIMEOUT, "");
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(ReadError::OverBudget) => {
                 metrics.request(Outcome::Overloaded);

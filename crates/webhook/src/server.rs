@@ -19,8 +19,9 @@ use crate::{ACCEPT_BACKOFF, Webhook};
 /// - at most [`Config::max_connections`](crate::Config::max_connections) connections at once:
 ///   beyond that the loop stops accepting and new clients wait in the kernel's backlog;
 /// - HTTP/1 headers (and idle keep-alive time) bounded by
-///   [`Config::header_read_timeout`](crate::Config::header_read_timeout); each request by
-///   [`Config::request_timeout`](crate::Config::request_timeout);
+///   [`Config::header_read_timeout`](crate::Config::header_read_timeout), bodies by
+///   [`Config::request_timeout`](crate::Config::request_timeout), the enqueue by
+///   [`Config::enqueue_timeout`](crate::Config::enqueue_timeout);
 /// - on shutdown: the listener is closed at once, idle connections are closed, requests in
 ///   flight finish (their 200 means their jobs are in Redis) for up to
 ///   [`Config::shutdown_grace`](crate::Config::shutdown_grace); connections still open then are
