@@ -78,12 +78,12 @@
 //!
 //! # Performance
 //!
-//! [`Body::parse`] reads the body once, with a small validating scanner that notes where each
-//! message, status and error object starts and ends while it reads their few summary fields;
-//! each object's slice then becomes a `&RawValue` through one quick serde_json skip over just that
-//! object. Nothing is built for the parts no notification needs. Iterating clones only the
-//! strings that had to be unescaped ([`Body::into_notifications`] moves them instead). See
-//! `docs/performance-payload.md` for figures against `serde_json::Value`.
+//! [`Body::parse`] reads the body once, with a small validating scanner (it accepts exactly what
+//! serde_json accepts) that notes where each message, status and error object starts and ends
+//! while it reads their few summary fields; each checked slice is handed to serde_json as a
+//! `&RawValue` without being read again. Nothing is built for the parts no notification needs.
+//! Iterating clones only the strings that had to be unescaped ([`Body::into_notifications`] moves
+//! them instead). See `docs/performance-payload.md` for figures against `serde_json::Value`.
 
 use std::borrow::Cow;
 

@@ -5,8 +5,8 @@
 //! that is not JSON.
 //!
 //! Each message, status and error object has its few summary fields read and its extent noted in
-//! the same pass; the extent becomes a `&RawValue` through serde_json (a fast skip over just that
-//! object), because that type can only be made by serde_json. A change's `value` comes before its
+//! the same pass; the extent becomes a `&RawValue` (see [`checked_raw_value`]). A change's `value`
+//! comes before its
 //! `field` in Meta's bodies, so it is read as a `messages` value and what that produced is rolled
 //! back should the field turn out to be another one.
 
@@ -84,7 +84,14 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
         PayloadError::NotAnObject(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
     })?;
     let mut s = Scanner::new(text);
-    let mut w = Walk::default();
+    // A message with its contact takes a few hundred bytes on the wire; sizing the two big lists
+    // from the body saves regrowing (and copying) them in large batches.
+    let expected = bytes.len() / 384 + 1;
+    let mut w = Walk {
+        items: Vec::with_capacity(expected),
+        contacts: Vec::with_capacity(expected),
+        ..Walk::default()
+    };
     s.ws();
     body(&mut s, &mut w)
         .and_then(|()| {
