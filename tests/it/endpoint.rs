@@ -575,6 +575,40 @@ async fn connection_cap_holds_extra_clients() {
     assert!(probe.await.starts_with("HTTP/1.1 200"));
 }
 
+/// Graceful stop: the listener closes at once, a request in flight still gets 200 and its job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_finishes_requests_in_flight() {
+    let redis = PrivateRedis::start().await;
+    let mut ingress = Ingress::start_with("graceful", &redis.url(), |c| {
+        c.enqueue_timeout = Duration::from_secs(10);
+    })
+    .await;
+    assert_eq!(ingress.get("/readyz").await.status, 200);
+    // Hold the enqueue: Redis is frozen until the shutdown has begun.
+    redis.signal("STOP");
+    let wamid = format!("wamid.{}", unique("graceful"));
+    let req = signed_post(&ingress.base, text_body(&wamid, "in flight"));
+    let in_flight = tokio::spawn(async move { send(&http1(), req).await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ingress.begin_stop();
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(ingress.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.signal("CONT");
+    assert!(refused, "still accepting after shutdown began");
+    assert_eq!(in_flight.await.unwrap(), 200);
+    assert!(ingress.stopped().await, "serve did not return");
+    let jobs = ingress.queue.pending().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, wamid);
+}
+
 // ------------------------------------------------------------------ the binary as a process
 
 fn base_env<'a>(redis: &'a str, queue: &'a str) -> Vec<(&'a str, &'a str)> {

@@ -306,6 +306,23 @@ impl Ingress {
         send(&http1(), get(&self.base, path_and_query)).await
     }
 
+    /// Starts the graceful shutdown (the listener closes, requests in flight go on).
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits up to 20 s for `serve` to return after [`Ingress::begin_stop`]; true if it did.
+    pub async fn stopped(&mut self) -> bool {
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => true,
+        }
+    }
+
     /// Stops serving and waits for the drain.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
