@@ -42,6 +42,54 @@ async fn redis_cpu_us(c: &mut redis::aio::MultiplexedConnection) -> f64 {
     total * 1e6
 }
 
+/// `INFO commandstats` as (command, calls, usec).
+async fn command_stats(c: &mut redis::aio::MultiplexedConnection) -> Vec<(String, f64, f64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let field = |k: &str| {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix(k))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        out.push((name.to_owned(), field("calls="), field("usec=")));
+    }
+    out
+}
+
+/// With BENCH_VERBOSE set: where Redis spent its time in a phase, per job.
+fn print_split(before: &[(String, f64, f64)], after: &[(String, f64, f64)], jobs: usize) {
+    if std::env::var_os("BENCH_VERBOSE").is_none() {
+        return;
+    }
+    for (name, calls, usec) in after {
+        let (c0, u0) = before
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, c, u)| (*c, *u))
+            .unwrap_or((0.0, 0.0));
+        if calls - c0 > 0.0 {
+            println!(
+                "    {name:<16} {:>9} calls {:>7.2} us/call {:>6.2} us/job",
+                calls - c0,
+                (usec - u0) / (calls - c0),
+                (usec - u0) / jobs as f64
+            );
+        }
+    }
+}
+
 async fn delete_queue(c: &mut redis::aio::MultiplexedConnection, q: &QueueName) {
     let pattern = format!("{}*", q.base().replace('{', "\\{").replace('}', "\\}"));
     let mut cursor = 0u64;
@@ -65,12 +113,24 @@ async fn delete_queue(c: &mut redis::aio::MultiplexedConnection, q: &QueueName) 
     }
 }
 
-fn report(what: &str, jobs: usize, took: Duration, cpu_us: f64) {
+/// This process's CPU time so far (user + system), us, from /proc (Linux; 0 elsewhere).
+fn own_cpu_us() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) * 1e6 / 100.0
+}
+
+fn report(what: &str, jobs: usize, took: Duration, cpu_us: f64, own_us: f64) {
     println!(
-        "{what:<44} {jobs:>8} jobs {:>8.2} s {:>10.0} jobs/s   redis cpu {:>6.2} us/job",
+        "{what:<40} {jobs:>7} jobs {:>6.2} s {:>8.0} jobs/s  redis cpu {:>5.2} us/job  bench cpu {:>5.2} us/job",
         took.as_secs_f64(),
         jobs as f64 / took.as_secs_f64(),
-        cpu_us / jobs as f64
+        cpu_us / jobs as f64,
+        own_us / jobs as f64
     );
 }
 
@@ -97,7 +157,9 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
     let producer = Producer::new(url, q.clone(), opts).unwrap();
     producer.ping().await.unwrap();
     let payload: Arc<str> = payload.get().into();
+    let stats0 = command_stats(c).await;
     let cpu0 = redis_cpu_us(c).await;
+    let own0 = own_cpu_us();
     let start = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks {
@@ -120,6 +182,7 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
         h.await.unwrap();
     }
     let took = start.elapsed();
+    let own = own_cpu_us() - own0;
     let cpu = redis_cpu_us(c).await - cpu0;
     let label = format!(
         "enqueue, {tasks} producer(s){}",
@@ -129,7 +192,8 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
             ", one call each"
         }
     );
-    report(&label, jobs / tasks * tasks, took, cpu);
+    report(&label, jobs / tasks * tasks, took, cpu, own);
+    print_split(&stats0, &command_stats(c).await, jobs / tasks * tasks);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -180,12 +244,16 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
+    let stats0 = command_stats(&mut c).await;
     let cpu0 = redis_cpu_us(&mut c).await;
+    let own0 = own_cpu_us();
     let start = Instant::now();
     run(consumer, Noop, ro, stop).await.unwrap();
     let took = start.elapsed();
+    let own = own_cpu_us() - own0;
     let cpu = redis_cpu_us(&mut c).await - cpu0;
-    report("drain, run() no-op handler, 1 consumer", pending, took, cpu);
+    report("drain, run() no-op handler", pending, took, cpu, own);
+    print_split(&stats0, &command_stats(&mut c).await, pending);
 
     delete_queue(&mut c, &q).await;
 }
