@@ -29,7 +29,7 @@ pub struct Global {
         hide_default_value = true,
         global = true
     )]
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// Queue name
     #[arg(long, env = "WA_QUEUE", default_value = "whatsapp", global = true)]
     pub queue: String,
@@ -67,7 +67,7 @@ pub struct RunArgs {
     pub handler: HandlerArgs,
     /// Secret for the forward handler's X-Wa-Signature-256 header (HMAC-SHA256 of the body)
     #[arg(long, env = "WA_FORWARD_SECRET", hide_env_values = true)]
-    pub forward_secret: Option<String>,
+    pub forward_secret: Option<Secret>,
     /// Handlers running at once [default: 256 for --stdout/--discard, 64 for --forward, 16 for
     /// --exec]
     #[arg(long, env = "WA_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -236,4 +236,40 @@ pub fn error_line(e: &clap::Error) -> String {
         line.push_str(&format!(" (flag --{long} or variable {env})"));
     }
     line
+}
+
+/// A configuration error: the worker exits 64 (EX_USAGE) with this one line.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A value that must not be shown: the Redis URL (it may carry a password) and the forward
+/// secret. `Debug` prints a placeholder, and there is no `Display`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }

@@ -18,6 +18,9 @@ pub use exec::ExecHandler;
 pub use forward::ForwardHandler;
 pub use stdout::StdoutHandler;
 
+use tokio::sync::watch;
+
+use crate::cli::{RunArgs, Secret, Usage};
 use crate::metrics::Histogram;
 
 /// One of the handlers, plus an optional duration histogram (only kept when metrics are served).
@@ -34,6 +37,44 @@ pub enum Kind {
     Forward(Box<ForwardHandler>),
     /// Acknowledges without doing anything; for measuring the queue alone.
     Discard,
+}
+
+impl Kind {
+    /// The handler the flags ask for (`--stdout` when none), and its default concurrency.
+    ///
+    /// In-process handlers are cheap: many at once means bigger fetch and settle batches, which
+    /// is what makes a drain fast. Processes and HTTP requests get a gentler default.
+    pub fn from_args(args: &RunArgs, stop: watch::Sender<bool>) -> Result<(Kind, u32), Usage> {
+        let h = &args.handler;
+        let secret = args.forward_secret.as_ref().map(Secret::expose);
+        if secret.is_some() && h.forward.is_none() {
+            tracing::warn!("--forward-secret/WA_FORWARD_SECRET is set but only --forward uses it");
+        }
+        Ok(if let Some(cmd) = &h.exec {
+            let exec = ExecHandler::new(cmd, args.handler_timeout)
+                .map_err(|e| Usage(format!("--exec/WA_EXEC: {e}")))?;
+            (Kind::Exec(exec), 16)
+        } else if let Some(url) = &h.forward {
+            let fwd = ForwardHandler::new(url, secret, args.handler_timeout)
+                .map_err(|e| Usage(format!("--forward/WA_FORWARD_URL: {e}")))?;
+            (Kind::Forward(Box::new(fwd)), 64)
+        } else if h.discard {
+            (Kind::Discard, 256)
+        } else {
+            let stdout = StdoutHandler::start(stop)
+                .map_err(|e| Usage(format!("cannot use standard output: {e}")))?;
+            (Kind::Stdout(stdout), 256)
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Stdout(_) => "stdout",
+            Kind::Exec(_) => "exec",
+            Kind::Forward(_) => "forward",
+            Kind::Discard => "discard",
+        }
+    }
 }
 
 impl AnyHandler {
@@ -53,6 +94,16 @@ impl Handler for AnyHandler {
         };
         if let (Some(hist), Some(started)) = (&self.durations, started) {
             hist.observe(started.elapsed());
+        }
+        // The reasons are the handlers' own words (exit codes, statuses), never job content.
+        match &outcome {
+            Outcome::Done => {}
+            Outcome::Retry(why) => {
+                tracing::info!(job_id = %job.id, attempt = delivery, "job failed: {why}");
+            }
+            Outcome::Dead(why) => {
+                tracing::warn!(job_id = %job.id, attempt = delivery, "job refused for good: {why}");
+            }
         }
         outcome
     }
