@@ -317,27 +317,34 @@ async fn forward_maps_answers_to_outcomes() {
         .map(String::from)
         .to_vec();
     q.enqueue(&jobs).await;
-    let mut w = q.worker(
-        &[
-            "--forward",
-            &url,
-            "--forward-secret",
-            "forward-secret",
-            "--handler-timeout",
-            "1s",
-            "--backoff-base",
-            "50ms",
-            "--backoff-max",
-            "200ms",
-        ],
-        false,
-    );
+    let mut w = q.worker_logged(&[
+        "--forward",
+        &url,
+        "--forward-secret",
+        "forward-secret",
+        "--handler-timeout",
+        "1s",
+        "--backoff-base",
+        "50ms",
+        "--backoff-max",
+        "200ms",
+    ]);
     eventually("all settled", LONG, || async {
         let s = q.stats().await;
         s.dead == 1 && s.pending == 0 && s.delayed == 0 && s.processing.iter().all(|(_, n)| *n == 0)
     })
     .await;
     assert_eq!(terminate(&mut w, LONG).await, 0);
+    let log = logs(&mut w).await;
+    assert!(
+        log.contains("bad-1"),
+        "failures are logged by job id: {log}"
+    );
+    assert!(
+        !log.contains("forward-secret"),
+        "the secret is never logged: {log}"
+    );
+    assert!(!log.contains("caf"), "job bodies are never logged: {log}");
     let dead = q.admin.dead_list(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].job.as_ref().unwrap().id, "bad-1");

@@ -41,8 +41,10 @@ impl TestQueue {
 
     /// Enqueues jobs with these ids (kind message, a small payload).
     pub async fn enqueue(&self, ids: &[String]) {
-        let producer =
-            Producer::new(&redis_url(), self.queue.clone(), ProducerOptions::default()).unwrap();
+        // Short-lived dedup markers: the tests' ids are never seen again.
+        let mut opts = ProducerOptions::default();
+        opts.dedup_ttl = Duration::from_secs(600);
+        let producer = Producer::new(&redis_url(), self.queue.clone(), opts).unwrap();
         let payload =
             RawValue::from_string(r#"{"text":{"body":"caf\u00e9 \/ ok"}}"#.into()).unwrap();
         for chunk in ids.chunks(500) {
@@ -81,17 +83,30 @@ impl TestQueue {
 
     /// Starts `wa-worker run` on this queue with `args`; stdout discarded unless `piped`.
     pub fn worker(&self, args: &[&str], piped: bool) -> Child {
-        Command::new(BIN)
-            .arg("run")
+        self.command(args, piped).spawn().expect("start wa-worker")
+    }
+
+    /// Like [`worker`](Self::worker) with info logs captured: read them with [`logs`] once
+    /// the worker has exited (the tests that use it log little, so the pipe never fills).
+    pub fn worker_logged(&self, args: &[&str]) -> Child {
+        self.command(args, false)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wa-worker")
+    }
+
+    fn command(&self, args: &[&str], piped: bool) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
             .args(["--queue", &self.name])
             .args(args)
             .env("REDIS_URL", redis_url())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(if piped { Stdio::piped() } else { Stdio::null() })
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start wa-worker")
+            .kill_on_drop(true);
+        cmd
     }
 
     /// Runs an admin subcommand (`stats --json`, `dead list --json`, ...) to completion.
@@ -118,7 +133,31 @@ impl TestQueue {
     pub async fn cli_json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_slice(&self.cli(args).await.stdout).expect("JSON output")
     }
+}
 
+/// Leaves nothing of the test behind in the shared Redis.
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("wa:{{{}}}:*", self.name))
+            .arg("COUNT")
+            .arg(10_000)
+            .clone()
+            .iter(&mut conn)
+            .map(|it| it.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+impl TestQueue {
     /// Job ids waiting in pending.
     pub async fn pending_ids(&self) -> Vec<String> {
         let client = redis::Client::open(redis_url()).unwrap();
@@ -174,6 +213,16 @@ pub async fn terminate(child: &mut Child, within: Duration) -> i32 {
         .expect("worker exits after SIGTERM")
         .unwrap();
     status.code().expect("exited, not killed")
+}
+
+/// Everything an exited worker started with [`TestQueue::worker_logged`] wrote on stderr.
+pub async fn logs(child: &mut Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut text).await.unwrap();
+    }
+    text
 }
 
 /// Writes an executable shell script into `dir`.
