@@ -5,7 +5,11 @@
 //! Run with (release build; REDIS_URL defaults to redis://127.0.0.1:6379):
 //!     cargo run -p wa-queue --release --example queue_bench -- [jobs] [payload-bytes]
 //!
-//! It uses a queue of its own (`bench-<random>`) and deletes its keys at the end.
+//! It uses a queue of its own (`bench-<random>`) and deletes its keys at the end (the dedup
+//! markers included). `BENCH_VERBOSE=1` also prints Redis's time per command for each phase
+//! (`INFO commandstats`); `BENCH_IN_FLIGHT=n` sets the producer's coalesced calls in flight.
+//! Redis CPU includes everything that Redis does meanwhile: use a Redis of its own for clean
+//! figures (`redis-server --port 6399 --save "" --appendonly no`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -156,7 +160,8 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
     opts.timeout = Duration::from_secs(10);
     let producer = Producer::new(url, q.clone(), opts).unwrap();
     producer.ping().await.unwrap();
-    let payload: Arc<str> = payload.get().into();
+    // The text body, shared; each job's payload is built around it.
+    let payload: Arc<str> = payload.get().trim_matches('"').into();
     let stats0 = command_stats(c).await;
     let cpu0 = redis_cpu_us(c).await;
     let own0 = own_cpu_us();
@@ -168,9 +173,15 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
         let tag = tag.to_owned();
         let share = jobs / tasks;
         handles.push(tokio::spawn(async move {
-            let raw = RawValue::from_string(payload.to_string()).unwrap();
             for i in 0..share {
-                let mut job = NewJob::new(format!("{tag}-{t}-{i}"), JobKind::Message, &raw);
+                // Like Meta's: the wamid and a timestamp inside the payload, then the text.
+                let id = format!("{tag}-{t}-{i}");
+                let raw = RawValue::from_string(format!(
+                    r#"{{"from":"15551234567","id":"{id}","timestamp":"{}","type":"text","text":{{"body":"{payload}"}}}}"#,
+                    1_700_000_000 + i
+                ))
+                .unwrap();
+                let mut job = NewJob::new(id, JobKind::Message, &raw);
                 job.wamid = Some(job.id.clone());
                 job.from = Some("15551234567".into());
                 job.type_ = Some("text".into());
@@ -203,11 +214,16 @@ async fn main() {
     let size: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(500);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let q = QueueName::new(format!("bench-{:08x}", rand::random::<u32>())).unwrap();
-    let body = "x".repeat(size.saturating_sub(60));
-    let payload = RawValue::from_string(format!(
-        r#"{{"from":"15551234567","id":"wamid.bench","type":"text","text":{{"body":"{body}"}}}}"#
-    ))
-    .unwrap();
+    // A text of varied words, about `size` bytes.
+    let words = [
+        "hola", "order", "shoes", "tracking", "olá", "entrega", "blue", "#48213", "hi",
+    ];
+    let mut body = String::new();
+    while body.len() < size.saturating_sub(90) {
+        body.push_str(words[rand::random_range(0..words.len())]);
+        body.push(' ');
+    }
+    let payload = RawValue::from_string(serde_json::to_string(&body).unwrap()).unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     println!(
