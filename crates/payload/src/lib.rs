@@ -38,7 +38,8 @@
 //! # What is lenient, and how oddities surface
 //!
 //! Parsing fails only when the body is not a JSON object ([`PayloadError::NotAnObject`], which
-//! also covers text that is not JSON at all). Everything else is read around:
+//! also covers text that is not JSON at all, invalid UTF-8, and nesting deeper than 256 levels).
+//! Its message gives a byte offset and never quotes the body. Everything else is read around:
 //!
 //! - A part of the envelope with the wrong shape (`entry` not an array, a change without `value`,
 //!   a message that is not an object, ...) is skipped and recorded in [`Body::anomalies`] with its
@@ -46,10 +47,24 @@
 //!   read as usual. Paths never contain body text, so they are safe to log and count.
 //! - Unknown keys are ignored; unknown message types, status values and fields are yielded like
 //!   known ones (the type is just a string here).
-//! - Where a string is expected and a number is found (a numeric `timestamp`), the number's decimal
-//!   text is used. Any other type there reads as `None`.
+//! - Where a string is expected and a number is found (a numeric `timestamp`), the number's JSON
+//!   text is used. Any other type there reads as `None` (noted as [`Problem::NotAString`] for the
+//!   envelope's own fields; inside a message or status it just reads as absent, the object itself
+//!   being handed on whole in `raw`).
 //! - A `messages` change whose value has none of `messages`, `statuses` or `errors` is yielded
-//!   whole as a [`Kind::Change`], so that a shape Meta adds later is not dropped.
+//!   whole as a [`Kind::Change`], so that a shape Meta adds later is not dropped. The same goes
+//!   for a change without a string `field`.
+//! - A key that appears twice: the first one counts, the repeat is noted
+//!   ([`Problem::DuplicateKey`]) for the envelope's keys.
+//!
+//! An ingress would typically count `anomalies()` by [`Problem::as_str`] and log the paths.
+//!
+//! # Contacts
+//!
+//! A notification's `contact` is the `contacts[]` entry of its change whose `wa_id` equals the
+//! message's `from` (a status's `recipient_id`) or whose `user_id` equals its `from_user_id`
+//! (`recipient_user_id`). When the item names no sender at all and the change lists exactly one
+//! contact, that one is used; an unmatched sender gets no contact rather than someone else's.
 //!
 //! # Strings
 //!
@@ -229,14 +244,24 @@ impl<'a> Notification<'a> {
     }
 }
 
-/// A parsed body: the envelope read, each notification's slice located.
+/// A parsed body: the envelope read, each notification's fields and slice located.
 ///
-/// Iterating [`Body::notifications`] reads each item's own fields from its slice as it goes; the
-/// body itself is not read again.
-#[derive(Debug)]
+/// Iterating [`Body::notifications`] only assembles what the parse found; the body is not read
+/// again. Its `Debug` shows counts and anomalies, never body text.
 pub struct Body<'a> {
     bytes: &'a [u8],
     walk: walk::Walk<'a>,
+}
+
+impl std::fmt::Debug for Body<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("bytes", &self.bytes.len())
+            .field("object", &self.walk.object)
+            .field("notifications", &self.walk.items.len())
+            .field("anomalies", &self.walk.anomalies)
+            .finish()
+    }
 }
 
 impl<'a> Body<'a> {

@@ -421,3 +421,13 @@ fn odd_shapes_are_skipped_and_reported() {
     );
     assert_eq!(ns[3].raw.get(), r#"{"cursor":"abc"}"#);
 }
+
+/// A body's `Debug` shows counts and anomalies, never message text.
+#[test]
+fn body_debug_does_not_show_text() {
+    let bytes = data("wire_escaped_unicode.json");
+    let body = Body::parse(&bytes).expect("parses");
+    let shown = format!("{body:?}");
+    assert!(shown.contains("notifications: 1"), "{shown}");
+    assert!(!shown.contains("Hola") && !shown.contains("pedido"), "{shown}");
+}
