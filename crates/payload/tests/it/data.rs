@@ -429,5 +429,8 @@ fn body_debug_does_not_show_text() {
     let body = Body::parse(&bytes).expect("parses");
     let shown = format!("{body:?}");
     assert!(shown.contains("notifications: 1"), "{shown}");
-    assert!(!shown.contains("Hola") && !shown.contains("pedido"), "{shown}");
+    assert!(
+        !shown.contains("Hola") && !shown.contains("pedido"),
+        "{shown}"
+    );
 }
