@@ -57,7 +57,9 @@
 //! - A key that appears twice: the first one counts, the repeat is noted
 //!   ([`Problem::DuplicateKey`]) for the envelope's keys.
 //!
-//! An ingress would typically count `anomalies()` by [`Problem::as_str`] and log the paths.
+//! An ingress would typically count `anomalies()` by [`Problem::as_str`] and log the paths. The
+//! first 64 are kept with their paths; [`Body::anomaly_count`] counts them all, so a body of a
+//! million odd items costs a counter, not a million strings.
 //!
 //! # Contacts
 //!
@@ -259,6 +261,7 @@ impl std::fmt::Debug for Body<'_> {
             .field("bytes", &self.bytes.len())
             .field("object", &self.walk.object)
             .field("notifications", &self.walk.items.len())
+            .field("anomaly_count", &self.walk.anomaly_count)
             .field("anomalies", &self.walk.anomalies)
             .finish()
     }
@@ -306,9 +309,14 @@ impl<'a> Body<'a> {
     }
 
     /// What was odd in the body and skipped or read around, in body order; empty for a
-    /// well-formed body.
+    /// well-formed body. At most the first 64 are kept; [`Body::anomaly_count`] counts them all.
     pub fn anomalies(&self) -> &[Anomaly] {
         &self.walk.anomalies
+    }
+
+    /// How many anomalies the body had, including those past the first 64.
+    pub fn anomaly_count(&self) -> usize {
+        self.walk.anomaly_count
     }
 
     /// The bytes the body was parsed from.

@@ -61,12 +61,22 @@ pub(crate) struct Walk<'a> {
     pub(crate) changes: Vec<ChangeCtx<'a>>,
     pub(crate) contacts: Vec<Contact<'a>>,
     pub(crate) items: Vec<Item<'a>>,
+    /// the first `MAX_ANOMALIES` anomalies
     pub(crate) anomalies: Vec<Anomaly>,
+    /// all anomalies, kept or not
+    pub(crate) anomaly_count: usize,
 }
+
+/// Anomalies kept with their paths. A body of a million odd items must not cost a million
+/// strings; past this many only the count goes on.
+pub(crate) const MAX_ANOMALIES: usize = 64;
 
 impl Walk<'_> {
     fn note(&mut self, path: String, problem: Problem) {
-        self.anomalies.push(Anomaly { path, problem });
+        self.anomaly_count += 1;
+        if self.anomalies.len() < MAX_ANOMALIES {
+            self.anomalies.push(Anomaly { path, problem });
+        }
     }
 }
 
@@ -255,9 +265,10 @@ fn one_change<'a>(
         metadata: Metadata::default(),
         contacts: 0..0,
     });
-    let (items, contacts, anomalies) = (w.items.len(), w.contacts.len(), w.anomalies.len());
+    let (items, contacts) = (w.items.len(), w.contacts.len());
+    let (anomalies, counted) = (w.anomalies.len(), w.anomaly_count);
     let mut value: Option<(usize, usize)> = None;
-    let mut anomalies_end = anomalies;
+    let (mut anomalies_end, mut counted_end) = (anomalies, counted);
     let mut out = ValueOut::default();
     let mut field = None;
     let mut seen = [false; 2];
@@ -283,7 +294,7 @@ fn one_change<'a>(
             s.skip_value()?;
         }
         value = Some((start, s.pos()));
-        anomalies_end = w.anomalies.len();
+        (anomalies_end, counted_end) = (w.anomalies.len(), w.anomaly_count);
         Ok(())
     })?;
     let is_messages = field.as_deref() == Some("messages");
@@ -302,6 +313,7 @@ fn one_change<'a>(
         w.items.truncate(items);
         w.contacts.truncate(contacts);
         w.anomalies.drain(anomalies..anomalies_end);
+        w.anomaly_count -= counted_end - counted;
         w.changes[change].contacts = 0..0;
     }
     // A `messages` value is split into its items; a value of any other field, and a `messages`

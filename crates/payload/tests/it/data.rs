@@ -434,3 +434,21 @@ fn body_debug_does_not_show_text() {
         "{shown}"
     );
 }
+
+/// A body of many odd items keeps the first 64 anomalies with paths and counts them all.
+#[test]
+fn anomalies_are_capped_but_counted() {
+    let items = vec!["1"; 10_000].join(",");
+    let body = format!(
+        r#"{{"entry":[{{"changes":[{{"value":{{"messages":[{items},{{"id":"w"}}]}},"field":"messages"}},{{"value":{{"messages":[1,2]}},"field":"other"}}]}}]}}"#
+    );
+    let body = Body::parse(body.as_bytes()).expect("parses");
+    assert_eq!(body.anomaly_count(), 10_000);
+    assert_eq!(body.anomalies().len(), 64);
+    assert_eq!(
+        body.anomalies()[63].path,
+        "entry[0].changes[0].value.messages[63]"
+    );
+    // The message after them and the other field's change still come.
+    assert_eq!(body.len(), 2);
+}
