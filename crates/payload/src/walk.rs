@@ -6,9 +6,8 @@
 //!
 //! Each message, status and error object has its few summary fields read and its extent noted in
 //! the same pass; the extent becomes a `&RawValue` (see [`checked_raw_value`]). A change's `value`
-//! comes before its
-//! `field` in Meta's bodies, so it is read as a `messages` value and what that produced is rolled
-//! back should the field turn out to be another one.
+//! comes before its `field` in Meta's bodies, so it is read as a `messages` value and what that
+//! produced is rolled back should the field turn out to be another one.
 
 use std::borrow::Cow;
 use std::ops::Range;
