@@ -49,7 +49,7 @@ pub struct ProducerOptions {
     pub max_batch: usize,
     /// most JSON bytes in one coalesced script call (default 1 MiB), same rule
     pub max_batch_bytes: usize,
-    /// coalesced calls on the wire at once (default 4)
+    /// coalesced calls on the wire at once (default 2: one on the wire while the next fills)
     pub max_in_flight: usize,
 }
 
@@ -61,7 +61,7 @@ impl Default for ProducerOptions {
             coalesce: true,
             max_batch: 512,
             max_batch_bytes: 1 << 20,
-            max_in_flight: 4,
+            max_in_flight: 2,
         }
     }
 }
