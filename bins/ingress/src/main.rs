@@ -234,3 +234,34 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The flag definitions pass clap's own consistency checks.
+    #[test]
+    fn cli_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    /// Every flag also reads an environment variable, and the secrets' values are hidden.
+    #[test]
+    fn every_flag_has_an_env() {
+        let command = Args::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let env = arg.get_env().unwrap_or_else(|| panic!("--{id} has no env"));
+            let env = env.to_string_lossy();
+            if ["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "REDIS_URL"].contains(&env.as_ref())
+            {
+                assert!(arg.is_hide_env_values_set(), "{env} shows its value");
+            }
+        }
+    }
+}
