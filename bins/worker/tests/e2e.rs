@@ -569,16 +569,21 @@ async fn config_errors_exit_64() {
         (&["--stdout", "--exec", "true"], &[], "--exec"),
     ];
     for (args, env, needle) in cases {
-        let out = tokio::process::Command::new(BIN)
+        let run = tokio::process::Command::new(BIN)
             .args(args)
+            .args(["--queue", "t-config-never-used"])
             .envs(env.iter().copied())
             .env_remove("WA_EXEC")
             .env_remove("WA_FORWARD_URL")
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(LONG, run)
             .await
+            .expect("exits at once")
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 }
