@@ -19,7 +19,7 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// 2 000 jobs through `--exec` are each handled exactly once, and SIGTERM then exits 0.
+/// 2 000 jobs through `--exec` (on two threads) are each handled exactly once; SIGTERM exits 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_handles_2000_jobs_exactly_once() {
     let q = TestQueue::new("exec2000").await;
@@ -33,7 +33,15 @@ async fn exec_handles_2000_jobs_exactly_once() {
     let want = ids("m", 2000);
     q.enqueue(&want).await;
     let mut w = q.worker(
-        &["--exec", handler.to_str().unwrap(), "--concurrency", "32"],
+        // The multi-threaded runtime here; every other test runs the default single thread.
+        &[
+            "--exec",
+            handler.to_str().unwrap(),
+            "--concurrency",
+            "32",
+            "--threads",
+            "2",
+        ],
         false,
     );
     eventually("2000 lines written", Duration::from_secs(180), || async {
