@@ -172,3 +172,32 @@ pub fn job_json(job: &Job) -> String {
     // Serialising borrowed strings, integers and an already valid RawValue cannot fail.
     serde_json::to_string(&wire).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+    use wa_queue::{Job, JobKind, NewJob};
+
+    /// A job as the producer encodes it comes out of `job_json` byte for byte the same,
+    /// escapes in the payload included.
+    #[test]
+    fn job_json_reproduces_the_queued_bytes() {
+        let payload =
+            RawValue::from_string(r#"{"text":{"body":"caf\u00e9 \/ \ud83d\ude00"}}"#.into())
+                .unwrap();
+        let mut new = NewJob::new("wamid.X", JobKind::Message, &payload);
+        new.wamid = Some("wamid.X".into());
+        new.from = Some("16505551234".into());
+        new.type_ = Some("text".into());
+        new.text = Some("café \"quoted\"\n".into());
+        new.timestamp = Some("1700000000".into());
+        new.contact_name = Some("Kerry".into());
+        new.phone_number_id = Some("106540352242922".into());
+        new.display_phone_number = Some("15550783881".into());
+        new.waba_id = Some("102290129340398".into());
+        new.received_at = 1_700_000_000_000;
+        let queued = new.to_json().unwrap();
+        let job = Job::from_json(&queued).unwrap();
+        assert_eq!(super::job_json(&job), queued);
+    }
+}
