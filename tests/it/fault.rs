@@ -321,7 +321,7 @@ fn start_worker(dir: &Path, redis_url: &str, queue: &str, out: &Path, n: usize) 
         .env("WA_QUEUE", queue)
         .env("RUST_LOG", "info")
         // A short lease, so the jobs of a killed worker come back within the test.
-        .args(["run", "--stdout", "--concurrency", "16", "--lease", "1s"])
+        .args(["run", "--stdout", "--concurrency", "16", "--lease", "2s"])
         .stdout(File::create(out).expect("worker output file"));
     spawn(
         &format!("wa-worker-{n}"),
