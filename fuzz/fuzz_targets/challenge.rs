@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = challenge().decide(&query);
 
     let text: &str = &query;
-    let good = format!("hub.mode=subscribe&hub.verify_token={TOKEN}&hub.challenge={}", pct(text));
+    let good = format!(
+        "hub.mode=subscribe&hub.verify_token={TOKEN}&hub.challenge={}",
+        pct(text)
+    );
     match challenge().decide(&good) {
         Ok(echo) => assert_eq!(echo, text, "challenge not echoed byte for byte"),
         Err(ChallengeError::ChallengeTooLong) => {}
@@ -44,7 +47,13 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if text != TOKEN {
-        let wrong = format!("hub.mode=subscribe&hub.verify_token={}&hub.challenge=42", pct(text));
-        assert!(challenge().decide(&wrong).is_err(), "accepted a wrong verify token");
+        let wrong = format!(
+            "hub.mode=subscribe&hub.verify_token={}&hub.challenge=42",
+            pct(text)
+        );
+        assert!(
+            challenge().decide(&wrong).is_err(),
+            "accepted a wrong verify token"
+        );
     }
 });

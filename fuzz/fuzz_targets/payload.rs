@@ -23,8 +23,16 @@ fuzz_target!(|data: &[u8]| {
         );
         let mut len = 0usize;
         for s in [
-            &n.waba_id, &n.field, &n.wamid, &n.from, &n.from_user_id, &n.type_, &n.text,
-            &n.timestamp, &n.metadata.phone_number_id, &n.metadata.display_phone_number,
+            &n.waba_id,
+            &n.field,
+            &n.wamid,
+            &n.from,
+            &n.from_user_id,
+            &n.type_,
+            &n.text,
+            &n.timestamp,
+            &n.metadata.phone_number_id,
+            &n.metadata.display_phone_number,
         ]
         .into_iter()
         .flatten()
@@ -32,11 +40,17 @@ fuzz_target!(|data: &[u8]| {
             len += s.len();
         }
         if let Some(c) = &n.contact {
-            len += [&c.name, &c.username, &c.wa_id, &c.user_id].into_iter().flatten().count();
+            len += [&c.name, &c.username, &c.wa_id, &c.user_id]
+                .into_iter()
+                .flatten()
+                .count();
         }
         walked.push((n.kind, n.raw.get().len(), len, n.entry_time));
     }
-    let again: Vec<_> = body.notifications().map(|n| (n.kind, n.raw.get().len())).collect();
+    let again: Vec<_> = body
+        .notifications()
+        .map(|n| (n.kind, n.raw.get().len()))
+        .collect();
     assert_eq!(again.len(), walked.len(), "second walk differs");
     for (a, w) in again.iter().zip(&walked) {
         assert_eq!(*a, (w.0, w.1), "second walk differs");

@@ -21,7 +21,9 @@ fn verifier() -> &'static Verifier {
 /// Whether `header` names the same MAC as `expected` (`sha256=<hex>`), tolerating only
 /// what a lenient parser might: surrounding whitespace and hex case.
 fn same_mac(header: &[u8], expected: &str) -> bool {
-    header.trim_ascii().eq_ignore_ascii_case(expected.as_bytes())
+    header
+        .trim_ascii()
+        .eq_ignore_ascii_case(expected.as_bytes())
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
     match header {
         None => assert_eq!(got, Err(SignatureError::Missing)),
         Some(h) if got.is_ok() => assert!(
-            SECRETS.iter().any(|s| same_mac(h, &sign(s.as_bytes(), body))),
+            SECRETS
+                .iter()
+                .any(|s| same_mac(h, &sign(s.as_bytes(), body))),
             "accepted a header that is not the body's MAC"
         ),
         Some(_) => {}
