@@ -22,7 +22,8 @@ trap stop_all EXIT
 trap 'echo; wa_log "stopping"; exit 0' INT TERM
 
 wa_log "building wa-ingress and wa-worker (release)"
-cargo build --release --locked -p wa-ingress -p wa-worker --example send_webhook
+cargo build --release --locked -p wa-ingress -p wa-worker
+cargo build --release --locked -p wa-webhook-suite --example send_webhook
 
 wa_redis_up
 

@@ -28,11 +28,15 @@ wa_log "building the binaries the process-level tests run"
 cargo build --workspace --bins --locked
 
 wa_log "cargo test (REDIS_URL=$REDIS_URL)"
-cargo test --workspace --all-targets --locked
-cargo test --workspace --doc --locked
+results=$(mktemp "${TMPDIR:-/tmp}/wa-test.XXXXXX")
+cargo test --workspace --all-targets --locked 2>&1 | tee "$results"
+cargo test --workspace --doc --locked 2>&1 | tee -a "$results"
+summary=$(awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed", p, f }' "$results")
+rm -f "$results"
 
 if [ -x fuzz/run.sh ]; then
   wa_log "short fuzz run"
   fuzz/run.sh --short
 fi
 wa_log "all checks passed"
+echo "tests: $summary"

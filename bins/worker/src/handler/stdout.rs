@@ -84,8 +84,7 @@ impl StdoutHandler {
             if st.failed {
                 return closed();
             }
-            st.buf.extend_from_slice(line.as_bytes());
-            st.buf.push(b'\n');
+            push_line(&mut st.buf, &line);
             let lead = !st.leading;
             st.leading = true;
             (st.batch, lead)
@@ -98,6 +97,22 @@ impl StdoutHandler {
             _ => closed(),
         }
     }
+}
+
+/// Appends `json` and a newline. Raw line breaks can only be insignificant whitespace in JSON
+/// (inside strings they are escaped), but a payload embedded as Meta sent it may contain them
+/// (pretty-printed test bodies do): they become spaces, so every job stays one line.
+fn push_line(buf: &mut Vec<u8>, json: &str) {
+    let bytes = json.as_bytes();
+    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+        buf.extend(bytes.iter().map(|&b| match b {
+            b'\n' | b'\r' => b' ',
+            b => b,
+        }));
+    } else {
+        buf.extend_from_slice(bytes);
+    }
+    buf.push(b'\n');
 }
 
 fn closed() -> Outcome {
@@ -152,5 +167,24 @@ fn writer(mut out: File, mut rx: mpsc::UnboundedReceiver<Batch>) {
     while let Some((data, done)) = rx.blocking_recv() {
         let result = out.write_all(&data);
         let _ = done.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_line;
+
+    /// A job whose payload spans several lines is still written as one JSON line, and the
+    /// line parses to the same value.
+    #[test]
+    fn multi_line_payload_becomes_one_line() {
+        let json = "{\"v\":1,\"payload\":{\r\n  \"text\": \"a\\nb\"\n}}";
+        let mut buf = Vec::new();
+        push_line(&mut buf, json);
+        assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(buf.last(), Some(&b'\n'));
+        let back: serde_json::Value = serde_json::from_slice(&buf).expect("still JSON");
+        let orig: serde_json::Value = serde_json::from_str(json).expect("test JSON");
+        assert_eq!(back, orig);
     }
 }
