@@ -10,7 +10,6 @@ use serde_json::value::RawValue;
 use wa_queue::{Admin, DeadJob};
 
 use crate::cli::{DeadCommand, StatsArgs};
-use crate::handler::job_json;
 
 pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Result<()> {
     let st = admin.stats().await.context("reading queue stats")?;
@@ -133,7 +132,7 @@ fn dead_doc(d: &DeadJob) -> DeadDoc<'_> {
             attempt: Some(j.attempt),
             error: d.error.as_deref(),
             died_at: d.died_at,
-            job: RawValue::from_string(job_json(j)).ok(),
+            job: RawValue::from_string(j.json().to_owned()).ok(),
             raw: None,
             unreadable: None,
         },

@@ -221,6 +221,8 @@ pub struct Job {
     pub payload: Box<RawValue>,
     /// the error of the previous failed delivery, if any
     pub last_error: Option<String>,
+    /// the job's JSON exactly as it was read from the queue
+    json: Box<str>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +292,7 @@ impl Job {
                 attempt: w.attempt,
                 payload: w.payload,
                 last_error: w.last_error,
+                json: raw.into(),
             }),
             Ok(w) => Err(format!("unknown contract version {}", w.v)),
             Err(e) => {
@@ -304,6 +307,14 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// The job's JSON exactly as it was read from the queue: every top-level field (those a
+    /// newer producer added too) and the payload's bytes as Meta sent them. This is what a
+    /// handler should pass on (to a process, a pipe, an HTTP endpoint) rather than re-encoding
+    /// the fields.
+    pub fn json(&self) -> &str {
+        &self.json
     }
 
     /// The kind, if this version knows it.
@@ -503,6 +514,16 @@ mod tests {
         assert_eq!(back.from.as_deref(), Some("1"));
         assert_eq!(back.attempt, 0);
         assert_eq!(back.payload.get(), PAYLOAD);
+    }
+
+    /// `Job::json` hands out the queued text itself: a field this version does not know and
+    /// the payload's escapes are all still there.
+    #[test]
+    fn json_is_the_queued_text() {
+        let queued = r#"{"v":1,"id":"x","kind":"message","attempt":2,"added_later":{"a":[1]},"payload":{"t":"caf\u00e9 \/"}}"#;
+        let job = Job::from_json(queued).unwrap();
+        assert_eq!(job.json(), queued);
+        assert_eq!(job.attempt, 2);
     }
 
     /// An unknown `v`, a missing `v`, a non-object and a missing payload are all refused.

@@ -63,7 +63,7 @@ impl ExecHandler {
             Ok(child) => child,
             Err(e) => return Outcome::Retry(format!("cannot start {}: {e}", self.program)),
         };
-        let input = super::job_json(job);
+        let input = job.json().to_owned();
         let stdin = child.stdin.take();
         let stderr = child.stderr.take();
         let feed = async move {

@@ -80,7 +80,7 @@ impl ForwardHandler {
     }
 
     pub async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
-        let body = Bytes::from(super::job_json(job));
+        let body = Bytes::copy_from_slice(job.json().as_bytes());
         let mut req = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .header("x-wa-attempt", delivery);

@@ -1,7 +1,8 @@
 //! The handlers a user picks on the command line, behind one [`wa_queue::Handler`].
 //!
-//! Every handler sees the job as the JSON object the contract defines (see [`job_json`]); none of
-//! them logs a job body, only its id and delivery number.
+//! Every handler passes on the job's JSON exactly as it was queued ([`wa_queue::Job::json`]):
+//! unknown top-level fields and the payload's bytes survive. None of them logs a job body, only
+//! its id and delivery number.
 
 mod exec;
 mod forward;
@@ -10,8 +11,6 @@ mod stdout;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-use serde_json::value::RawValue;
 use wa_queue::{Handler, Job, Outcome};
 
 pub use exec::ExecHandler;
@@ -108,96 +107,5 @@ impl Handler for AnyHandler {
             }
         }
         outcome
-    }
-}
-
-/// The contract's JSON of a job, fields in the contract's order; `payload` is written back
-/// byte for byte as it was enqueued.
-///
-/// wa-queue hands handlers a parsed [`Job`] rather than the element it read, so this
-/// re-encodes the parsed fields. Top-level fields this version of the contract does not know
-/// are therefore not passed on to handlers.
-pub fn job_json(job: &Job) -> String {
-    #[derive(Serialize)]
-    struct Wire<'a> {
-        v: u32,
-        id: &'a str,
-        kind: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        wamid: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        from: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        from_user_id: Option<&'a str>,
-        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-        type_: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        text: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        timestamp: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        contact_name: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        phone_number_id: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        display_phone_number: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        waba_id: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        received_at: Option<u64>,
-        attempt: u32,
-        payload: &'a RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_error: Option<&'a str>,
-    }
-    let wire = Wire {
-        v: job.v,
-        id: &job.id,
-        kind: &job.kind,
-        wamid: job.wamid.as_deref(),
-        from: job.from.as_deref(),
-        from_user_id: job.from_user_id.as_deref(),
-        type_: job.type_.as_deref(),
-        text: job.text.as_deref(),
-        timestamp: job.timestamp.as_deref(),
-        contact_name: job.contact_name.as_deref(),
-        phone_number_id: job.phone_number_id.as_deref(),
-        display_phone_number: job.display_phone_number.as_deref(),
-        waba_id: job.waba_id.as_deref(),
-        received_at: job.received_at,
-        attempt: job.attempt,
-        payload: &job.payload,
-        last_error: job.last_error.as_deref(),
-    };
-    // Serialising borrowed strings, integers and an already valid RawValue cannot fail.
-    serde_json::to_string(&wire).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::value::RawValue;
-    use wa_queue::{Job, JobKind, NewJob};
-
-    /// A job as the producer encodes it comes out of `job_json` byte for byte the same,
-    /// escapes in the payload included.
-    #[test]
-    fn job_json_reproduces_the_queued_bytes() {
-        let payload =
-            RawValue::from_string(r#"{"text":{"body":"caf\u00e9 \/ \ud83d\ude00"}}"#.into())
-                .unwrap();
-        let mut new = NewJob::new("wamid.X", JobKind::Message, &payload);
-        new.wamid = Some("wamid.X".into());
-        new.from = Some("16505551234".into());
-        new.type_ = Some("text".into());
-        new.text = Some("café \"quoted\"\n".into());
-        new.timestamp = Some("1700000000".into());
-        new.contact_name = Some("Kerry".into());
-        new.phone_number_id = Some("106540352242922".into());
-        new.display_phone_number = Some("15550783881".into());
-        new.waba_id = Some("102290129340398".into());
-        new.received_at = 1_700_000_000_000;
-        let queued = new.to_json().unwrap();
-        let job = Job::from_json(&queued).unwrap();
-        assert_eq!(super::job_json(&job), queued);
     }
 }

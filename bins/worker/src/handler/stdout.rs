@@ -77,14 +77,14 @@ impl StdoutHandler {
     }
 
     pub async fn handle(&self, job: &Job) -> Outcome {
-        let line = super::job_json(job);
+        let line = job.json();
         let mut written = self.shared.written.subscribe();
         let (batch, lead) = {
             let mut st = self.shared.lock();
             if st.failed {
                 return closed();
             }
-            push_line(&mut st.buf, &line);
+            push_line(&mut st.buf, line);
             let lead = !st.leading;
             st.leading = true;
             (st.batch, lead)
