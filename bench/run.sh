@@ -23,7 +23,10 @@
 #   --burst N               requests in phases b and drain [50000]
 #   --worker-concurrency N  both workers (BullMQ's best here was 50) [50]
 #   --outage                also run the Redis-outage phase (last rep, both sides)
+#   --noop-drain N          also, per rep and side, a drain of an N-job backlog with no-op
+#                           handlers: the reference's counting worker, ours `--discard`
 #   --only node|ours        run one side only (smoke tests)
+#   --skip-main             skip the main phases (e.g. only --noop-drain)
 #   --skip-build            use the release binaries already built
 #   --out DIR               results folder [target/bench/run-<date>]
 #   -h, --help              this text
@@ -44,6 +47,8 @@ CONNS=64
 BURST=50000
 WORKER_CONCURRENCY=50
 OUTAGE=0
+NOOP_DRAIN=0
+MAIN=1
 ONLY=""
 BUILD=1
 OUT=""
@@ -59,7 +64,9 @@ while [ $# -gt 0 ]; do
     --burst) BURST="$2"; shift 2 ;;
     --worker-concurrency) WORKER_CONCURRENCY="$2"; shift 2 ;;
     --outage) OUTAGE=1; shift ;;
+    --noop-drain) NOOP_DRAIN="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
+    --skip-main) MAIN=0; shift ;;
     --skip-build) BUILD=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -102,6 +109,8 @@ fi
 # bench/lib/stats.py turns its metrics and that file into the harness's stats JSON.
 ours_ingress='WHATSAPP_APP_SECRET="$APP_SECRET" WA_LISTEN="127.0.0.1:$PORT" WA_QUEUE="$QUEUE_NAME" RUST_LOG=warn exec '"$BIN"'/wa-ingress'
 ours_worker_tpl='WA_QUEUE="$QUEUE_NAME" RUST_LOG=warn exec '"$BIN"'/wa-worker run --concurrency "$WORKER_CONCURRENCY" --stdout --metrics-listen "127.0.0.1:$STATS_PORT" >@JOBS@'
+ours_noop_worker='WA_QUEUE="$QUEUE_NAME" RUST_LOG=warn exec '"$BIN"'/wa-worker run --discard --concurrency "$WORKER_CONCURRENCY" --metrics-listen "127.0.0.1:$STATS_PORT"'
+ours_noop_stats="bash $REPO/bench/lib/jobs-done.sh"' "http://127.0.0.1:$STATS_PORT/metrics"'
 ours_stats_tpl='python3 '"$REPO"'/bench/lib/stats.py --metrics "http://127.0.0.1:$STATS_PORT/metrics" --jobs @JOBS@'
 
 run_side() { # run_side node|ours REP
@@ -130,18 +139,42 @@ run_side() { # run_side node|ours REP
   grep -E 'phase (a|b|drain|outage)' "$OUT/$side-rep$rep.stderr" | sed 's/^/    /' >&2 || true
 }
 
+# run_noop_drain node|ours REP: the harness's drain phase alone, N jobs, no-op handlers.
+run_noop_drain() {
+  local side="$1" rep="$2" dir
+  dir="$OUT/$side-noop-rep$rep"
+  local common=(--label "$side-noop-rep$rep" --out "$dir" --conns "$CONNS" --burst "$NOOP_DRAIN"
+    --phases drain --worker-concurrency "$WORKER_CONCURRENCY")
+  log "$side no-op drain rep $rep -> $dir"
+  if [ "$side" = node ]; then
+    bash "$HARNESS" "${common[@]}" --port "$NODE_PORT" --redis-port "$NODE_REDIS_PORT" \
+      --stats-port "$NODE_STATS_PORT" >"$dir.stdout" 2>"$dir.stderr"
+  else
+    bash "$HARNESS" "${common[@]}" --port "$OURS_PORT" --redis-port "$OURS_REDIS_PORT" \
+      --stats-port "$OURS_STATS_PORT" --ingress-cmd "$ours_ingress" \
+      --worker-cmd "$ours_noop_worker" --stats-cmd "$ours_noop_stats" >"$dir.stdout" 2>"$dir.stderr"
+  fi
+  grep -E 'phase drain' "$dir.stderr" | sed 's/^/    /' >&2 || true
+}
+
 {
   echo "date=$(date -Is) host=$(hostname) repo=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo ?)"
   echo "cpu=$(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2);print $2}') cores=$(nproc) mem=$(free -g | awk '/Mem:/{print $2}')GiB kernel=$(uname -r)"
   echo "rustc=$(rustc --version) node=$(node --version 2>/dev/null || echo n/a) redis=$(redis-server --version | awk '{print $3}')"
-  echo "reps=$REPS duration=$DURATION warmup=$WARMUP conns=$CONNS burst=$BURST worker_concurrency=$WORKER_CONCURRENCY outage=$OUTAGE"
+  echo "reps=$REPS duration=$DURATION warmup=$WARMUP conns=$CONNS burst=$BURST worker_concurrency=$WORKER_CONCURRENCY outage=$OUTAGE noop_drain=$NOOP_DRAIN"
   echo "load before start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
 for ((r = 1; r <= REPS; r++)); do
-  [ "$ONLY" = ours ] || run_side node "$r"
-  [ "$ONLY" = node ] || run_side ours "$r"
+  if [ "$MAIN" = 1 ]; then
+    [ "$ONLY" = ours ] || run_side node "$r"
+    [ "$ONLY" = node ] || run_side ours "$r"
+  fi
+  if [ "$NOOP_DRAIN" -gt 0 ]; then
+    [ "$ONLY" = ours ] || run_noop_drain node "$r"
+    [ "$ONLY" = node ] || run_noop_drain ours "$r"
+  fi
 done
 
 python3 "$REPO/bench/lib/table.py" "$OUT" | tee "$OUT/table.md"

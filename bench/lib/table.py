@@ -99,8 +99,20 @@ def figures(d):
     return f
 
 
+def noop_drain(d):
+    dr = load(d, "drain.json")
+    if dr and dr["elapsed_s"] > 0:
+        # Both sides the same way: from spawning the worker until the harness's polling saw
+        # the last job done (no output file to time ours by).
+        return {"noop_drain": dr["processed"] / dr["elapsed_s"], "noop_burst": dr["burst"]}
+    return {}
+
+
 def med(side, key):
-    xs = [figures(d).get(key) for d in reps(side)]
+    if key.startswith("noop_"):
+        xs = [noop_drain(d).get(key) for d in reps(f"{side}-noop")]
+    else:
+        xs = [figures(d).get(key) for d in reps(side)]
     xs = [x for x in xs if x is not None]
     return (statistics.median(xs), len(xs)) if xs else (None, 0)
 
@@ -117,6 +129,7 @@ ROWS = [
     ("rss_e2e", "ingress peak RSS, end-to-end burst", "MiB", False, "{:.1f}"),
     ("e2e", "end to end: first request to last job done (phase b)", "msg/s", True, "{:.0f}"),
     ("drain", "drain: worker spawn to last job done", "jobs/s", True, "{:.0f}"),
+    ("noop_drain", "drain with no-op handlers (--noop-drain backlog)", "jobs/s", True, "{:.0f}"),
     ("worker_rss", "worker peak RSS, end-to-end burst", "MiB", False, "{:.1f}"),
     ("e2e_lost", "burst messages not processed (phase b)", "", False, "{:.0f}"),
     ("outage_ok", "outage run: 2xx answers in all", "", None, "{:.0f}"),
