@@ -22,6 +22,7 @@
 #   --conns N               load generator connections [64]
 #   --burst N               requests in phases b and drain [50000]
 #   --worker-concurrency N  both workers (BullMQ's best here was 50) [50]
+#   --ours-concurrency N    our worker only, for a best-against-best comparison [same]
 #   --outage                also run the Redis-outage phase (last rep, both sides)
 #   --noop-drain N          also, per rep and side, a drain of an N-job backlog with no-op
 #                           handlers: the reference's counting worker, ours `--discard`
@@ -46,6 +47,7 @@ WARMUP=3
 CONNS=64
 BURST=50000
 WORKER_CONCURRENCY=50
+OURS_CONCURRENCY=""
 OUTAGE=0
 NOOP_DRAIN=0
 MAIN=1
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --conns) CONNS="$2"; shift 2 ;;
     --burst) BURST="$2"; shift 2 ;;
     --worker-concurrency) WORKER_CONCURRENCY="$2"; shift 2 ;;
+    --ours-concurrency) OURS_CONCURRENCY="$2"; shift 2 ;;
     --outage) OUTAGE=1; shift ;;
     --noop-drain) NOOP_DRAIN="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
@@ -79,6 +82,7 @@ done
   exit 1
 }
 [ -n "$OUT" ] || OUT="$REPO/target/bench/run-$(date +%Y%m%d-%H%M%S)"
+[ -n "$OURS_CONCURRENCY" ] || OURS_CONCURRENCY="$WORKER_CONCURRENCY"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
@@ -127,7 +131,7 @@ run_side() { # run_side node|ours REP
   else
     mkdir -p "$dir"
     local jobs="$dir/jobs.jsonl"
-    bash "$HARNESS" "${common[@]}" --port "$OURS_PORT" --redis-port "$OURS_REDIS_PORT" \
+    bash "$HARNESS" "${common[@]}" --worker-concurrency "$OURS_CONCURRENCY" --port "$OURS_PORT" --redis-port "$OURS_REDIS_PORT" \
       --stats-port "$OURS_STATS_PORT" \
       --ingress-cmd "$ours_ingress" \
       --worker-cmd "${ours_worker_tpl//@JOBS@/$jobs}" \
@@ -150,8 +154,8 @@ run_noop_drain() {
     bash "$HARNESS" "${common[@]}" --port "$NODE_PORT" --redis-port "$NODE_REDIS_PORT" \
       --stats-port "$NODE_STATS_PORT" >"$dir.stdout" 2>"$dir.stderr"
   else
-    bash "$HARNESS" "${common[@]}" --port "$OURS_PORT" --redis-port "$OURS_REDIS_PORT" \
-      --stats-port "$OURS_STATS_PORT" --ingress-cmd "$ours_ingress" \
+    bash "$HARNESS" "${common[@]}" --worker-concurrency "$OURS_CONCURRENCY" --port "$OURS_PORT" \
+      --redis-port "$OURS_REDIS_PORT" --stats-port "$OURS_STATS_PORT" --ingress-cmd "$ours_ingress" \
       --worker-cmd "$ours_noop_worker" --stats-cmd "$ours_noop_stats" >"$dir.stdout" 2>"$dir.stderr"
   fi
   grep -E 'phase drain' "$dir.stderr" | sed 's/^/    /' >&2 || true
@@ -161,7 +165,7 @@ run_noop_drain() {
   echo "date=$(date -Is) host=$(hostname) repo=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo ?)"
   echo "cpu=$(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2);print $2}') cores=$(nproc) mem=$(free -g | awk '/Mem:/{print $2}')GiB kernel=$(uname -r)"
   echo "rustc=$(rustc --version) node=$(node --version 2>/dev/null || echo n/a) redis=$(redis-server --version | awk '{print $3}')"
-  echo "reps=$REPS duration=$DURATION warmup=$WARMUP conns=$CONNS burst=$BURST worker_concurrency=$WORKER_CONCURRENCY outage=$OUTAGE noop_drain=$NOOP_DRAIN"
+  echo "reps=$REPS duration=$DURATION warmup=$WARMUP conns=$CONNS burst=$BURST worker_concurrency=$WORKER_CONCURRENCY ours_concurrency=$OURS_CONCURRENCY outage=$OUTAGE noop_drain=$NOOP_DRAIN"
   echo "load before start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
