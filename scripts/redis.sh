@@ -89,8 +89,12 @@ wa_redis_up() {
   local wanted="$host:$port"
   port=$(wa_free_port) || { wa_log "found no free loopback port for a private Redis"; exit 1; }
   WA_REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wa-redis.XXXXXX")
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$WA_REDIS_DIR" --save "" --appendonly no \
-    --logfile "$WA_REDIS_DIR/redis.log" --daemonize no >/dev/null 2>&1 &
+  # In a session of its own, so a Ctrl-C in the terminal reaches the programs using it (which then
+  # stop gracefully, returning their jobs) and not Redis itself; wa_redis_down stops it after them.
+  local detach=()
+  command -v setsid >/dev/null 2>&1 && detach=(setsid)
+  "${detach[@]}" redis-server --bind 127.0.0.1 --port "$port" --dir "$WA_REDIS_DIR" --save "" \
+    --appendonly no --logfile "$WA_REDIS_DIR/redis.log" --daemonize no >/dev/null 2>&1 &
   WA_REDIS_PID=$!
   for _ in $(seq 1 100); do
     wa_redis_answers 127.0.0.1 "$port" && break
