@@ -239,6 +239,22 @@ async fn duplicate_delivery_makes_no_new_job() {
     );
 }
 
+/// Parts of an unexpected shape (a message that is a number, an entry that is a string) are
+/// skipped while every well-formed notification of the same body is enqueued.
+#[tokio::test]
+async fn odd_parts_do_not_reject_the_rest() {
+    let ingress = Ingress::start("odd").await;
+    let tag = unique("odd");
+    let body = format!(
+        r#"{{"object":"whatsapp_business_account","entry":["not an entry",{{"id":"W","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"P"}},"messages":[42,{{"from":"15550001","id":"wamid.{tag}","timestamp":"1","type":"text","text":{{"body":"kept"}}}}]}}}}]}}]}}"#
+    );
+    assert_eq!(ingress.post(body).await.status, 200);
+    let jobs = ingress.queue.pending().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, format!("wamid.{tag}"));
+    assert_eq!(jobs[0].text.as_deref(), Some("kept"));
+}
+
 /// 20 concurrent identical deliveries of a 5-message body: all 200, one job per message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_deliveries_make_one_job_each() {

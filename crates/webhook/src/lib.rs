@@ -472,6 +472,16 @@ impl Webhook {
                 metrics.request(Outcome::Ignored);
                 return reply(StatusCode::OK, "");
             }
+            if payload.anomaly_count() > 0 {
+                // Parts of an unexpected shape were skipped; the rest is enqueued. The paths
+                // name where (`entry[0].changes[1].value`), never what the body said.
+                let first = payload.anomalies().first().map(ToString::to_string);
+                tracing::warn!(
+                    skipped = payload.anomaly_count(),
+                    first = first.as_deref().unwrap_or(""),
+                    "body has parts of an unexpected shape; enqueueing the rest"
+                );
+            }
             let received_at = now_ms();
             let accept = inner.config.accept;
             let mut filtered = [0u64; 4];
