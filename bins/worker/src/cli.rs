@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// Jobs moved from pending per Redis round trip at most (never more than free handler slots)
     #[arg(long, env = "WA_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
+    /// Redis calls on the wire at once (each through its own consumer id and processing
+    /// list): with 2, one call travels while the jobs of the other are handled
+    #[arg(long, env = "WA_LANES", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub lanes: u8,
     /// First retry delay; doubles per attempt, with jitter
     #[arg(long, env = "WA_BACKOFF_BASE", default_value = "1s", value_parser = duration)]
     pub backoff_base: Duration,

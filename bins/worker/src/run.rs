@@ -47,6 +47,7 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
     // wa-queue wants a blocking fetch shorter than the lease; a short lease (1s) shortens it.
     copts.block = args.block.min(args.lease / 3);
     copts.batch = args.batch as usize;
+    copts.lanes = args.lanes.into();
     let consumer = Consumer::connect(g.redis_url.expose(), queue, copts)
         .await
         .context("connecting to Redis (--redis-url/REDIS_URL)")?;

@@ -1,6 +1,19 @@
 //! Reliable consumption: a consumer's own processing list, lease, settle (ack / retry / dead),
 //! promoter and reaper.
 //!
+//! # Settling by position
+//!
+//! A consumer is the only one that changes its processing list, so it can mirror the list's
+//! order: jobs it takes go in on the left, the oldest in hand sit on the right, and jobs mostly
+//! finish in the order they were taken. One script call per round trip (`exchange.lua`)
+//! drops the finished run at the right end by count, removes any other finished job by its
+//! index, renews the lease and takes the next jobs. Acknowledging thus sends no job text back
+//! and searches nothing; the script checks the list's length and the ends it drops first, and
+//! the consumer's registration, and does nothing if any is off. Whenever the outcome of a call
+//! is unknown (an error, a timeout, a cancelled call), the consumer does not guess: it returns
+//! that id's whole list to pending and takes a new id (an id, once given up or reaped, is never
+//! registered again, so a late call under it finds no registration and does nothing).
+//!
 //! # Why two kinds of connection
 //!
 //! A blocking `BLMOVE` holds its connection until a job arrives or the block time ends: Redis
@@ -9,21 +22,26 @@
 //! deadpool-redis pool (recycled with a PING, so a connection broken by a Redis restart is
 //! replaced), configured with a response timeout longer than the block time (redis-rs 1.x
 //! times responses out after 500 ms by default). Everything else (the non-blocking fetch
-//! script, settle, lease, promoter, reaper) goes over one multiplexed `ConnectionManager`,
-//! which pipelines concurrent calls and reconnects by itself. Under load the blocking path is
-//! never taken: the fetch script finds work and the pool stays idle.
+//! exchange script, lease, promoter, reaper) goes over one multiplexed `ConnectionManager`,
+//! which pipelines concurrent calls and reconnects by itself. The blocking wait moves
+//! nothing (a `BLMOVE` of pending onto itself, right end to right end, returns as soon as
+//! pending has a job and leaves it there), so abandoning it strands no job. Under load the
+//! blocking path is never taken and the pool stays idle.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
 
 use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
 use crate::producer::open_client;
-use crate::script::{EXPIRED, FETCH, LEASE, PROMOTE, RELEASE, SETTLE, redis_err};
+use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE, redis_err};
 use crate::{QueueError, QueueName};
 
 /// What a handler decided.
@@ -59,6 +77,11 @@ pub struct ConsumerOptions {
     pub block: Duration,
     /// jobs moved per fetch round trip at most (default 64, at most 1000)
     pub batch: usize,
+    /// ids (each with its own processing list) [`run`](crate::run) exchanges with Redis
+    /// through, one call on the wire per lane (default 2: one call is on the wire while the
+    /// other's jobs are handled; 1 to 8). A lane registers only once used; fetching by hand
+    /// uses the first.
+    pub lanes: usize,
     /// every Redis call other than the blocking wait finishes or fails within this (default 5 s)
     pub op_timeout: Duration,
     /// "equal jitter" on retry delays (default true): the delay is drawn from
@@ -76,6 +99,7 @@ impl Default for ConsumerOptions {
             backoff_max: Duration::from_secs(600),
             block: Duration::from_secs(2),
             batch: 64,
+            lanes: 2,
             op_timeout: Duration::from_secs(5),
             jitter: true,
         }
@@ -116,6 +140,9 @@ impl ConsumerOptions {
         if self.max_attempts == 0 {
             return bad("max attempts is zero");
         }
+        if self.lanes == 0 || self.lanes > 8 {
+            return bad("lanes must be 1 to 8");
+        }
         if self.batch == 0 || self.batch > 1000 {
             return bad("batch must be 1 to 1000");
         }
@@ -134,14 +161,17 @@ pub struct Delivery {
     pub job: Result<Job, String>,
     /// exact element in the processing list
     pub raw: String,
+    /// the lane it was taken by
+    lane: usize,
+    /// the registration (consumer id) it was taken under
+    epoch: u64,
+    /// its place in the order of taking
+    seq: u64,
 }
 
 impl Delivery {
-    fn new(raw: String) -> Self {
-        Self {
-            job: Job::parse(&raw),
-            raw,
-        }
+    pub(crate) fn lane(&self) -> usize {
+        self.lane
     }
 
     /// The delivery number a handler is told: the job's `attempt` + 1 (1 if unreadable).
@@ -163,29 +193,94 @@ pub enum Settled {
     Retried,
     /// moved to the dead list
     Dead,
-    /// it was no longer in hand (a reaper gave it back to pending meanwhile): nothing done
+    /// it was no longer in hand (a reaper gave it back to pending meanwhile, or it was
+    /// settled already): nothing done
     NotInHand,
 }
+
+/// How a finished job leaves the processing list.
+enum Op {
+    Ack,
+    Retry { job: String, delay_ms: u64 },
+    Dead { job: String },
+}
+
+/// A finished job waiting to be settled: its exact element and what to do.
+struct Finish {
+    raw: Vec<u8>,
+    op: Op,
+}
+
+/// One element of the processing list as the consumer knows it.
+struct Held {
+    seq: u64,
+    done: Option<Box<Finish>>,
+}
+
+/// The consumer's registration and its processing list, mirrored: `held` lists every element
+/// of the list, rightmost (oldest) first. Only this consumer changes its list, one exchange at
+/// a time (the mutex around the lane), so the mirror stays exact; whenever a call's outcome
+/// is unknown, the consumer gives the id up (its list goes back to pending) and takes a new
+/// one rather than guess.
+struct Lane {
+    index: usize,
+    epoch: u64,
+    id: Arc<str>,
+    processing: String,
+    /// the current id holds a lease this consumer took
+    registered: bool,
+    /// `held` is known to match the list (false while a call is on the wire, and after a
+    /// call failed or was cancelled)
+    sync: bool,
+    held: VecDeque<Held>,
+    next_seq: u64,
+    /// ids given up whose lists must still be returned to pending
+    abandoned: Vec<Arc<str>>,
+}
+
+/// What one exchange did.
+#[derive(Debug, Default)]
+pub(crate) struct Exchanged {
+    /// jobs taken, oldest first
+    pub(crate) taken: Vec<Delivery>,
+    /// settled by this call: (seq, how)
+    pub(crate) settled: Vec<(u64, Settled)>,
+}
+
+/// Finished jobs beyond the settled prefix are removed by index once the list holds more than
+/// this many (so a slow job at the old end cannot make the list grow without bound).
+pub(crate) const NEVER_EAGER: usize = usize::MAX;
 
 /// A reliable consumer with its own id, lease and processing list.
 pub struct Consumer {
     queue: QueueName,
-    id: String,
     pending: String,
-    processing: String,
     consumers: String,
     delayed: String,
     dead: String,
     opts: ConsumerOptions,
     conn: ConnectionManager,
     blocking: Pool,
+    lanes: Vec<LaneCell>,
+}
+
+/// A lane: an id with its own processing list, exchanged with by one call at a time. A
+/// consumer with two lanes has one call on the wire while it handles the other's answer.
+struct LaneCell {
+    lane: Mutex<Lane>,
+    /// the lane's own connection: Redis answers one connection's calls in the order they
+    /// came and holds a large answer back while it runs the next call in line, so lanes
+    /// sharing one connection would take turns instead of overlapping
+    conn: ConnectionManager,
+    /// the current id, readable without waiting for a call on the wire
+    current: std::sync::Mutex<Arc<str>>,
 }
 
 impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
             .field("queue", &self.queue)
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
@@ -231,26 +326,41 @@ pub(crate) async fn manager(
     redis_url: &str,
     op_timeout: Duration,
 ) -> Result<ConnectionManager, QueueError> {
-    let client = open_client(redis_url)?;
-    let cfg = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_connection_timeout(Some(op_timeout))
-        .set_response_timeout(Some(op_timeout));
-    let conn = ConnectionManager::new_lazy_with_config(client, cfg).map_err(redis_err)?;
+    let conn = lazy_manager(redis_url, op_timeout)?;
     let mut c = conn.clone();
     bounded(op_timeout, redis::cmd("PING").query_async::<()>(&mut c)).await?;
     Ok(conn)
 }
 
-fn utf8_or_dead(raws: Vec<Vec<u8>>, bad: &mut Vec<Vec<u8>>) -> Vec<Delivery> {
-    let mut out = Vec::with_capacity(raws.len());
-    for r in raws {
-        match String::from_utf8(r) {
-            Ok(s) => out.push(Delivery::new(s)),
-            Err(e) => bad.push(e.into_bytes()),
+/// A multiplexed connection that reconnects by itself, connecting at its first use.
+fn lazy_manager(redis_url: &str, op_timeout: Duration) -> Result<ConnectionManager, QueueError> {
+    let client = open_client(redis_url)?;
+    let cfg = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_connection_timeout(Some(op_timeout))
+        .set_response_timeout(Some(op_timeout));
+    ConnectionManager::new_lazy_with_config(client, cfg).map_err(redis_err)
+}
+
+/// The exchange script's answer: a status, then the jobs taken.
+fn parse_exchange(v: redis::Value) -> Result<(i64, Vec<Vec<u8>>), QueueError> {
+    use redis::Value;
+    let bad = || QueueError::Redis("exchange script answered an unexpected shape".into());
+    let Value::Array(items) = v else {
+        return Err(bad());
+    };
+    let mut items = items.into_iter();
+    let Some(Value::Int(status)) = items.next() else {
+        return Err(bad());
+    };
+    let mut taken = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::BulkString(b) => taken.push(b),
+            _ => return Err(bad()),
         }
     }
-    out
+    Ok((status, taken))
 }
 
 impl Consumer {
@@ -276,26 +386,67 @@ impl Consumer {
             .recycle_timeout(Some(opts.op_timeout))
             .build()
             .map_err(|e| QueueError::Config(format!("connection pool: {e}")))?;
-        let id = new_consumer_id();
+        let lanes = (0..opts.lanes)
+            .map(|index| -> Result<LaneCell, QueueError> {
+                let id: Arc<str> = new_consumer_id().into();
+                let lane = Lane {
+                    index,
+                    epoch: 0,
+                    processing: queue.processing(&id),
+                    id: id.clone(),
+                    registered: false,
+                    sync: true,
+                    held: VecDeque::new(),
+                    next_seq: 0,
+                    abandoned: Vec::new(),
+                };
+                Ok(LaneCell {
+                    lane: Mutex::new(lane),
+                    conn: if index == 0 {
+                        conn.clone()
+                    } else {
+                        lazy_manager(redis_url, opts.op_timeout)?
+                    },
+                    current: std::sync::Mutex::new(id),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let c = Self {
             pending: queue.pending(),
-            processing: queue.processing(&id),
             consumers: queue.consumers(),
             delayed: queue.delayed(),
             dead: queue.dead(),
             queue,
-            id,
             opts,
             conn,
             blocking,
+            lanes,
         };
-        c.renew_lease().await?;
+        {
+            let mut lane = c.lanes[0].lane.lock().await;
+            c.prepare(&mut lane).await?;
+        }
         Ok(c)
     }
 
-    /// This consumer's id.
-    pub fn id(&self) -> &str {
-        &self.id
+    /// This consumer's current id (its first lane's; [`run`](crate::run) also uses the
+    /// others). It changes when the consumer had to give its id up: after a reaper released it
+    /// (its lease lapsed) or after a call whose outcome is unknown.
+    pub fn id(&self) -> String {
+        self.current_id(0).to_string()
+    }
+
+    fn current_id(&self, lane: usize) -> Arc<str> {
+        self.lanes[lane]
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How many lanes this consumer has (see [`ConsumerOptions::lanes`]).
+    pub(crate) fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// The queue.
@@ -308,42 +459,257 @@ impl Consumer {
         &self.opts
     }
 
-    /// Renews the lease (the fetch script does too). [`run`](crate::run) calls this every
-    /// third of the lease; a program driving a consumer by hand must as well while handlers
-    /// run, or the reaper gives its jobs away.
-    pub async fn renew_lease(&self) -> Result<(), QueueError> {
+    async fn lease(&self, id: &str, mode: &str) -> Result<i64, QueueError> {
         let mut c = self.conn.clone();
         let lease_ms = self.opts.lease.as_millis() as u64;
         bounded(
             self.opts.op_timeout,
             LEASE.call::<i64>(&mut c, 1, |c| {
-                c.arg(&self.consumers).arg(&self.id).arg(lease_ms);
+                c.arg(&self.consumers).arg(id).arg(lease_ms).arg(mode);
             }),
         )
         .await
-        .map(drop)
     }
 
-    async fn fetch_now(&self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
-        let mut c = self.conn.clone();
+    /// Renews the lease (every exchange with Redis does too). [`run`](crate::run) calls this
+    /// every third of the lease; a program driving a consumer by hand must as well while
+    /// handlers run, or the reaper gives its jobs away. If the lease is gone already (a
+    /// reaper released this consumer), nothing is renewed: the next fetch or settle notices
+    /// and carries on under a new id.
+    pub async fn renew_lease(&self) -> Result<(), QueueError> {
+        for lane in 0..self.lanes.len() {
+            let id = self.current_id(lane);
+            if self.lease(&id, "renew").await? == 0 && lane == 0 {
+                tracing::debug!(consumer = %id, "lease gone; a new id is taken at the next fetch");
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the current id up: its list is returned to pending (now or, if Redis cannot be
+    /// reached, before the next call) and a new id is taken.
+    fn rotate(&self, lane: &mut Lane) {
+        lane.abandoned.push(lane.id.clone());
+        let id: Arc<str> = new_consumer_id().into();
+        lane.epoch += 1;
+        lane.processing = self.queue.processing(&id);
+        lane.id = id.clone();
+        lane.registered = false;
+        lane.sync = true;
+        lane.held.clear();
+        *self.lanes[lane.index]
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = id;
+    }
+
+    /// Before a call: settles any doubt (a new id if the list is unknown), returns the lists
+    /// of ids given up, and registers the current id.
+    async fn prepare(&self, lane: &mut Lane) -> Result<(), QueueError> {
+        if !lane.sync {
+            self.rotate(lane);
+        }
+        while let Some(old) = lane.abandoned.last().cloned() {
+            let n = self.release(&old, true).await?;
+            if n > 0 {
+                tracing::info!(consumer = %old, jobs = n, "returned the jobs of a given-up id to pending");
+            }
+            lane.abandoned.pop();
+        }
+        if !lane.registered {
+            self.lease(&lane.id, "new").await?;
+            lane.registered = true;
+        }
+        Ok(())
+    }
+
+    /// Records an outcome for a delivery in hand (`finish` says how it leaves the list); false
+    /// if it is not in hand (an earlier id's, or settled already).
+    fn mark(lane: &mut Lane, (epoch, seq): (u64, u64), finish: impl FnOnce() -> Finish) -> bool {
+        if epoch != lane.epoch {
+            return false;
+        }
+        let Ok(i) = lane.held.binary_search_by_key(&seq, |h| h.seq) else {
+            return false;
+        };
+        if lane.held[i].done.is_some() {
+            return false;
+        }
+        lane.held[i].done = Some(Box::new(finish()));
+        true
+    }
+
+    /// What an outcome means for the list: unreadable jobs and used-up retries go to dead.
+    fn op_for(&self, d: &Delivery, outcome: &Outcome) -> Op {
+        let now = now_ms();
+        let made = d.number();
+        let dead = |error: &str| {
+            let attempt = d.job.as_ref().ok().map(|_| made);
+            Op::Dead {
+                job: rewrite_dead(&d.raw, attempt, error, now),
+            }
+        };
+        match (&d.job, outcome) {
+            (Err(why), _) => dead(why),
+            (Ok(_), Outcome::Done) => Op::Ack,
+            (Ok(_), Outcome::Dead(e)) => dead(e),
+            (Ok(_), Outcome::Retry(e)) if made >= self.opts.max_attempts => {
+                dead(&format!("{e} (after {made} deliveries)"))
+            }
+            (Ok(_), Outcome::Retry(e)) => match rewrite_retry(&d.raw, made, e) {
+                Some(job) => Op::Retry {
+                    job,
+                    delay_ms: self.opts.jittered(made).as_millis() as u64,
+                },
+                None => dead(e),
+            },
+        }
+    }
+
+    /// One round trip: settles the finished jobs at the old end of the list (and, once the list
+    /// holds more than `eager` jobs, every other finished one by its index), renews the lease
+    /// and takes up to `take` jobs. Jobs that are not UTF-8 are marked dead on arrival and
+    /// settled by the next exchange.
+    async fn exchange_locked(
+        &self,
+        lane: &mut Lane,
+        take: usize,
+        eager: usize,
+    ) -> Result<Exchanged, QueueError> {
+        self.prepare(lane).await?;
+        let drop = lane.held.iter().take_while(|h| h.done.is_some()).count();
+        let by_index: Vec<usize> = if lane.held.len() > eager {
+            (drop..lane.held.len())
+                .filter(|&i| lane.held[i].done.is_some())
+                .take(1000)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let take = take.min(1000);
+        let mut out = Exchanged::default();
+        if drop == 0 && by_index.is_empty() && take == 0 {
+            return Ok(out);
+        }
+        let finish = |i: usize| lane.held[i].done.as_deref().expect("finished");
+        let mut letters = String::with_capacity(1 + drop + 2 * by_index.len());
+        if drop > 0 {
+            letters.push('h');
+        }
+        for i in by_index.iter().copied() {
+            letters.push('x');
+            letters.push_str(op_letter(&finish(i).op));
+        }
+        for i in 0..drop {
+            letters.push_str(op_letter(&finish(i).op));
+        }
+        // Until the answer is in, the list is unknown: a failed or cancelled call leaves it so,
+        // and the next call gives this id up.
+        lane.sync = false;
         let lease_ms = self.opts.lease.as_millis() as u64;
-        bounded(
-            self.opts.op_timeout,
-            FETCH.call(&mut c, 3, |c| {
-                c.arg(&self.pending)
-                    .arg(&self.processing)
-                    .arg(&self.consumers)
-                    .arg(max)
-                    .arg(&self.id)
-                    .arg(lease_ms);
-            }),
-        )
-        .await
+        let expected = lane.held.len();
+        let fill = |c: &mut redis::Cmd| {
+            c.arg(&self.pending)
+                .arg(&lane.processing)
+                .arg(&self.consumers)
+                .arg(&self.delayed)
+                .arg(&self.dead)
+                .arg(&*lane.id)
+                .arg(lease_ms)
+                .arg(expected)
+                .arg(drop)
+                .arg(take)
+                .arg(&letters);
+            if drop > 0 {
+                c.arg(finish(0).raw.as_slice())
+                    .arg(finish(drop - 1).raw.as_slice());
+            }
+            for i in by_index.iter().copied() {
+                c.arg(i).arg(finish(i).raw.as_slice());
+                op_args(c, &finish(i).op);
+            }
+            for i in 0..drop {
+                op_args(c, &finish(i).op);
+            }
+        };
+        let mut c = self.lanes[lane.index].conn.clone();
+        let call = EXCHANGE.call::<redis::Value>(&mut c, 5, fill);
+        let answer = bounded(self.opts.op_timeout, call).await?;
+        let (status, taken) = parse_exchange(answer)?;
+        match status {
+            1 => {}
+            0 => {
+                tracing::warn!(consumer = %lane.id, "lease was lost (a reaper returned the jobs in hand to pending); taking a new id");
+                self.rotate(lane);
+                return Ok(out);
+            }
+            _ => {
+                tracing::warn!(consumer = %lane.id, "processing list is not as this consumer left it; returning it to pending and taking a new id");
+                return Ok(out);
+            }
+        }
+        for i in by_index.iter().rev().copied() {
+            let h = lane.held.remove(i).expect("held");
+            out.settled.push((h.seq, settled_as(h.done.as_deref())));
+        }
+        for h in lane.held.drain(..drop) {
+            out.settled.push((h.seq, settled_as(h.done.as_deref())));
+        }
+        out.taken.reserve(taken.len());
+        for raw in taken {
+            let seq = lane.next_seq;
+            lane.next_seq += 1;
+            match String::from_utf8(raw) {
+                Ok(raw) => {
+                    lane.held.push_back(Held { seq, done: None });
+                    out.taken.push(Delivery {
+                        job: Job::parse(&raw),
+                        raw,
+                        lane: lane.index,
+                        epoch: lane.epoch,
+                        seq,
+                    });
+                }
+                Err(e) => {
+                    let raw = e.into_bytes();
+                    let text = String::from_utf8_lossy(&raw);
+                    let job = rewrite_dead(&text, None, "job is not UTF-8", now_ms());
+                    let op = Op::Dead { job };
+                    let done = Some(Box::new(Finish { raw, op }));
+                    lane.held.push_back(Held { seq, done });
+                }
+            }
+        }
+        lane.sync = true;
+        Ok(out)
     }
 
-    async fn fetch_blocking(&self) -> Result<Option<Vec<u8>>, QueueError> {
-        // Renew first: the job BLMOVE takes must land under a live lease (block < lease).
-        self.renew_lease().await?;
+    /// For [`run`](crate::run): records `finished` outcomes and exchanges (see
+    /// `exchange_locked`).
+    pub(crate) async fn exchange(
+        &self,
+        lane: usize,
+        finished: Vec<(Box<Delivery>, Outcome)>,
+        take: usize,
+        eager: usize,
+    ) -> Result<Exchanged, QueueError> {
+        let mut lane = self.lanes[lane].lane.lock().await;
+        for (mut d, outcome) in finished {
+            let in_hand = Self::mark(&mut lane, (d.epoch, d.seq), || {
+                let op = self.op_for(&d, &outcome);
+                let raw = std::mem::take(&mut d.raw).into_bytes();
+                Finish { raw, op }
+            });
+            if !in_hand {
+                tracing::debug!("a finished job was no longer in hand");
+            }
+        }
+        self.exchange_locked(&mut lane, take, eager).await
+    }
+
+    /// Waits until pending has work, at most the block time; true if it has. Moves nothing
+    /// (a `BLMOVE` of pending onto itself, right to right), so it is safe to abandon.
+    pub(crate) async fn wait_for_work(&self) -> Result<bool, QueueError> {
         let mut c = self
             .blocking
             .get()
@@ -352,16 +718,17 @@ impl Consumer {
         let secs = format!("{:.3}", self.opts.block.as_secs_f64().max(0.01));
         let cmd = redis::cmd("BLMOVE")
             .arg(&self.pending)
-            .arg(&self.processing)
+            .arg(&self.pending)
             .arg("RIGHT")
-            .arg("LEFT")
+            .arg("RIGHT")
             .arg(secs)
             .to_owned();
-        bounded(
+        let got: Option<Vec<u8>> = bounded(
             self.opts.block + self.opts.op_timeout,
             cmd.query_async(&mut *c),
         )
-        .await
+        .await?;
+        Ok(got.is_some())
     }
 
     /// Moves up to `max` jobs from pending into this consumer's processing list, waiting up to
@@ -369,55 +736,28 @@ impl Consumer {
     ///
     /// Oldest first. An empty answer means the block time passed with no work. A job whose
     /// bytes are not UTF-8 is moved straight to dead (lossily decoded) and not returned.
-    ///
-    /// Do not cancel a fetch that may be blocking (e.g. in a `select!` against shutdown):
-    /// Redis still completes the BLMOVE and the job would sit in this processing list unseen
-    /// until [`shutdown`](Self::shutdown) or, if that ran first, forever. [`run`](crate::run)
-    /// lets each fetch finish. Likewise a fetch that fails may have moved jobs whose reply
-    /// was lost: they stay in this consumer's list until it is released (see the contract
-    /// doc; [`run`](crate::run) recovers them by itself).
+    /// Safe to cancel: if the answer is lost, the next call returns this consumer's whole
+    /// list to pending and carries on under a new id.
     pub async fn fetch(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut bad = Vec::new();
-        let mut raws = self.fetch_now(max.min(self.opts.batch).min(1000)).await?;
-        if raws.is_empty() {
-            let Some(first) = self.fetch_blocking().await? else {
-                return Ok(Vec::new());
-            };
-            raws.push(first);
-            if max > 1 {
-                raws.extend(
-                    self.fetch_now((max - 1).min(self.opts.batch).min(999))
-                        .await?,
-                );
-            }
+        let max = max.min(self.opts.batch).min(1000);
+        let mut got = self.take(max).await?;
+        if got.is_empty() && self.wait_for_work().await? {
+            got = self.take(max).await?;
         }
-        let out = utf8_or_dead(raws, &mut bad);
-        if !bad.is_empty() {
-            self.dead_bytes(&bad).await?;
-        }
-        Ok(out)
+        Ok(got)
     }
 
-    async fn dead_bytes(&self, bad: &[Vec<u8>]) -> Result<(), QueueError> {
-        let mut c = self.conn.clone();
-        let died_at = now_ms();
-        bounded(
-            self.opts.op_timeout,
-            SETTLE.call::<Vec<i64>>(&mut c, 3, |c| {
-                c.arg(&self.processing).arg(&self.delayed).arg(&self.dead);
-                c.arg("d".repeat(bad.len()));
-                for raw in bad {
-                    let text = String::from_utf8_lossy(raw);
-                    let entry = rewrite_dead(&text, None, "job is not UTF-8", died_at);
-                    c.arg(raw.as_slice()).arg(entry);
-                }
-            }),
-        )
-        .await
-        .map(drop)
+    async fn take(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let mut lane = self.lanes[0].lane.lock().await;
+        let x = self.exchange_locked(&mut lane, max, NEVER_EAGER).await?;
+        if lane.held.iter().any(|h| h.done.is_some()) {
+            // unreadable jobs: to dead now
+            self.exchange_locked(&mut lane, 0, 0).await?;
+        }
+        Ok(x.taken)
     }
 
     /// Settles many deliveries in one round trip: `Done` acknowledges, `Retry` schedules the
@@ -427,78 +767,41 @@ impl Consumer {
         &self,
         items: &[(&Delivery, &Outcome)],
     ) -> Result<Vec<Settled>, QueueError> {
-        let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(512) {
-            out.extend(self.settle_chunk(chunk).await?);
+        let mut out = vec![Settled::NotInHand; items.len()];
+        for (index, cell) in self.lanes.iter().enumerate() {
+            if !items.iter().any(|(d, _)| d.lane == index) {
+                continue;
+            }
+            let mut lane = cell.lane.lock().await;
+            let mut marked = Vec::new();
+            for (at, (d, o)) in items
+                .iter()
+                .enumerate()
+                .filter(|(_, (d, _))| d.lane == index)
+            {
+                let in_hand = Self::mark(&mut lane, (d.epoch, d.seq), || Finish {
+                    raw: d.raw.clone().into_bytes(),
+                    op: self.op_for(d, o),
+                });
+                if in_hand {
+                    marked.push((at, d.seq));
+                }
+            }
+            let mut settled = Vec::new();
+            while lane.held.iter().any(|h| h.done.is_some()) {
+                let before = lane.epoch;
+                settled.extend(self.exchange_locked(&mut lane, 0, 0).await?.settled);
+                if lane.epoch != before {
+                    break;
+                }
+            }
+            for (at, seq) in marked {
+                if let Some((_, s)) = settled.iter().find(|(q, _)| *q == seq) {
+                    out[at] = *s;
+                }
+            }
         }
         Ok(out)
-    }
-
-    async fn settle_chunk(
-        &self,
-        items: &[(&Delivery, &Outcome)],
-    ) -> Result<Vec<Settled>, QueueError> {
-        let now = now_ms();
-        // (op, new job text, delay ms) per item
-        let mut ops: Vec<(char, String, u64)> = Vec::with_capacity(items.len());
-        for (d, outcome) in items {
-            let made = d.number();
-            let dead = |error: &str| {
-                let attempt = d.job.as_ref().ok().map(|_| made);
-                ('d', rewrite_dead(&d.raw, attempt, error, now), 0)
-            };
-            ops.push(match (&d.job, outcome) {
-                (Err(why), _) => dead(why),
-                (Ok(_), Outcome::Done) => ('a', String::new(), 0),
-                (Ok(_), Outcome::Dead(e)) => dead(e),
-                (Ok(_), Outcome::Retry(e)) if made >= self.opts.max_attempts => {
-                    dead(&format!("{e} (after {made} deliveries)"))
-                }
-                (Ok(_), Outcome::Retry(e)) => match rewrite_retry(&d.raw, made, e) {
-                    Some(j) => ('r', j, self.opts.jittered(made).as_millis() as u64),
-                    None => dead(e),
-                },
-            });
-        }
-        let letters: String = ops.iter().map(|(op, _, _)| *op).collect();
-        let mut c = self.conn.clone();
-        let res: Vec<i64> = bounded(
-            self.opts.op_timeout,
-            SETTLE.call(&mut c, 3, |c| {
-                c.arg(&self.processing)
-                    .arg(&self.delayed)
-                    .arg(&self.dead)
-                    .arg(&letters);
-                for ((d, _), (op, job, delay)) in items.iter().zip(&ops) {
-                    c.arg(&d.raw);
-                    match op {
-                        'r' => {
-                            c.arg(job).arg(*delay);
-                        }
-                        'd' => {
-                            c.arg(job);
-                        }
-                        _ => {}
-                    }
-                }
-            }),
-        )
-        .await?;
-        if res.len() != ops.len() {
-            return Err(QueueError::Redis(
-                "settle script answered a wrong count".into(),
-            ));
-        }
-        Ok(ops
-            .iter()
-            .zip(res)
-            .map(|((op, _, _), n)| match (n, *op) {
-                (0, _) => Settled::NotInHand,
-                (_, 'a') => Settled::Acked,
-                (_, 'r') => Settled::Retried,
-                _ => Settled::Dead,
-            })
-            .collect())
     }
 
     /// Acknowledges a finished job.
@@ -546,8 +849,12 @@ impl Consumer {
             }),
         )
         .await?;
+        let mine: Vec<Arc<str>> = (0..self.lanes.len()).map(|l| self.current_id(l)).collect();
         let mut total = 0;
-        for id in ids.iter().filter(|id| **id != self.id) {
+        for id in ids
+            .iter()
+            .filter(|id| !mine.iter().any(|m| **m == *id.as_str()))
+        {
             let n = self.release(id, false).await?;
             total += n.max(0) as usize;
         }
@@ -570,22 +877,60 @@ impl Consumer {
         .await
     }
 
-    /// Returns every job in this consumer's processing list to pending and renews the lease:
-    /// for when the list may hold jobs nobody is working on (a fetch whose reply was lost).
-    pub(crate) async fn recover(&self) -> Result<usize, QueueError> {
-        let n = self.release_all().await?;
-        self.renew_lease().await?;
-        Ok(n)
-    }
-
-    /// Returns every job in hand to pending and removes the lease, keeping this consumer.
-    pub(crate) async fn release_all(&self) -> Result<usize, QueueError> {
-        Ok(self.release(&self.id, true).await?.max(0) as usize)
+    /// Settles what is finished, then returns every job still in hand to pending and removes
+    /// the lease; returns how many jobs went back. The consumer can be used again: it then
+    /// registers under a new id.
+    pub(crate) async fn close(&self) -> Result<usize, QueueError> {
+        let mut returned = 0;
+        for cell in &self.lanes {
+            let mut lane = cell.lane.lock().await;
+            if lane.sync && lane.held.iter().any(|h| h.done.is_some()) {
+                let flushed = self.exchange_locked(&mut lane, 0, 0).await;
+                if let Err(e) = flushed {
+                    tracing::warn!(error = %e, "could not settle finished jobs; they go back to pending");
+                }
+            }
+            self.rotate(&mut lane);
+            while let Some(old) = lane.abandoned.last().cloned() {
+                returned += self.release(&old, true).await?.max(0) as usize;
+                lane.abandoned.pop();
+            }
+        }
+        Ok(returned)
     }
 
     /// Returns every job still in hand to pending and removes the lease (graceful stop).
     pub async fn shutdown(self) -> Result<usize, QueueError> {
-        self.release_all().await
+        self.close().await
+    }
+}
+
+fn op_letter(op: &Op) -> &'static str {
+    match op {
+        Op::Ack => "",
+        Op::Retry { .. } => "r",
+        Op::Dead { .. } => "d",
+    }
+}
+
+fn op_args(c: &mut redis::Cmd, op: &Op) {
+    match op {
+        Op::Ack => {}
+        Op::Retry { job, delay_ms } => {
+            c.arg(job).arg(*delay_ms);
+        }
+        Op::Dead { job } => {
+            c.arg(job);
+        }
+    }
+}
+
+fn settled_as(done: Option<&Finish>) -> Settled {
+    match done.map(|f| &f.op) {
+        Some(Op::Ack) => Settled::Acked,
+        Some(Op::Retry { .. }) => Settled::Retried,
+        Some(Op::Dead { .. }) => Settled::Dead,
+        None => Settled::NotInHand,
     }
 }
 

@@ -4,13 +4,14 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::consumer::Settled;
 use crate::{Consumer, Delivery, Handler, Outcome, QueueError};
@@ -84,11 +85,6 @@ impl Counters {
     }
 }
 
-/// Fetch round trips outstanding at once in [`run`].
-const FETCHES_IN_FLIGHT: usize = 2;
-/// Settle round trips outstanding at once in [`run`].
-const SETTLES_IN_FLIGHT: usize = 4;
-
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -103,16 +99,19 @@ fn next_backoff(b: Duration) -> Duration {
 /// Details:
 /// - the handler is told the delivery number (`attempt` + 1); a handler that panics or runs
 ///   past `handler_timeout` counts as `Retry`; `Retry` on the last allowed delivery is dead;
-/// - finished jobs are settled in batches (one round trip for all that finished meanwhile);
+/// - one call to Redis at a time does all the talking: it settles whatever finished while the
+///   previous call was on the wire, renews the lease and takes as many jobs as there are free
+///   handler slots (up to the batch size); when pending is empty, a blocking wait (which
+///   moves nothing) wakes the loop as soon as work arrives;
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
-///   Jobs in hand stay in this consumer's processing list meanwhile; if the outage outlasts the
-///   lease, another consumer may reap them and run them again (at least once, never lost).
-///   After a failed fetch (whose reply may have been lost with jobs already moved), the loop
-///   stops fetching until every job it knows of is settled, then returns whatever is left in
-///   its processing list to pending and goes on;
-/// - on shutdown: no new fetch (a blocking fetch already waiting is let finish, at most the
-///   block time), running handlers get `shutdown_grace`, their outcomes are settled, and every
-///   job still in hand goes back to the consumers' end of pending; then the lease is removed.
+///   Since the failed call's outcome is unknown, the consumer returns its whole processing
+///   list to pending (as soon as Redis answers again) and goes on under a new id: jobs it held,
+///   including finished ones whose acknowledgement was in that call, are delivered again (at
+///   least once, never lost). Handlers still running for the old id finish, and their outcomes
+///   are dropped;
+/// - on shutdown: no new jobs are taken, running handlers get `shutdown_grace`, their
+///   outcomes are settled, and every job still in hand goes back to the consumers' end of
+///   pending; then the lease is removed.
 ///
 /// Returns the counts of this run (the `counters` keep accumulating across runs).
 pub async fn run<H: Handler>(
@@ -127,196 +126,190 @@ pub async fn run<H: Handler>(
     let start = counters.summary();
     let concurrency = opts.concurrency.max(1);
     let batch = consumer.options().batch.max(1);
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let (tx, settle_rx) = mpsc::unbounded_channel::<(Delivery, Outcome)>();
-    // Outcomes sent but not yet settled (or given up on), for the recovery check below.
-    let unsettled = Arc::new(AtomicUsize::new(0));
-    let settle_tx = SettleTx {
-        tx,
-        unsettled: unsettled.clone(),
-    };
-    let settler = tokio::spawn(settle_loop(
-        consumer.clone(),
-        settle_rx,
-        counters.clone(),
-        unsettled.clone(),
-    ));
+    // Finished jobs wait for older ones still running (to be dropped from the list's end by
+    // count) until the list holds this many; beyond, they are removed by index.
+    let eager = concurrency + batch;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Box<Delivery>, Outcome)>();
     let housekeeper = tokio::spawn(housekeeping(
         consumer.clone(),
         counters.clone(),
         opts.housekeeping,
     ));
-    let mut running = JoinSet::new();
+    let mut tasks = JoinSet::new();
+    // handlers started whose outcome has not come back yet
+    let mut running = 0usize;
+    let lanes = consumer.lanes();
+    // outcomes waiting for their lane's next call
+    let mut finished: Vec<Vec<(Box<Delivery>, Outcome)>> = (0..lanes).map(|_| Vec::new()).collect();
+    // one call on the wire per lane at most; `reserved` handler slots are asked for by them
+    let mut busy = vec![false; lanes];
+    let mut reserved = 0usize;
+    let mut calls = FuturesUnordered::new();
     let mut backoff = BACKOFF_MIN;
+    // after a failed call, no new call before this
+    let mut paused_until: Option<Instant> = None;
     let mut shutdown = std::pin::pin!(shutdown);
-
-    // Up to two fetches in flight: while one round trip is on the wire the previous batch is
-    // being handled, so the loop is not bound by one fetch latency per batch.
-    let mut fetches = FuturesUnordered::new();
-    let mut spare: Option<OwnedSemaphorePermit> = None;
     let mut stopping = false;
-    // Set when a fetch failed: the script may have run and moved jobs whose reply was lost
-    // (Redis killed before answering, timeout). They sit in our processing list unseen, and
-    // our lease, kept alive, stops any reaper from returning them. So once every job we know
-    // of is finished and settled, give back whatever is left in the list, then go on.
-    let mut needs_recovery = false;
+    let mut grace_end = None;
+    let mut failures_stopping = 0;
+    // the last call found pending empty: take nothing until the blocking wait says otherwise
+    let mut idle = false;
+    let mut waiting = None;
     loop {
-        while running.try_join_next().is_some() {}
-        if needs_recovery && !stopping && fetches.is_empty() {
-            let free = slots.available_permits() + usize::from(spare.is_some());
-            if free == concurrency && unsettled.load(Relaxed) == 0 {
-                match consumer.recover().await {
-                    Ok(n) => {
-                        needs_recovery = false;
-                        if n > 0 {
-                            tracing::info!(jobs = n, "returned unseen jobs in hand to pending");
-                        }
-                    }
-                    Err(e) => {
-                        counters.redis_errors.fetch_add(1, Relaxed);
-                        tracing::warn!(error = %e, retry_in = ?backoff, "recovery failed");
-                        tokio::select! {
-                            biased;
-                            _ = &mut shutdown => stopping = true,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = next_backoff(backoff);
-                    }
-                }
-            } else {
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => stopping = true,
-                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                }
-            }
-            continue;
+        while let Ok(f) = rx.try_recv() {
+            running -= 1;
+            finished[f.0.lane()].push(f);
         }
-        while !stopping && !needs_recovery && fetches.len() < FETCHES_IN_FLIGHT {
-            let Some(first) = spare
-                .take()
-                .or_else(|| slots.clone().try_acquire_owned().ok())
-            else {
-                break;
-            };
-            let mut permits = vec![first];
-            while permits.len() < batch {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-            let c = consumer.clone();
-            // Never cancelled, not even by shutdown: a cancelled BLMOVE would still move a
-            // job on the server. A fetch waits at most the block time.
-            fetches.push(async move {
-                let r = c.fetch(permits.len()).await;
-                (r, permits)
-            });
+        while tasks.try_join_next().is_some() {}
+        if paused_until.is_some_and(|t| Instant::now() >= t) {
+            paused_until = None;
         }
-        if fetches.is_empty() {
-            if stopping {
-                break;
-            }
-            if needs_recovery {
+        for lane in 0..lanes {
+            if busy[lane] || paused_until.is_some() {
                 continue;
             }
-            // Every slot is busy: wait for one (or for shutdown).
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => stopping = true,
-                p = slots.clone().acquire_owned() => match p {
-                    Ok(p) => spare = Some(p),
-                    Err(_) => stopping = true,
-                },
+            let take = if stopping || idle {
+                0
+            } else {
+                concurrency.saturating_sub(running + reserved).min(batch)
+            };
+            if take == 0 && finished[lane].is_empty() {
+                continue;
             }
-            continue;
+            // With a call on the wire already, let work pile up for this one: a call per
+            // handful of jobs would cost more round trips than it saves waiting.
+            let worth = take.max(finished[lane].len()) >= batch.div_ceil(2);
+            if !calls.is_empty() && !worth && !stopping {
+                continue;
+            }
+            busy[lane] = true;
+            reserved += take;
+            let outcomes = std::mem::take(&mut finished[lane]);
+            let c = consumer.clone();
+            calls.push(async move {
+                let r = c.exchange(lane, outcomes, take, eager).await;
+                (lane, take, r)
+            });
         }
-        let (fetched, mut permits) = tokio::select! {
+        if stopping && running == 0 && calls.is_empty() && finished.iter().all(Vec::is_empty) {
+            break;
+        }
+        // Wait for a call's answer, a handler to finish, shutdown, the end of a pause or of
+        // the grace period, or (with free slots and nothing pending) for work.
+        let wait_for_work = idle
+            && !stopping
+            && calls.is_empty()
+            && paused_until.is_none()
+            && running < concurrency;
+        if wait_for_work && waiting.is_none() {
+            let c = consumer.clone();
+            waiting = Some(Box::pin(async move { c.wait_for_work().await }));
+        }
+        if !wait_for_work {
+            waiting = None;
+        }
+        let grace = async {
+            match grace_end {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let pause = async {
+            match paused_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
             biased;
             _ = &mut shutdown, if !stopping => {
                 stopping = true;
-                continue;
+                grace_end = Some(Instant::now() + opts.shutdown_grace);
             }
-            Some(done) = fetches.next() => done,
-        };
-        let deliveries = match fetched {
-            Ok(d) => {
-                backoff = BACKOFF_MIN;
-                d
-            }
-            Err(e) => {
-                counters.redis_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, retry_in = ?backoff, "fetch failed");
-                needs_recovery = true;
-                drop(permits);
-                if !stopping {
-                    tokio::select! {
-                        biased;
-                        _ = &mut shutdown => stopping = true,
-                        _ = tokio::time::sleep(backoff) => {}
+            Some((lane, take, r)) = calls.next() => {
+                busy[lane] = false;
+                reserved -= take;
+                match r {
+                    Ok(x) => {
+                        backoff = BACKOFF_MIN;
+                        count(&counters, &x.settled);
+                        if take > 0 {
+                            idle = x.taken.len() < take;
+                        }
+                        for d in x.taken {
+                            if let Err(why) = &d.job {
+                                let why = why.clone();
+                                finished[lane].push((Box::new(d), Outcome::Dead(why)));
+                                continue;
+                            }
+                            running += 1;
+                            let d = Box::new(d);
+                            tasks.spawn(handle(handler.clone(), d, opts.handler_timeout, tx.clone()));
+                        }
+                        // Let the new handlers start before looking at the other lane's
+                        // answer: quick ones finish now, and their outcomes go out with this
+                        // lane's next call while Redis still has the other lane's to answer.
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => {
+                        counters.redis_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %e, retry_in = ?backoff, "call to redis failed");
+                        if stopping {
+                            failures_stopping += 1;
+                            if failures_stopping >= 3 {
+                                tracing::warn!("giving up settling; jobs in hand go back to pending");
+                                break;
+                            }
+                        }
+                        paused_until = Some(Instant::now() + backoff);
+                        backoff = next_backoff(backoff);
                     }
                 }
-                backoff = next_backoff(backoff);
-                continue;
             }
-        };
-        if stopping {
-            // Fetched after shutdown was asked: not started; they go back to pending with
-            // the rest of what is in hand.
+            Some(f) = rx.recv() => {
+                running -= 1;
+                finished[f.0.lane()].push(f);
+            }
+            r = async { waiting.as_mut().expect("waiting").await }, if waiting.is_some() => {
+                waiting = None;
+                idle = false;
+                if let Err(e) = r {
+                    counters.redis_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "waiting for work failed");
+                    paused_until = Some(Instant::now() + backoff);
+                    backoff = next_backoff(backoff);
+                }
+            }
+            _ = pause => {}
+            _ = grace => {
+                tracing::warn!(still_running = running, "shutdown grace over; abandoning handlers");
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    drop(waiting);
+    drop(calls);
+    housekeeper.abort();
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    // Outcomes that came in last (or were left by an abandoned loop): settle what can be.
+    while let Ok(f) = rx.try_recv() {
+        finished[f.0.lane()].push(f);
+    }
+    for (lane, outcomes) in finished.into_iter().enumerate() {
+        if outcomes.is_empty() {
             continue;
         }
-        for d in deliveries {
-            let Some(permit) = permits.pop() else {
-                // Cannot happen (fetch returns at most what was asked); settle it anyway.
-                settle_tx.send((d, Outcome::Retry("no handler slot".into())));
-                continue;
-            };
-            if let Err(why) = &d.job {
-                let why = why.clone();
-                settle_tx.send((d, Outcome::Dead(why)));
-                continue;
+        match consumer.exchange(lane, outcomes, 0, 0).await {
+            Ok(x) => count(&counters, &x.settled),
+            Err(e) => {
+                counters.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "could not settle the last outcomes; those jobs go back to pending");
             }
-            let handler = handler.clone();
-            let tx = settle_tx.clone();
-            let limit = opts.handler_timeout;
-            running.spawn(async move {
-                let outcome = match &d.job {
-                    Ok(j) => {
-                        let call = AssertUnwindSafe(handler.handle(j, d.number())).catch_unwind();
-                        match tokio::time::timeout(limit, call).await {
-                            Ok(Ok(o)) => o,
-                            Ok(Err(_)) => Outcome::Retry("handler panicked".into()),
-                            Err(_) => Outcome::Retry(format!("handler timed out after {limit:?}")),
-                        }
-                    }
-                    Err(why) => Outcome::Dead(why.clone()),
-                };
-                tx.send((d, outcome));
-                drop(permit);
-            });
         }
     }
-    drop(spare);
-
-    // Graceful stop: let running handlers finish within the grace period.
-    let grace = tokio::time::timeout(opts.shutdown_grace, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if grace.is_err() {
-        tracing::warn!(
-            still_running = running.len(),
-            "shutdown grace over; abandoning handlers"
-        );
-        running.abort_all();
-        while running.join_next().await.is_some() {}
-    }
-    drop(settle_tx);
-    // The settler ends once every outcome is sent (it gives up after a few failed tries).
-    let _ = settler.await;
-    housekeeper.abort();
-    let returned = match consumer.release_all().await {
+    let returned = match consumer.close().await {
         Ok(n) => n,
         Err(e) => {
             counters.redis_errors.fetch_add(1, Relaxed);
@@ -333,98 +326,36 @@ pub async fn run<H: Handler>(
     })
 }
 
-/// The sending side of the settle channel, counting what it sent.
-#[derive(Clone)]
-struct SettleTx {
-    tx: mpsc::UnboundedSender<(Delivery, Outcome)>,
-    unsettled: Arc<AtomicUsize>,
-}
-
-impl SettleTx {
-    fn send(&self, item: (Delivery, Outcome)) {
-        self.unsettled.fetch_add(1, Relaxed);
-        if self.tx.send(item).is_err() {
-            self.unsettled.fetch_sub(1, Relaxed);
-        }
-    }
-}
-
-/// Settles outcomes in batches: whatever finished while earlier calls were on the wire, with
-/// up to [`SETTLES_IN_FLIGHT`] calls outstanding.
-async fn settle_loop(
-    consumer: Arc<Consumer>,
-    mut rx: mpsc::UnboundedReceiver<(Delivery, Outcome)>,
-    counters: Arc<Counters>,
-    unsettled: Arc<AtomicUsize>,
+/// Runs one handler (a panic or a timeout is a retry) and reports the outcome.
+async fn handle<H: Handler>(
+    handler: Arc<H>,
+    d: Box<Delivery>,
+    limit: Duration,
+    tx: mpsc::UnboundedSender<(Box<Delivery>, Outcome)>,
 ) {
-    let slots = Arc::new(Semaphore::new(SETTLES_IN_FLIGHT));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let mut calls = JoinSet::new();
-    while let Some(first) = rx.recv().await {
-        // Waiting for a slot first lets outcomes pile up meanwhile: that is the batching.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
+    let outcome = match &d.job {
+        Ok(j) => {
+            let call = AssertUnwindSafe(handler.handle(j, d.number())).catch_unwind();
+            match tokio::time::timeout(limit, call).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(_)) => Outcome::Retry("handler panicked".into()),
+                Err(_) => Outcome::Retry(format!("handler timed out after {limit:?}")),
+            }
+        }
+        Err(why) => Outcome::Dead(why.clone()),
+    };
+    let _ = tx.send((d, outcome));
+}
+
+fn count(counters: &Counters, settled: &[(u64, Settled)]) {
+    for (_, s) in settled {
+        let c = match s {
+            Settled::Acked => &counters.done,
+            Settled::Retried => &counters.retried,
+            Settled::Dead => &counters.dead,
+            _ => continue,
         };
-        let mut buf = Vec::with_capacity(64);
-        buf.push(first);
-        while buf.len() < 512 {
-            match rx.try_recv() {
-                Ok(x) => buf.push(x),
-                Err(_) => break,
-            }
-        }
-        while calls.try_join_next().is_some() {}
-        let (consumer, counters, stopping) = (consumer.clone(), counters.clone(), stopping.clone());
-        let unsettled = unsettled.clone();
-        calls.spawn(async move {
-            let n = buf.len();
-            settle_batch(consumer, buf, counters, stopping, slot).await;
-            unsettled.fetch_sub(n, Relaxed);
-        });
-    }
-    stopping.store(true, Relaxed);
-    while calls.join_next().await.is_some() {}
-}
-
-async fn settle_batch(
-    consumer: Arc<Consumer>,
-    buf: Vec<(Delivery, Outcome)>,
-    counters: Arc<Counters>,
-    stopping: Arc<AtomicBool>,
-    _slot: OwnedSemaphorePermit,
-) {
-    let items: Vec<(&Delivery, &Outcome)> = buf.iter().map(|(d, o)| (d, o)).collect();
-    let mut backoff = BACKOFF_MIN;
-    let mut failures = 0;
-    loop {
-        match consumer.settle(&items).await {
-            Ok(res) => {
-                for s in res {
-                    let c = match s {
-                        Settled::Acked => &counters.done,
-                        Settled::Retried => &counters.retried,
-                        Settled::Dead => &counters.dead,
-                        _ => continue,
-                    };
-                    c.fetch_add(1, Relaxed);
-                }
-                return;
-            }
-            Err(e) => {
-                counters.redis_errors.fetch_add(1, Relaxed);
-                failures += 1;
-                // While running, keep trying: the jobs stay in hand meanwhile. Once stopping,
-                // give up after a few tries; the jobs then go back to pending with the rest
-                // of what is in hand, or to a reaper.
-                if stopping.load(Relaxed) && failures >= 3 {
-                    tracing::warn!(error = %e, jobs = items.len(), "settle failed; leaving jobs in hand");
-                    return;
-                }
-                tracing::warn!(error = %e, retry_in = ?backoff, "settle failed");
-                tokio::time::sleep(backoff).await;
-                backoff = next_backoff(backoff);
-            }
-        }
+        c.fetch_add(1, Relaxed);
     }
 }
 

@@ -56,25 +56,31 @@ impl Lua {
 }
 
 macro_rules! scripts {
-    ($($name:ident = $file:literal;)*) => {
+    ($($name:ident = $file:literal;)* [$($port:literal),*]) => {
         $(pub(crate) static $name: LazyLock<Lua> =
             LazyLock::new(|| Lua::new(include_str!(concat!("lua/", $file))));)*
 
         /// Every Lua script of the contract as `(file name, source)`: what a port to another
-        /// language can load as is (see `docs/queue-contract.md`).
-        pub const SCRIPTS: &[(&str, &str)] = &[$(($file, include_str!(concat!("lua/", $file)))),*];
+        /// language can load as is (see `docs/queue-contract.md`). `fetch.lua` and
+        /// `settle.lua` are the simplest way for a port to take and settle jobs; this crate's
+        /// consumer does the same through `exchange.lua`, by position.
+        pub const SCRIPTS: &[(&str, &str)] = &[
+            $(($file, include_str!(concat!("lua/", $file))),)*
+            $(($port, include_str!(concat!("lua/", $port))),)*
+        ];
     };
 }
 
 scripts! {
     ENQUEUE = "enqueue.lua";
-    FETCH = "fetch.lua";
+    EXCHANGE = "exchange.lua";
     LEASE = "lease.lua";
-    SETTLE = "settle.lua";
     PROMOTE = "promote.lua";
     EXPIRED = "expired.lua";
     RELEASE = "release.lua";
     REPLAY = "replay.lua";
+    // for ports only
+    ["fetch.lua", "settle.lua"]
 }
 
 /// Maps a Redis error to ours without leaking the dependency's type.

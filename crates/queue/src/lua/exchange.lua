@@ -1,0 +1,100 @@
+-- exchange: one round trip of a consumer that keeps track of the order of its
+-- own processing list: settle what it finished, renew its lease, take new jobs.
+-- Taken jobs go in on the left, so the oldest in hand sit on the right. The
+-- consumer finishes them mostly in that order, so most are settled by dropping
+-- a count of elements from the right end (no job text sent back, no search);
+-- a job finished out of order can be removed by its index from the right.
+-- Nothing is done unless the consumer is still registered (a reaper that gave
+-- its jobs back removed it, and such an id is never registered again) and the
+-- list is exactly as the consumer expects.
+-- KEYS[1]  <prefix>:{<queue>}:pending
+-- KEYS[2]  <prefix>:{<queue>}:processing:<consumer>
+-- KEYS[3]  <prefix>:{<queue>}:consumers
+-- KEYS[4]  <prefix>:{<queue>}:delayed
+-- KEYS[5]  <prefix>:{<queue>}:dead
+-- ARGV[1]  consumer id
+-- ARGV[2]  lease length, ms
+-- ARGV[3]  the length the processing list must have
+-- ARGV[4]  D: elements to drop from the right end (finished jobs)
+-- ARGV[5]  N: jobs to take at most (0..1000)
+-- ARGV[6]  one letter per operation below; their arguments follow in order:
+--   h  first, last    the elements at the right end (-1) and at -D, which the
+--                     drop must find there (sent whenever D > 0)
+--   x  index, job     remove the element at index from the right (0 is the
+--                     rightmost), which must equal job; indexes are counted
+--                     before anything is removed, and lie beyond the D dropped
+--   r  job, delay_ms  schedule job (a rewritten copy) in delayed
+--   d  job            push job (a dead entry) to dead
+-- returns  {1, taken jobs, oldest first}, {0} if the consumer is not
+--          registered, {-1} if the list is not as expected (in both cases
+--          nothing was done)
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+  return {0}
+end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then
+  return {-1}
+end
+local ops = ARGV[6]
+local at = 7
+local removed = {}
+local later = {}
+for i = 1, #ops do
+  local op = string.sub(ops, i, i)
+  if op == 'h' then
+    if redis.call('LINDEX', KEYS[2], -1) ~= ARGV[at]
+        or redis.call('LINDEX', KEYS[2], -tonumber(ARGV[4])) ~= ARGV[at + 1] then
+      return {-1}
+    end
+    at = at + 2
+  elseif op == 'x' then
+    local index = -tonumber(ARGV[at]) - 1
+    if redis.call('LINDEX', KEYS[2], index) ~= ARGV[at + 1] then
+      return {-1}
+    end
+    removed[#removed + 1] = index
+    at = at + 2
+  elseif op == 'r' then
+    later[#later + 1] = {'ZADD', at}
+    at = at + 2
+  else
+    later[#later + 1] = {'LPUSH', at}
+    at = at + 1
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+if #removed > 0 then
+  -- mark, then remove all marks in one pass from the right
+  local mark = '\0removed:' .. ARGV[1]
+  for _, index in ipairs(removed) do
+    redis.call('LSET', KEYS[2], index, mark)
+  end
+  redis.call('LREM', KEYS[2], -#removed, mark)
+end
+local drop = tonumber(ARGV[4])
+if drop > 0 then
+  redis.call('LTRIM', KEYS[2], 0, -drop - 1)
+end
+for _, op in ipairs(later) do
+  if op[1] == 'ZADD' then
+    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[op[2] + 1]), ARGV[op[2]])
+  else
+    redis.call('LPUSH', KEYS[5], ARGV[op[2]])
+  end
+end
+local out = {1}
+local n = math.min(tonumber(ARGV[5]), 1000)
+if n > 0 then
+  local taken = redis.call('LRANGE', KEYS[1], -n, -1)
+  if #taken > 0 then
+    redis.call('LTRIM', KEYS[1], 0, -#taken - 1)
+    -- taken is newest..oldest: deliver oldest first, and push in that order
+    -- so the oldest ends up rightmost, as LMOVE RIGHT LEFT would put it
+    for i = #taken, 1, -1 do
+      out[#out + 1] = taken[i]
+    end
+    redis.call('LPUSH', KEYS[2], unpack(out, 2))
+  end
+end
+return out
