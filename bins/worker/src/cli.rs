@@ -68,7 +68,7 @@ pub struct RunArgs {
     /// Secret for the forward handler's X-Wa-Signature-256 header (HMAC-SHA256 of the body)
     #[arg(long, env = "WA_FORWARD_SECRET", hide_env_values = true)]
     pub forward_secret: Option<Secret>,
-    /// Handlers running at once [default: 32 for --stdout/--discard, 64 for --forward, 16 for
+    /// Handlers running at once [default: 1024 for --stdout/--discard, 64 for --forward, 16 for
     /// --exec]
     #[arg(long, env = "WA_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: Option<u32>,
@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, env = "WA_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
     pub shutdown_grace: Duration,
     /// Jobs moved from pending per Redis round trip at most (never more than free handler slots)
-    #[arg(long, env = "WA_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "WA_BATCH", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
     /// Redis calls on the wire at once (each through its own consumer id and processing
     /// list): with 2, one call travels while the jobs of the other are handled

@@ -114,7 +114,7 @@ mod script;
 use std::time::Duration;
 
 pub use admin::{Admin, DeadJob, Stats};
-pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome};
+pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome, Settled};
 pub use job::{Job, JobKind, NewJob, now_ms};
 pub use keys::QueueName;
 pub use producer::{Enqueued, Producer, ProducerOptions};

@@ -60,11 +60,11 @@ impl Kind {
                 .map_err(|e| Usage(format!("--forward/WA_FORWARD_URL: {e}")))?;
             (Kind::Forward(Box::new(fwd)), 64)
         } else if h.discard {
-            (Kind::Discard, 32)
+            (Kind::Discard, 1024)
         } else {
             let stdout = StdoutHandler::start(stop)
                 .map_err(|e| Usage(format!("cannot use standard output: {e}")))?;
-            (Kind::Stdout(stdout), 32)
+            (Kind::Stdout(stdout), 1024)
         })
     }
 

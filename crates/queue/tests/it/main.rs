@@ -4,5 +4,6 @@
 mod consumer;
 mod contract_doc;
 mod fault;
+mod position;
 mod producer;
 mod support;

@@ -1,0 +1,433 @@
+//! Settling by position (the exchange script) and the ways the consumer's mirror of its
+//! processing list could go wrong: out-of-order finishes, a lost lease, a list changed behind
+//! its back, cancelled calls, an abandoned wait. Plus the portable fetch and settle scripts,
+//! which the consumer itself no longer runs.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use wa_queue::{
+    Consumer, ConsumerOptions, Delivery, Enqueued, Outcome, Producer, ProducerOptions, SCRIPTS,
+    Settled,
+};
+
+use crate::support::{cleanup, conn, job, keys, payload, queue, redis_url};
+
+fn opts() -> ConsumerOptions {
+    let mut o = ConsumerOptions::default();
+    o.lease = Duration::from_millis(2000);
+    o.block = Duration::from_millis(100);
+    o.backoff_base = Duration::from_millis(20);
+    o.backoff_max = Duration::from_millis(200);
+    o.jitter = false;
+    o
+}
+
+async fn enqueue(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
+    let p = payload(0);
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let jobs: Vec<_> = ids.iter().map(|id| job(id.clone(), &p)).collect();
+    let out = producer.enqueue(&jobs).await.unwrap();
+    assert!(out.iter().all(|e| *e == Enqueued::New));
+    ids
+}
+
+fn id_of(d: &Delivery) -> String {
+    d.job.as_ref().unwrap().id.clone()
+}
+
+async fn lrange(url: &str, key: &str) -> Vec<String> {
+    let mut c = conn(url).await;
+    redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+/// The ids in a list, rightmost (oldest) first.
+fn ids_right_first(raws: &[String]) -> Vec<String> {
+    raws.iter().rev().map(|r| job_id(r)).collect()
+}
+
+fn job_id(raw: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Jobs settled out of order are removed by index, each exactly the one meant, and the
+/// processing list keeps the rest in order; the answers say what happened to each.
+#[tokio::test]
+async fn out_of_order_settles_remove_exactly_those_jobs() {
+    let url = redis_url();
+    let q = queue("pos-order");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let ids = enqueue(&producer, "o", 6).await;
+    let consumer = Consumer::connect(&url, q.clone(), opts()).await.unwrap();
+    let got = consumer.fetch(6).await.unwrap();
+    assert_eq!(got.iter().map(id_of).collect::<Vec<_>>(), ids);
+    let list = q.processing(&consumer.id());
+
+    // the third and the fifth, one acked and one dead
+    let res = consumer
+        .settle(&[
+            (&got[2], &Outcome::Done),
+            (&got[4], &Outcome::Dead("bad".into())),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(res, vec![Settled::Acked, Settled::Dead]);
+    let left = ids_right_first(&lrange(&url, &list).await);
+    assert_eq!(left, vec!["o0", "o1", "o3", "o5"]);
+
+    // settling one again does nothing
+    let again = consumer.settle(&[(&got[2], &Outcome::Done)]).await.unwrap();
+    assert_eq!(again, vec![Settled::NotInHand]);
+
+    // the oldest two (one retried): dropped from the end by count
+    let res = consumer
+        .settle(&[
+            (&got[1], &Outcome::Retry("later".into())),
+            (&got[0], &Outcome::Done),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(res, vec![Settled::Retried, Settled::Acked]);
+    let left = ids_right_first(&lrange(&url, &list).await);
+    assert_eq!(left, vec!["o3", "o5"]);
+    let dead = lrange(&url, &q.dead()).await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].contains("\"id\":\"o4\""));
+    let mut c = conn(&url).await;
+    let delayed: Vec<String> = redis::cmd("ZRANGE")
+        .arg(q.delayed())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(delayed.len(), 1);
+    assert!(delayed[0].contains("\"id\":\"o1\"") && delayed[0].contains("\"attempt\":1"));
+
+    // the rest, newest first
+    let res = consumer
+        .settle(&[(&got[5], &Outcome::Done), (&got[3], &Outcome::Done)])
+        .await
+        .unwrap();
+    assert_eq!(res, vec![Settled::Acked, Settled::Acked]);
+    assert!(lrange(&url, &list).await.is_empty());
+    assert_eq!(consumer.shutdown().await.unwrap(), 0);
+    cleanup(&url, &q).await;
+}
+
+/// A consumer whose lease lapsed and whose jobs were reaped learns it at its next call: its
+/// settles do nothing, it carries on under a new id, and every job is still delivered.
+#[tokio::test]
+async fn reaped_consumer_carries_on_under_a_new_id() {
+    let url = redis_url();
+    let q = queue("pos-reaped");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let ids: HashSet<String> = enqueue(&producer, "r", 4).await.into_iter().collect();
+    let mut short = opts();
+    short.lease = Duration::from_millis(300);
+    let slow = Consumer::connect(&url, q.clone(), short.clone())
+        .await
+        .unwrap();
+    let first_id = slow.id();
+    let taken = slow.fetch(4).await.unwrap();
+    assert_eq!(taken.len(), 4);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let reaper = Consumer::connect(&url, q.clone(), short).await.unwrap();
+    assert_eq!(reaper.reap_expired().await.unwrap(), 4);
+
+    let res = slow.settle(&[(&taken[0], &Outcome::Done)]).await.unwrap();
+    assert_eq!(res, vec![Settled::NotInHand]);
+    assert_ne!(slow.id(), first_id, "a reaped id is never used again");
+    // the reaped jobs are back in pending, oldest first, and the slow consumer gets them
+    let mut seen = HashSet::new();
+    while seen.len() < 4 {
+        let got = slow.fetch(4).await.unwrap();
+        assert!(!got.is_empty());
+        for d in &got {
+            seen.insert(id_of(d));
+        }
+        let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
+        let res = slow.settle(&done).await.unwrap();
+        assert!(res.iter().all(|s| *s == Settled::Acked), "{res:?}");
+    }
+    assert_eq!(seen, ids);
+    // the old settle of a job taken under the first id stays a no-op
+    let res = slow.settle(&[(&taken[1], &Outcome::Done)]).await.unwrap();
+    assert_eq!(res, vec![Settled::NotInHand]);
+    slow.shutdown().await.unwrap();
+    reaper.shutdown().await.unwrap();
+    let left: Vec<String> = keys(&url, &q)
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":seen:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    cleanup(&url, &q).await;
+}
+
+/// If the processing list is changed behind the consumer's back, the exchange script refuses
+/// to act; the consumer returns the whole list to pending and carries on under a new id, so
+/// nothing is lost (and nothing unknown is dropped).
+#[tokio::test]
+async fn a_list_changed_behind_the_consumers_back_is_returned_whole() {
+    let url = redis_url();
+    let q = queue("pos-desync");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    enqueue(&producer, "s", 3).await;
+    let consumer = Consumer::connect(&url, q.clone(), opts()).await.unwrap();
+    let got = consumer.fetch(3).await.unwrap();
+    let first_id = consumer.id();
+    let mut c = conn(&url).await;
+    let _: () = redis::cmd("RPUSH")
+        .arg(q.processing(&first_id))
+        .arg("{\"stranger\":true}")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let res = consumer.settle(&[(&got[0], &Outcome::Done)]).await.unwrap();
+    assert_eq!(res, vec![Settled::NotInHand]);
+    // the next call gives the id up: everything, the stranger included, goes back to pending
+    let again = consumer.fetch(10).await.unwrap();
+    assert_ne!(consumer.id(), first_id);
+    assert_eq!(again.len(), 4);
+    assert!(again.iter().any(|d| d.raw.contains("stranger")));
+    assert!(lrange(&url, &q.processing(&first_id)).await.is_empty());
+    let all: Vec<_> = again.iter().map(|d| (d, &Outcome::Done)).collect();
+    consumer.settle(&all).await.unwrap();
+    consumer.shutdown().await.unwrap();
+    cleanup(&url, &q).await;
+}
+
+/// Fetches cancelled at any point (before, while or after Redis runs them) lose nothing:
+/// whatever an abandoned call took goes back to pending, and every job is delivered.
+#[tokio::test]
+async fn cancelled_fetches_lose_nothing() {
+    let url = redis_url();
+    let q = queue("pos-cancel");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let ids: HashSet<String> = enqueue(&producer, "c", 200).await.into_iter().collect();
+    let consumer = Consumer::connect(&url, q.clone(), opts()).await.unwrap();
+    let mut seen = HashSet::new();
+    let mut cancelled = 0;
+    for round in 0..400u64 {
+        if seen.len() == ids.len() {
+            break;
+        }
+        // a deadline from 0 to 300 us cuts calls off at every stage
+        let limit = Duration::from_micros(round % 7 * 50);
+        match tokio::time::timeout(limit, consumer.fetch(8)).await {
+            Ok(got) => {
+                let got = got.unwrap();
+                for d in &got {
+                    seen.insert(id_of(d));
+                }
+                let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
+                consumer.settle(&done).await.unwrap();
+            }
+            Err(_) => cancelled += 1,
+        }
+    }
+    while seen.len() < ids.len() {
+        let got = consumer.fetch(50).await.unwrap();
+        assert!(
+            !got.is_empty(),
+            "jobs lost: saw {} of {}",
+            seen.len(),
+            ids.len()
+        );
+        for d in &got {
+            seen.insert(id_of(d));
+        }
+        let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
+        consumer.settle(&done).await.unwrap();
+    }
+    assert!(cancelled > 0, "no fetch was cut off");
+    assert_eq!(seen, ids);
+    assert_eq!(consumer.shutdown().await.unwrap(), 0);
+    let left: Vec<String> = keys(&url, &q)
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":seen:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    cleanup(&url, &q).await;
+}
+
+/// Waiting for work moves nothing: a wait abandoned before a job arrives leaves that job in
+/// pending, in no processing list.
+#[tokio::test]
+async fn an_abandoned_wait_strands_nothing() {
+    let url = redis_url();
+    let q = queue("pos-wait");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let mut o = opts();
+    o.block = Duration::from_millis(1500);
+    let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
+    // the fetch finds nothing and blocks; give up on it after 200 ms
+    let r = tokio::time::timeout(Duration::from_millis(200), consumer.fetch(5)).await;
+    assert!(r.is_err());
+    // a job arrives while Redis still holds the abandoned wait
+    enqueue(&producer, "w", 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(lrange(&url, &q.pending()).await.len(), 1);
+    let in_hand: Vec<String> = keys(&url, &q)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":processing:"))
+        .collect();
+    assert!(in_hand.is_empty(), "{in_hand:?}");
+    let got = consumer.fetch(5).await.unwrap();
+    assert_eq!(got.len(), 1);
+    consumer.ack(&got[0]).await.unwrap();
+    consumer.shutdown().await.unwrap();
+    cleanup(&url, &q).await;
+}
+
+/// The portable scripts, for ports to other languages: fetch takes jobs oldest first and
+/// renews the lease; settle acks, retries and buries by value, and does nothing for a job no
+/// longer in hand.
+#[tokio::test]
+async fn portable_fetch_and_settle_scripts() {
+    let url = redis_url();
+    let q = queue("pos-portable");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    enqueue(&producer, "p", 3).await;
+    let script = |name: &str| {
+        SCRIPTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .unwrap()
+    };
+    let mut c = conn(&url).await;
+    let me = "port-1";
+    let processing = q.processing(me);
+    let taken: Vec<String> = redis::cmd("EVAL")
+        .arg(script("fetch.lua"))
+        .arg(3)
+        .arg(q.pending())
+        .arg(&processing)
+        .arg(q.consumers())
+        .arg(10)
+        .arg(me)
+        .arg(5000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(ids_right_first(&taken).len(), 3);
+    let order: Vec<String> = taken.iter().map(|r| job_id(r)).collect();
+    assert_eq!(order, vec!["p0", "p1", "p2"]);
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(q.consumers())
+        .arg(me)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(score.is_some());
+    let settled: Vec<i64> = redis::cmd("EVAL")
+        .arg(script("settle.lua"))
+        .arg(3)
+        .arg(&processing)
+        .arg(q.delayed())
+        .arg(q.dead())
+        .arg("ard")
+        .arg(&taken[0])
+        .arg(&taken[1])
+        .arg("{\"retried\":1}")
+        .arg(1000)
+        .arg(&taken[2])
+        .arg("{\"dead\":1}")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(settled, vec![1, 1, 1]);
+    assert!(lrange(&url, &processing).await.is_empty());
+    assert_eq!(lrange(&url, &q.dead()).await, vec!["{\"dead\":1}"]);
+    let again: Vec<i64> = redis::cmd("EVAL")
+        .arg(script("settle.lua"))
+        .arg(3)
+        .arg(&processing)
+        .arg(q.delayed())
+        .arg(q.dead())
+        .arg("a")
+        .arg(&taken[0])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![0]);
+    let _: () = redis::cmd("ZREM")
+        .arg(q.consumers())
+        .arg(me)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    cleanup(&url, &q).await;
+}
+
+/// A handler that is slow now and then: jobs finish far out of order, the ones behind a slow
+/// job are removed by index once enough pile up, and every job is settled once.
+#[tokio::test]
+async fn run_with_slow_jobs_settles_every_job_once() {
+    use std::sync::{Arc, Mutex};
+    use wa_queue::{Handler, Job, RunOptions, run};
+
+    struct Uneven(Arc<Mutex<Vec<String>>>);
+    impl Handler for Uneven {
+        async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
+            if job.id.ends_with('0') {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            self.0.lock().unwrap().push(job.id.clone());
+            Outcome::Done
+        }
+    }
+
+    let url = redis_url();
+    let q = queue("pos-uneven");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let ids: HashSet<String> = enqueue(&producer, "u", 500).await.into_iter().collect();
+    let mut o = opts();
+    o.batch = 16;
+    let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut ro = RunOptions::default();
+    ro.concurrency = 32;
+    let counters = ro.counters.clone();
+    let watch = seen.clone();
+    let stop = async move {
+        while watch.lock().unwrap().len() < 500 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(consumer, Uneven(seen.clone()), ro, stop),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 500, "each job handled once");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
+    assert_eq!(summary.done, 500, "{summary:?}");
+    assert_eq!(
+        counters
+            .redis_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let left: Vec<String> = keys(&url, &q)
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":seen:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    cleanup(&url, &q).await;
+}
