@@ -541,12 +541,11 @@ impl Consumer {
 
     /// What an outcome means for the list: unreadable jobs and used-up retries go to dead.
     fn op_for(&self, d: &Delivery, outcome: &Outcome) -> Op {
-        let now = now_ms();
         let made = d.number();
         let dead = |error: &str| {
             let attempt = d.job.as_ref().ok().map(|_| made);
             Op::Dead {
-                job: rewrite_dead(&d.raw, attempt, error, now),
+                job: rewrite_dead(&d.raw, attempt, error, now_ms()),
             }
         };
         match (&d.job, outcome) {

@@ -3,8 +3,10 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -13,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::consumer::Settled;
+use crate::consumer::{Exchanged, Settled};
 use crate::{Consumer, Delivery, Handler, Outcome, QueueError};
 
 /// Settings of [`run`].
@@ -87,6 +89,9 @@ impl Counters {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One exchange on the wire: its lane, the slots it asked for, and its answer.
+type Call = Pin<Box<dyn Future<Output = (usize, usize, Result<Exchanged, QueueError>)> + Send>>;
 
 fn next_backoff(b: Duration) -> Duration {
     (b * 2).min(BACKOFF_MAX)
@@ -186,10 +191,18 @@ pub async fn run<H: Handler>(
             reserved += take;
             let outcomes = std::mem::take(&mut finished[lane]);
             let c = consumer.clone();
-            calls.push(async move {
+            let mut call: Call = Box::pin(async move {
                 let r = c.exchange(lane, outcomes, take, eager).await;
                 (lane, take, r)
             });
+            // Poll it once now, so its request is on the wire before this task goes on to
+            // the other lane's answer (turning that into deliveries takes a while). The
+            // set polls it again with its own waker.
+            let mut cx = Context::from_waker(Waker::noop());
+            match call.as_mut().poll(&mut cx) {
+                Poll::Pending => calls.push(call),
+                Poll::Ready(done) => calls.push(Box::pin(std::future::ready(done))),
+            }
         }
         if stopping && running == 0 && calls.is_empty() && finished.iter().all(Vec::is_empty) {
             break;
