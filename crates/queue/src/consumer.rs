@@ -342,25 +342,21 @@ fn lazy_manager(redis_url: &str, op_timeout: Duration) -> Result<ConnectionManag
     ConnectionManager::new_lazy_with_config(client, cfg).map_err(redis_err)
 }
 
-/// The exchange script's answer: a status, then the jobs taken.
-fn parse_exchange(v: redis::Value) -> Result<(i64, Vec<Vec<u8>>), QueueError> {
+/// The exchange script's answer: a status and how many jobs it took.
+fn parse_exchange(v: &redis::Value) -> Result<(i64, usize), QueueError> {
     use redis::Value;
-    let bad = || QueueError::Redis("exchange script answered an unexpected shape".into());
-    let Value::Array(items) = v else {
-        return Err(bad());
-    };
-    let mut items = items.into_iter();
-    let Some(Value::Int(status)) = items.next() else {
-        return Err(bad());
-    };
-    let mut taken = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Value::BulkString(b) => taken.push(b),
-            _ => return Err(bad()),
-        }
+    match v {
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(status)] => Ok((*status, 0)),
+            [Value::Int(status), Value::Int(n)] if *n >= 0 => Ok((*status, *n as usize)),
+            _ => Err(QueueError::Redis(
+                "exchange script answered an unexpected shape".into(),
+            )),
+        },
+        _ => Err(QueueError::Redis(
+            "exchange script answered an unexpected shape".into(),
+        )),
     }
-    Ok((status, taken))
 }
 
 impl Consumer {
@@ -632,9 +628,28 @@ impl Consumer {
             }
         };
         let mut c = self.lanes[lane.index].conn.clone();
-        let call = EXCHANGE.call::<redis::Value>(&mut c, 5, fill);
-        let answer = bounded(self.opts.op_timeout, call).await?;
-        let (status, taken) = parse_exchange(answer)?;
+        let (answer, mut taken) = if take > 0 {
+            // the jobs taken are read back with a plain LRANGE right behind the script
+            let read = redis::cmd("LRANGE")
+                .arg(&lane.processing)
+                .arg(0)
+                .arg(take - 1)
+                .to_owned();
+            let call = EXCHANGE.call_then::<Vec<Vec<u8>>>(&mut c, 5, fill, &read);
+            bounded(self.opts.op_timeout, call).await?
+        } else {
+            let call = EXCHANGE.call::<redis::Value>(&mut c, 5, fill);
+            (bounded(self.opts.op_timeout, call).await?, Vec::new())
+        };
+        let (status, n) = parse_exchange(&answer)?;
+        if status == 1 && n > taken.len() {
+            return Err(QueueError::Redis(
+                "processing list shorter than the jobs just taken".into(),
+            ));
+        }
+        // newest first as read; deliver (and mirror) oldest first
+        taken.truncate(n);
+        taken.reverse();
         match status {
             1 => {}
             0 => {

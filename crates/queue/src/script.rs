@@ -55,6 +55,32 @@ impl Lua {
     }
 }
 
+impl Lua {
+    /// Like [`call`](Self::call), with `then` sent right behind the script in one pipeline
+    /// (on the same connection, so Redis runs it just after); answers both replies.
+    pub(crate) async fn call_then<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        nkeys: usize,
+        fill: impl Fn(&mut Cmd),
+        then: &Cmd,
+    ) -> RedisResult<(redis::Value, T)> {
+        let pipe = |eval: bool| {
+            let mut c = self.cmd(eval, nkeys);
+            fill(&mut c);
+            let mut p = redis::pipe();
+            p.add_command(c).add_command(then.clone());
+            p
+        };
+        match pipe(false).query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                pipe(true).query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
+
 macro_rules! scripts {
     ($($name:ident = $file:literal;)* [$($port:literal),*]) => {
         $(pub(crate) static $name: LazyLock<Lua> =
