@@ -5,21 +5,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use wa_queue::{
-    Admin, Consumer, ConsumerOptions, Delivery, Enqueued, Handler, Job, Outcome, Producer,
-    ProducerOptions, RunOptions, run,
+    Admin, Consumer, Delivery, Enqueued, Handler, Job, Outcome, Producer, ProducerOptions,
+    RunOptions, run,
 };
 
-use crate::support::{cleanup, conn, job, keys, payload, queue, redis_url};
-
-fn fast_opts() -> ConsumerOptions {
-    let mut o = ConsumerOptions::default();
-    o.lease = Duration::from_millis(2000);
-    o.block = Duration::from_millis(100);
-    o.backoff_base = Duration::from_millis(20);
-    o.backoff_max = Duration::from_millis(200);
-    o.jitter = false;
-    o
-}
+use crate::support::{
+    assert_only_markers_left, cleanup, conn, fast_opts, job, keys, payload, queue, redis_url,
+};
 
 async fn enqueue_n(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
     let p = payload(0);
@@ -93,13 +85,7 @@ async fn crashed_consumer_jobs_are_reaped() {
     assert_eq!(got, ids);
     rescuer.shutdown().await.unwrap();
     // Nothing left in hand anywhere, no consumer registered.
-    let left: Vec<String> = keys(&url, &q)
-        .await
-        .into_iter()
-        .filter(|k| !k.contains(":seen:"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    cleanup(&url, &q).await;
+    assert_only_markers_left(&url, &q).await;
 }
 
 async fn wait_pending(url: &str, q: &wa_queue::QueueName, consumer: &Consumer, n: u64) {

@@ -7,21 +7,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use wa_queue::{
-    Consumer, ConsumerOptions, Delivery, Enqueued, Outcome, Producer, ProducerOptions, SCRIPTS,
-    Settled,
+    Consumer, Delivery, Enqueued, Outcome, Producer, ProducerOptions, SCRIPTS, Settled,
 };
 
-use crate::support::{cleanup, conn, job, keys, payload, queue, redis_url};
-
-fn opts() -> ConsumerOptions {
-    let mut o = ConsumerOptions::default();
-    o.lease = Duration::from_millis(2000);
-    o.block = Duration::from_millis(100);
-    o.backoff_base = Duration::from_millis(20);
-    o.backoff_max = Duration::from_millis(200);
-    o.jitter = false;
-    o
-}
+use crate::support::{
+    assert_only_markers_left, cleanup, conn, fast_opts, job, keys, payload, queue, redis_url,
+};
 
 async fn enqueue(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
     let p = payload(0);
@@ -34,6 +25,17 @@ async fn enqueue(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
 
 fn id_of(d: &Delivery) -> String {
     d.job.as_ref().unwrap().id.clone()
+}
+
+/// Records the ids of `got` in `seen` and acknowledges them all in one call.
+async fn ack_all(
+    consumer: &Consumer,
+    got: &[Delivery],
+    seen: &mut HashSet<String>,
+) -> Vec<Settled> {
+    seen.extend(got.iter().map(id_of));
+    let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
+    consumer.settle(&done).await.unwrap()
 }
 
 async fn lrange(url: &str, key: &str) -> Vec<String> {
@@ -65,7 +67,9 @@ async fn out_of_order_settles_remove_exactly_those_jobs() {
     let q = queue("pos-order");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
     let ids = enqueue(&producer, "o", 6).await;
-    let consumer = Consumer::connect(&url, q.clone(), opts()).await.unwrap();
+    let consumer = Consumer::connect(&url, q.clone(), fast_opts())
+        .await
+        .unwrap();
     let got = consumer.fetch(6).await.unwrap();
     assert_eq!(got.iter().map(id_of).collect::<Vec<_>>(), ids);
     let list = q.processing(&consumer.id());
@@ -130,7 +134,7 @@ async fn reaped_consumer_carries_on_under_a_new_id() {
     let q = queue("pos-reaped");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
     let ids: HashSet<String> = enqueue(&producer, "r", 4).await.into_iter().collect();
-    let mut short = opts();
+    let mut short = fast_opts();
     short.lease = Duration::from_millis(300);
     let slow = Consumer::connect(&url, q.clone(), short.clone())
         .await
@@ -150,11 +154,7 @@ async fn reaped_consumer_carries_on_under_a_new_id() {
     while seen.len() < 4 {
         let got = slow.fetch(4).await.unwrap();
         assert!(!got.is_empty());
-        for d in &got {
-            seen.insert(id_of(d));
-        }
-        let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
-        let res = slow.settle(&done).await.unwrap();
+        let res = ack_all(&slow, &got, &mut seen).await;
         assert!(res.iter().all(|s| *s == Settled::Acked), "{res:?}");
     }
     assert_eq!(seen, ids);
@@ -163,13 +163,7 @@ async fn reaped_consumer_carries_on_under_a_new_id() {
     assert_eq!(res, vec![Settled::NotInHand]);
     slow.shutdown().await.unwrap();
     reaper.shutdown().await.unwrap();
-    let left: Vec<String> = keys(&url, &q)
-        .await
-        .into_iter()
-        .filter(|k| !k.contains(":seen:"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    cleanup(&url, &q).await;
+    assert_only_markers_left(&url, &q).await;
 }
 
 /// If the processing list is changed behind the consumer's back, the exchange script refuses
@@ -181,7 +175,9 @@ async fn a_list_changed_behind_the_consumers_back_is_returned_whole() {
     let q = queue("pos-desync");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
     enqueue(&producer, "s", 3).await;
-    let consumer = Consumer::connect(&url, q.clone(), opts()).await.unwrap();
+    let consumer = Consumer::connect(&url, q.clone(), fast_opts())
+        .await
+        .unwrap();
     let got = consumer.fetch(3).await.unwrap();
     let first_id = consumer.id();
     let mut c = conn(&url).await;
@@ -213,7 +209,9 @@ async fn cancelled_fetches_lose_nothing() {
     let q = queue("pos-cancel");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
     let ids: HashSet<String> = enqueue(&producer, "c", 200).await.into_iter().collect();
-    let consumer = Consumer::connect(&url, q.clone(), opts()).await.unwrap();
+    let consumer = Consumer::connect(&url, q.clone(), fast_opts())
+        .await
+        .unwrap();
     let mut seen = HashSet::new();
     let mut cancelled = 0;
     for round in 0..400u64 {
@@ -224,12 +222,7 @@ async fn cancelled_fetches_lose_nothing() {
         let limit = Duration::from_micros(round % 7 * 50);
         match tokio::time::timeout(limit, consumer.fetch(8)).await {
             Ok(got) => {
-                let got = got.unwrap();
-                for d in &got {
-                    seen.insert(id_of(d));
-                }
-                let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
-                consumer.settle(&done).await.unwrap();
+                ack_all(&consumer, &got.unwrap(), &mut seen).await;
             }
             Err(_) => cancelled += 1,
         }
@@ -242,22 +235,12 @@ async fn cancelled_fetches_lose_nothing() {
             seen.len(),
             ids.len()
         );
-        for d in &got {
-            seen.insert(id_of(d));
-        }
-        let done: Vec<_> = got.iter().map(|d| (d, &Outcome::Done)).collect();
-        consumer.settle(&done).await.unwrap();
+        ack_all(&consumer, &got, &mut seen).await;
     }
     assert!(cancelled > 0, "no fetch was cut off");
     assert_eq!(seen, ids);
     assert_eq!(consumer.shutdown().await.unwrap(), 0);
-    let left: Vec<String> = keys(&url, &q)
-        .await
-        .into_iter()
-        .filter(|k| !k.contains(":seen:"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    cleanup(&url, &q).await;
+    assert_only_markers_left(&url, &q).await;
 }
 
 /// Waiting for work moves nothing: a wait abandoned before a job arrives leaves that job in
@@ -267,7 +250,7 @@ async fn an_abandoned_wait_strands_nothing() {
     let url = redis_url();
     let q = queue("pos-wait");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
-    let mut o = opts();
+    let mut o = fast_opts();
     o.block = Duration::from_millis(1500);
     let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
     // the fetch finds nothing and blocks; give up on it after 200 ms
@@ -393,7 +376,7 @@ async fn run_with_slow_jobs_settles_every_job_once() {
     let q = queue("pos-uneven");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
     let ids: HashSet<String> = enqueue(&producer, "u", 500).await.into_iter().collect();
-    let mut o = opts();
+    let mut o = fast_opts();
     o.batch = 16;
     let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -423,11 +406,5 @@ async fn run_with_slow_jobs_settles_every_job_once() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
-    let left: Vec<String> = keys(&url, &q)
-        .await
-        .into_iter()
-        .filter(|k| !k.contains(":seen:"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    cleanup(&url, &q).await;
+    assert_only_markers_left(&url, &q).await;
 }

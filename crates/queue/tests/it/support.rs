@@ -56,6 +56,30 @@ pub async fn keys(url: &str, q: &QueueName) -> Vec<String> {
     out
 }
 
+/// Consumer settings for tests: a 2 s lease, 100 ms blocking waits, quick retries without
+/// jitter.
+pub fn fast_opts() -> wa_queue::ConsumerOptions {
+    let mut o = wa_queue::ConsumerOptions::default();
+    o.lease = std::time::Duration::from_millis(2000);
+    o.block = std::time::Duration::from_millis(100);
+    o.backoff_base = std::time::Duration::from_millis(20);
+    o.backoff_max = std::time::Duration::from_millis(200);
+    o.jitter = false;
+    o
+}
+
+/// Asserts that `q` has no key left but dedup markers (nothing in hand, no consumer, nothing
+/// pending, delayed or dead), then deletes every key of `q`.
+pub async fn assert_only_markers_left(url: &str, q: &QueueName) {
+    let left: Vec<String> = keys(url, q)
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":seen:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    cleanup(url, q).await;
+}
+
 /// Deletes every key of `q`.
 pub async fn cleanup(url: &str, q: &QueueName) {
     let ks = keys(url, q).await;
