@@ -86,6 +86,10 @@
 //!   needs Redis.
 //! - Delivery is at least once: a consumer's jobs sit in its own processing list under a lease;
 //!   when the lease lapses (crash, long outage) any consumer's reaper returns them to pending.
+//!   A consumer settles by position (it mirrors its list's order; one script call per round
+//!   trip drops finished jobs by count and takes the next batch); whenever a call's outcome is
+//!   unknown it returns its whole list to pending and goes on under a new id, so every call,
+//!   [`Consumer::fetch`] included, is safe to cancel.
 //! - A failing job is retried with exponential backoff and jitter, then dead after
 //!   [`ConsumerOptions::max_attempts`] deliveries; an unreadable job or unknown `v` goes to dead
 //!   at once. Nothing is dropped; dead jobs can be listed, replayed and purged.
@@ -100,8 +104,8 @@
 //!
 //! # Features
 //!
-//! None: Tokio, redis-rs (multiplexed `ConnectionManager`) and deadpool-redis (blocking
-//! fetches) are always on.
+//! None: Tokio, redis-rs (multiplexed `ConnectionManager`s, one per lane) and deadpool-redis
+//! (blocking waits for work) are always on.
 
 mod admin;
 mod consumer;
