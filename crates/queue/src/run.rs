@@ -182,8 +182,9 @@ pub async fn run<H: Handler>(
                 continue;
             }
             // With a call on the wire already, let work pile up for this one: a call per
-            // handful of jobs would cost more round trips than it saves waiting.
-            let worth = take.max(finished[lane].len()) >= batch.div_ceil(2);
+            // handful of jobs would cost more round trips than it saves waiting. Half a batch
+            // (or half of all the slots, when there are fewer) is worth a call of its own.
+            let worth = take.max(finished[lane].len()) >= batch.min(concurrency).div_ceil(2);
             if !calls.is_empty() && !worth && !stopping {
                 continue;
             }
