@@ -35,21 +35,27 @@ fn verify_does_not_allocate() {
         "allocation counter is not live"
     );
 
-    let region = Region::new(GLOBAL);
-    for _ in 0..100 {
-        assert!(black_box(verifier.verify(Some(good.as_bytes()), &body)).is_ok());
-        assert!(black_box(verifier.verify(Some(upper.as_bytes()), &body)).is_ok());
-        assert!(black_box(verifier.verify(Some(forged.as_bytes()), &body)).is_err());
-        assert!(black_box(verifier.verify(None, &body)).is_err());
-        assert!(black_box(verifier.verify_parsed(&parsed, &body)).is_ok());
-        for m in malformed {
-            assert!(black_box(verifier.verify(Some(m), &body)).is_err());
+    // The counter is process-wide, and the test harness's own threads may allocate now and
+    // then (more so on a loaded machine). So count five rounds and require a round with none:
+    // an allocation in the verify path would show in every round, 1 000 times.
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let region = Region::new(GLOBAL);
+        for _ in 0..100 {
+            assert!(black_box(verifier.verify(Some(good.as_bytes()), &body)).is_ok());
+            assert!(black_box(verifier.verify(Some(upper.as_bytes()), &body)).is_ok());
+            assert!(black_box(verifier.verify(Some(forged.as_bytes()), &body)).is_err());
+            assert!(black_box(verifier.verify(None, &body)).is_err());
+            assert!(black_box(verifier.verify_parsed(&parsed, &body)).is_ok());
+            for m in malformed {
+                assert!(black_box(verifier.verify(Some(m), &body)).is_err());
+            }
         }
+        let stats = region.change();
+        if (stats.allocations, stats.reallocations) == (0, 0) {
+            return;
+        }
+        rounds.push(stats);
     }
-    let stats = region.change();
-    assert_eq!(
-        (stats.allocations, stats.reallocations),
-        (0, 0),
-        "verification allocated: {stats:?}"
-    );
+    panic!("verification allocated in every round: {rounds:?}");
 }
