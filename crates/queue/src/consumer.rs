@@ -247,9 +247,10 @@ pub(crate) struct Exchanged {
     pub(crate) settled: Vec<(u64, Settled)>,
 }
 
-/// Finished jobs beyond the settled prefix are removed by index once the list holds more than
-/// this many (so a slow job at the old end cannot make the list grow without bound).
-pub(crate) const NEVER_EAGER: usize = usize::MAX;
+/// An exchange's `eager` bound: finished jobs beyond the run at the list's old end are removed
+/// by index once the list holds more than `eager` jobs (so a slow job at the old end cannot make
+/// the list grow without bound). This value: never, only the run at the end is dropped.
+const NEVER_EAGER: usize = usize::MAX;
 
 /// A reliable consumer with its own id, lease and processing list.
 pub struct Consumer {
