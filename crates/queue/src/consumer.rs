@@ -238,6 +238,24 @@ struct Lane {
     abandoned: Vec<Arc<str>>,
 }
 
+impl Lane {
+    /// A lane under a new, unregistered id, holding nothing.
+    fn new(index: usize, epoch: u64, queue: &QueueName) -> Self {
+        let id: Arc<str> = new_consumer_id().into();
+        Self {
+            index,
+            epoch,
+            processing: queue.processing(&id),
+            id,
+            registered: false,
+            sync: true,
+            held: VecDeque::new(),
+            next_seq: 0,
+            abandoned: Vec::new(),
+        }
+    }
+}
+
 /// What one exchange did.
 #[derive(Debug, Default)]
 pub(crate) struct Exchanged {
@@ -346,14 +364,13 @@ fn lazy_manager(redis_url: &str, op_timeout: Duration) -> Result<ConnectionManag
 /// The exchange script's answer: a status and how many jobs it took.
 fn parse_exchange(v: &redis::Value) -> Result<(i64, usize), QueueError> {
     use redis::Value;
-    match v {
-        Value::Array(items) => match items.as_slice() {
-            [Value::Int(status)] => Ok((*status, 0)),
-            [Value::Int(status), Value::Int(n)] if *n >= 0 => Ok((*status, *n as usize)),
-            _ => Err(QueueError::Redis(
-                "exchange script answered an unexpected shape".into(),
-            )),
-        },
+    let items = match v {
+        Value::Array(items) => items.as_slice(),
+        _ => &[],
+    };
+    match items {
+        [Value::Int(status)] => Ok((*status, 0)),
+        [Value::Int(status), Value::Int(n)] if *n >= 0 => Ok((*status, *n as usize)),
         _ => Err(QueueError::Redis(
             "exchange script answered an unexpected shape".into(),
         )),
@@ -385,18 +402,8 @@ impl Consumer {
             .map_err(|e| QueueError::Config(format!("connection pool: {e}")))?;
         let lanes = (0..opts.lanes)
             .map(|index| -> Result<LaneCell, QueueError> {
-                let id: Arc<str> = new_consumer_id().into();
-                let lane = Lane {
-                    index,
-                    epoch: 0,
-                    processing: queue.processing(&id),
-                    id: id.clone(),
-                    registered: false,
-                    sync: true,
-                    held: VecDeque::new(),
-                    next_seq: 0,
-                    abandoned: Vec::new(),
-                };
+                let lane = Lane::new(index, 0, &queue);
+                let id = lane.id.clone();
                 Ok(LaneCell {
                     lane: Mutex::new(lane),
                     conn: if index == 0 {
@@ -486,14 +493,13 @@ impl Consumer {
     /// Gives the current id up: its list is returned to pending (now or, if Redis cannot be
     /// reached, before the next call) and a new id is taken.
     fn rotate(&self, lane: &mut Lane) {
-        lane.abandoned.push(lane.id.clone());
-        let id: Arc<str> = new_consumer_id().into();
-        lane.epoch += 1;
-        lane.processing = self.queue.processing(&id);
-        lane.id = id.clone();
-        lane.registered = false;
-        lane.sync = true;
-        lane.held.clear();
+        let mut abandoned = std::mem::take(&mut lane.abandoned);
+        abandoned.push(lane.id.clone());
+        *lane = Lane {
+            abandoned,
+            ..Lane::new(lane.index, lane.epoch + 1, &self.queue)
+        };
+        let id = lane.id.clone();
         *self.lanes[lane.index]
             .current
             .lock()
