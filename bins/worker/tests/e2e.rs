@@ -162,7 +162,8 @@ async fn stdout_prints_one_line_per_job() {
     let q = TestQueue::new("stdout").await;
     let want = ids("s", 500);
     q.enqueue(&want).await;
-    let mut w = q.worker(&["--stdout", "--concurrency", "64"], true);
+    // one lane here (the other tests run the default two)
+    let mut w = q.worker(&["--stdout", "--concurrency", "64", "--lanes", "1"], true);
     let mut reader = BufReader::new(w.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     while seen.len() < want.len() {
@@ -569,8 +570,9 @@ async fn metrics_endpoint_reports_counts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn config_errors_exit_64() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         (&["run", "--concurrency", "0"], &[], "--concurrency"),
+        (&["run"], &[("WA_LANES", "9")], "--lanes"),
         (&["run", "--exec", "/nonexistent/handler"], &[], "WA_EXEC"),
         (
             &["run", "--forward", "https://example.com/x"],
