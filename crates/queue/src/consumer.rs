@@ -227,6 +227,8 @@ struct Lane {
     epoch: u64,
     id: Arc<str>,
     processing: String,
+    /// where the exchange script puts a take together (see `QueueName::taking`)
+    taking: String,
     /// the current id holds a lease this consumer took
     registered: bool,
     /// `held` is known to match the list (false while a call is on the wire, and after a
@@ -246,6 +248,7 @@ impl Lane {
             index,
             epoch,
             processing: queue.processing(&id),
+            taking: queue.taking(&id),
             id,
             registered: false,
             sync: true,
@@ -616,6 +619,7 @@ impl Consumer {
                 .arg(&self.consumers)
                 .arg(&self.delayed)
                 .arg(&self.dead)
+                .arg(&lane.taking)
                 .arg(&*lane.id)
                 .arg(lease_ms)
                 .arg(expected)
@@ -642,10 +646,10 @@ impl Consumer {
                 .arg(0)
                 .arg(take - 1)
                 .to_owned();
-            let call = EXCHANGE.call_then::<Vec<Vec<u8>>>(&mut c, 5, fill, &read);
+            let call = EXCHANGE.call_then::<Vec<Vec<u8>>>(&mut c, 6, fill, &read);
             bounded(self.opts.op_timeout, call).await?
         } else {
-            let call = EXCHANGE.call::<redis::Value>(&mut c, 5, fill);
+            let call = EXCHANGE.call::<redis::Value>(&mut c, 6, fill);
             (bounded(self.opts.op_timeout, call).await?, Vec::new())
         };
         let (status, n) = parse_exchange(&answer)?;

@@ -68,6 +68,13 @@ impl QueueName {
         format!("{}processing:{consumer}", self.base())
     }
 
+    /// `<prefix>:{<name>}:taking:<consumer>`: a list that exists only inside one run of the
+    /// exchange script, where a take is put together (not under `processing:`, so that no
+    /// consumer id can name it)
+    pub(crate) fn taking(&self, consumer: &str) -> String {
+        format!("{}taking:{consumer}", self.base())
+    }
+
     /// `<prefix>:{<name>}:consumers`
     pub fn consumers(&self) -> String {
         format!("{}consumers", self.base())

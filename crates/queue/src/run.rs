@@ -141,6 +141,8 @@ pub async fn run<H: Handler>(
         opts.housekeeping,
     ));
     let mut tasks = JoinSet::new();
+    let one_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
     // handlers started whose outcome has not come back yet
     let mut running = 0usize;
     let lanes = consumer.lanes();
@@ -258,7 +260,17 @@ pub async fn run<H: Handler>(
                             }
                             running += 1;
                             let d = Box::new(d);
-                            tasks.spawn(handle(handler.clone(), d, opts.handler_timeout, tx.clone()));
+                            let mut job =
+                                Box::pin(handle(handler.clone(), d, opts.handler_timeout, tx.clone()));
+                            // On one thread, a handler that finishes on its first poll (a
+                            // no-op, a buffered write) is run right here: no task to set up,
+                            // and its outcome goes out with this lane's next call, so that
+                            // call leaves the list empty and takes the cheap way (see
+                            // exchange.lua). With more threads, handlers spread over them.
+                            if one_thread && job.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
+                                continue;
+                            }
+                            tasks.spawn(job);
                         }
                         // Let the new handlers start before looking at the other lane's
                         // answer: quick ones finish now, and their outcomes go out with this

@@ -12,6 +12,8 @@
 -- KEYS[3]  <prefix>:{<queue>}:consumers
 -- KEYS[4]  <prefix>:{<queue>}:delayed
 -- KEYS[5]  <prefix>:{<queue>}:dead
+-- KEYS[6]  <prefix>:{<queue>}:taking:<consumer>, a list that exists only
+--          while this script runs (a take put together)
 -- ARGV[1]  consumer id
 -- ARGV[2]  lease length, ms
 -- ARGV[3]  the length the processing list must have
@@ -90,16 +92,39 @@ local n = math.min(tonumber(ARGV[5]), 1000)
 if n == 0 then
   return {1, 0}
 end
-local taken = redis.call('LRANGE', KEYS[1], -n, -1)
-if #taken == 0 then
+local waiting = redis.call('LLEN', KEYS[1])
+if waiting == 0 then
   return {1, 0}
 end
-redis.call('LTRIM', KEYS[1], 0, -#taken - 1)
--- taken is newest..oldest: push the oldest first, so it ends up rightmost,
--- as LMOVE RIGHT LEFT would put it
-local oldest_first = {}
-for i = #taken, 1, -1 do
-  oldest_first[#oldest_first + 1] = taken[i]
+n = math.min(n, waiting)
+local kept = redis.call('LLEN', KEYS[2])
+if kept < n then
+  -- Fewer jobs still in hand than to take, the usual case with quick handlers.
+  -- SORT ... STORE copies pending's n oldest (its right end, in order, so the
+  -- oldest ends up rightmost) into a fresh list without their text passing
+  -- through Lua, which hashes every byte of every string it is handed; the
+  -- ones in hand move behind them one by one and the result takes the list's
+  -- place. Per job taken this costs Redis about half of the way below.
+  local into = KEYS[2]
+  if kept > 0 then
+    into = KEYS[6]
+  end
+  redis.call('SORT', KEYS[1], 'BY', 'nosort', 'LIMIT', waiting - n, n, 'STORE', into)
+  if kept > 0 then
+    for _ = 1, kept do
+      redis.call('LMOVE', KEYS[2], KEYS[6], 'LEFT', 'RIGHT')
+    end
+    redis.call('RENAME', KEYS[6], KEYS[2])
+  end
+else
+  -- taken is newest..oldest: push the oldest first, so it ends up rightmost,
+  -- as LMOVE RIGHT LEFT would put it
+  local taken = redis.call('LRANGE', KEYS[1], -n, -1)
+  local oldest_first = {}
+  for i = #taken, 1, -1 do
+    oldest_first[#oldest_first + 1] = taken[i]
+  end
+  redis.call('LPUSH', KEYS[2], unpack(oldest_first))
 end
-redis.call('LPUSH', KEYS[2], unpack(oldest_first))
-return {1, #taken}
+redis.call('LTRIM', KEYS[1], 0, -n - 1)
+return {1, n}

@@ -203,6 +203,75 @@ async fn a_list_changed_behind_the_consumers_back_is_returned_whole() {
     cleanup(&url, &q).await;
 }
 
+/// How many times Redis has run `SORT` since it started (all clients).
+async fn sort_calls(url: &str) -> u64 {
+    let mut c = conn(url).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_sort:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The exchange script takes jobs three ways: into an empty list with `SORT ... STORE`; with
+/// fewer in hand than it takes, into a scratch list that the ones in hand join before it
+/// replaces the list; otherwise with `LRANGE` + `LPUSH`. All three leave the list in the same
+/// order (the oldest in hand rightmost), deliver in FIFO order and leave no scratch list.
+#[tokio::test]
+async fn every_way_of_taking_keeps_the_order() {
+    let url = redis_url();
+    let q = queue("pos-take");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let ids = enqueue(&producer, "t", 9).await;
+    let consumer = Consumer::connect(&url, q.clone(), fast_opts())
+        .await
+        .unwrap();
+    let list = q.processing(&consumer.id());
+    let scratch = format!("{}taking:{}", q.base(), consumer.id());
+    let mut c = conn(&url).await;
+
+    // nothing in hand: straight into the list
+    let sorts = sort_calls(&url).await;
+    let first = consumer.fetch(2).await.unwrap();
+    assert!(
+        sort_calls(&url).await > sorts,
+        "SORT ... STORE fills an empty list"
+    );
+    assert_eq!(first.iter().map(id_of).collect::<Vec<_>>(), ids[..2]);
+    assert_eq!(ids_right_first(&lrange(&url, &list).await), ids[..2]);
+
+    // two in hand, four taken: put together in the scratch list, which then replaces the list
+    let sorts = sort_calls(&url).await;
+    let second = consumer.fetch(4).await.unwrap();
+    assert!(sort_calls(&url).await > sorts);
+    assert_eq!(second.iter().map(id_of).collect::<Vec<_>>(), ids[2..6]);
+    assert_eq!(ids_right_first(&lrange(&url, &list).await), ids[..6]);
+    let left: bool = redis::cmd("EXISTS")
+        .arg(&scratch)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!left, "the scratch list outlived the script");
+
+    // six in hand, three taken: the plain way, behind them
+    let third = consumer.fetch(3).await.unwrap();
+    assert_eq!(third.iter().map(id_of).collect::<Vec<_>>(), ids[6..]);
+    assert_eq!(ids_right_first(&lrange(&url, &list).await), ids);
+
+    let mut seen = HashSet::new();
+    for got in [&first, &second, &third] {
+        ack_all(&consumer, got, &mut seen).await;
+    }
+    assert!(consumer.fetch(3).await.unwrap().is_empty());
+    assert_eq!(seen.len(), 9);
+    assert_eq!(consumer.shutdown().await.unwrap(), 0);
+    assert_only_markers_left(&url, &q).await;
+}
+
 /// Polls `fut` once with the task's own waker: `Some` if it finished.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
     std::future::poll_fn(|cx| match Pin::new(&mut *fut).poll(cx) {
