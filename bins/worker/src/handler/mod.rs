@@ -89,8 +89,10 @@ impl Handler for AnyHandler {
         let started = self.durations.as_ref().map(|_| Instant::now());
         let outcome = match &self.kind {
             Kind::Stdout(h) => h.handle(job).await,
-            Kind::Exec(h) => h.handle(job, delivery).await,
-            Kind::Forward(h) => h.handle(job, delivery).await,
+            // Boxed: their futures are large (a child process, an HTTP request), and inline
+            // they would make every job's future as large, a quick handler's too.
+            Kind::Exec(h) => Box::pin(h.handle(job, delivery)).await,
+            Kind::Forward(h) => Box::pin(h.handle(job, delivery)).await,
             Kind::Discard => Outcome::Done,
         };
         if let (Some(hist), Some(started)) = (&self.durations, started) {
