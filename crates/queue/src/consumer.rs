@@ -558,9 +558,10 @@ impl Consumer {
             (Err(why), _) => dead(why),
             (Ok(_), Outcome::Done) => Op::Ack,
             (Ok(_), Outcome::Dead(e)) => dead(e),
-            (Ok(_), Outcome::Retry(e)) if made >= self.opts.max_attempts => {
-                dead(&format!("{e} (after {made} deliveries)"))
-            }
+            (Ok(_), Outcome::Retry(e)) if made >= self.opts.max_attempts => dead(&format!(
+                "{e} (after {made} deliver{})",
+                if made == 1 { "y" } else { "ies" }
+            )),
             (Ok(_), Outcome::Retry(e)) => match rewrite_retry(&d.raw, made, e) {
                 Some(job) => Op::Retry {
                     job,

@@ -104,10 +104,15 @@ fn next_backoff(b: Duration) -> Duration {
 /// Details:
 /// - the handler is told the delivery number (`attempt` + 1); a handler that panics or runs
 ///   past `handler_timeout` counts as `Retry`; `Retry` on the last allowed delivery is dead;
-/// - one call to Redis at a time does all the talking: it settles whatever finished while the
-///   previous call was on the wire, renews the lease and takes as many jobs as there are free
-///   handler slots (up to the batch size); when pending is empty, a blocking wait (which
+/// - one call to Redis per lane ([`ConsumerOptions::lanes`](crate::ConsumerOptions)) at a
+///   time does all the talking: it settles whatever of that lane finished while its previous
+///   call was on the wire, renews the lease and takes as many jobs as there are free handler
+///   slots (up to the batch size); when pending is empty, a blocking wait (which
 ///   moves nothing) wakes the loop as soon as work arrives;
+/// - each handler runs as a task of its own; on a one-thread runtime the loop first polls it
+///   once itself, and a handler that finishes right away (a no-op, a buffered write) needs no
+///   task. Its outcome then goes out with the lane's next call, which finds the processing
+///   list empty and takes the next jobs in the way that costs Redis least;
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
 ///   Since the failed call's outcome is unknown, the consumer returns its whole processing
 ///   list to pending (as soon as Redis answers again) and goes on under a new id: jobs it held,
@@ -361,7 +366,10 @@ async fn handle<H: Handler>(
 ) {
     let outcome = match &d.job {
         Ok(j) => {
-            let call = AssertUnwindSafe(handler.handle(j, d.number())).catch_unwind();
+            // the handler is called inside the guarded future, so that a panic while it makes
+            // its future (not only while that runs) is caught too
+            let call =
+                AssertUnwindSafe(async { handler.handle(j, d.number()).await }).catch_unwind();
             match tokio::time::timeout(limit, call).await {
                 Ok(Ok(o)) => o,
                 Ok(Err(_)) => Outcome::Retry("handler panicked".into()),

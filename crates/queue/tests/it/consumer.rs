@@ -419,3 +419,71 @@ async fn graceful_stop_returns_jobs() {
     c.shutdown().await.unwrap();
     cleanup(&url, &q).await;
 }
+
+/// A handler that panics while making its future for ids starting "eager", panics when its
+/// future runs for ids starting "lazy", and is done otherwise.
+struct Panicky;
+
+impl Handler for Panicky {
+    #[allow(clippy::manual_async_fn)]
+    fn handle(&self, job: &Job, _delivery: u32) -> impl Future<Output = Outcome> + Send {
+        assert!(!job.id.starts_with("eager"), "eager panic (expected)");
+        let lazy = job.id.starts_with("lazy");
+        async move {
+            assert!(!lazy, "lazy panic (expected)");
+            Outcome::Done
+        }
+    }
+}
+
+/// A panicking handler costs its job a delivery (here the last: max_attempts 1, so dead with
+/// "handler panicked (after 1 delivery)"), never the run loop, whether it panics making its future or running
+/// it, and whether the loop runs it inline (one thread) or as a task (several).
+async fn panics_are_retries() {
+    let url = redis_url();
+    let q = queue("panic");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    for prefix in ["eager", "lazy", "fine"] {
+        enqueue_n(&producer, prefix, 3).await;
+    }
+    let mut o = fast_opts();
+    o.max_attempts = 1;
+    let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
+    let ro = RunOptions::default();
+    let counters = ro.counters.clone();
+    let stop = {
+        let counters = counters.clone();
+        async move {
+            while counters.done.load(Ordering::Relaxed) + counters.dead.load(Ordering::Relaxed) < 9
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(60), run(consumer, Panicky, ro, stop))
+        .await
+        .expect("run did not stop")
+        .unwrap();
+    assert_eq!((summary.done, summary.dead, summary.retried), (3, 6, 0));
+    let admin = Admin::connect(&url, q.clone()).await.unwrap();
+    let dead = admin.dead_list(10).await.unwrap();
+    assert_eq!(dead.len(), 6);
+    let errors: Vec<_> = dead.iter().map(|d| d.error.clone()).collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.as_deref() == Some("handler panicked (after 1 delivery)")),
+        "{errors:?}"
+    );
+    cleanup(&url, &q).await;
+}
+
+#[tokio::test]
+async fn panics_are_retries_on_one_thread() {
+    panics_are_retries().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_are_retries_on_two_threads() {
+    panics_are_retries().await;
+}
