@@ -14,19 +14,24 @@
 //! that id's whole list to pending and takes a new id (an id, once given up or reaped, is never
 //! registered again, so a late call under it finds no registration and does nothing).
 //!
+//! The script takes jobs without their text passing through Lua (which hashes every byte of
+//! each string it is handed) whenever it takes more than it has in hand: `SORT pending BY
+//! nosort LIMIT .. STORE` copies them into the empty list, or into a scratch list that the jobs
+//! in hand join before it replaces the list. [`run`](crate::run) makes that the usual case.
+//!
 //! # Why two kinds of connection
 //!
 //! A blocking `BLMOVE` holds its connection until a job arrives or the block time ends: Redis
 //! answers one client's commands in order, so anything sent behind it on the same socket would
 //! wait too. Blocking fetches therefore take a connection of their own from a small
 //! deadpool-redis pool (recycled with a PING, so a connection broken by a Redis restart is
-//! replaced), configured with a response timeout longer than the block time (redis-rs 1.x
-//! times responses out after 500 ms by default). Everything else (the non-blocking fetch
-//! exchange script, lease, promoter, reaper) goes over one multiplexed `ConnectionManager`,
-//! which pipelines concurrent calls and reconnects by itself. The blocking wait moves
-//! nothing (a `BLMOVE` of pending onto itself, right end to right end, returns as soon as
-//! pending has a job and leaves it there), so abandoning it strands no job. Under load the
-//! blocking path is never taken and the pool stays idle.
+//! replaced), configured with a response timeout longer than the block time (redis-rs 1.x times
+//! responses out after 500 ms by default). Everything else goes over multiplexed
+//! `ConnectionManager`s, which pipeline concurrent calls and reconnect by themselves: one per
+//! lane for its exchange calls, one for leases, releases, the promoter and the reaper. The
+//! blocking wait moves nothing (a `BLMOVE` of pending onto itself, right end to right end,
+//! returns as soon as pending has a job and leaves it there), so abandoning it strands no job.
+//! Under load the blocking path is never taken and the pool stays idle.
 
 use std::collections::VecDeque;
 use std::fmt;
