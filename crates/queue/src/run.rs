@@ -110,8 +110,8 @@ fn next_backoff(b: Duration) -> Duration {
 ///   slots (up to the batch size); when pending is empty, a blocking wait (which
 ///   moves nothing) wakes the loop as soon as work arrives;
 /// - each handler runs as a task of its own; on a one-thread runtime the loop first polls it
-///   once itself, and a handler that finishes right away (a no-op, a buffered write) needs no
-///   task. Its outcome then goes out with the lane's next call, which finds the processing
+///   once itself, and a handler that finishes right away (a no-op, one that only updates
+///   memory) needs no task. Its outcome then goes out with the lane's next call, which finds the processing
 ///   list empty and takes the next jobs in the way that costs Redis least;
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
 ///   Since the failed call's outcome is unknown, the consumer returns its whole processing
@@ -268,11 +268,11 @@ pub async fn run<H: Handler>(
                             let mut job =
                                 Box::pin(handle(handler.clone(), d, opts.handler_timeout, tx.clone()));
                             // On one thread, a handler that finishes on its first poll (a
-                            // no-op, a buffered write) is run right here: no task to set up,
-                            // and its outcome goes out with this lane's next call, so that
-                            // call leaves the list empty and takes the cheap way (see
+                            // no-op, one that only updates memory) is run right here: no task
+                            // to set up, and its outcome goes out with this lane's next call,
+                            // so that call leaves the list empty and takes the cheap way (see
                             // exchange.lua). With more threads, handlers spread over them.
-                            if one_thread && job.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
+                            if one_thread && finishes_now(job.as_mut()) {
                                 continue;
                             }
                             tasks.spawn(job);
@@ -355,6 +355,12 @@ pub async fn run<H: Handler>(
         dead: end.dead - start.dead,
         returned: end.returned - start.returned,
     })
+}
+
+/// Polls `f` once, with a waker that does nothing: true if it finished. One that did not must
+/// be polled again by someone who will be woken (it is spawned).
+fn finishes_now(f: Pin<&mut impl Future>) -> bool {
+    f.poll(&mut Context::from_waker(Waker::noop())).is_ready()
 }
 
 /// Runs one handler (a panic or a timeout is a retry) and reports the outcome.
