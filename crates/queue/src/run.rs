@@ -111,8 +111,8 @@ fn next_backoff(b: Duration) -> Duration {
 ///   moves nothing) wakes the loop as soon as work arrives;
 /// - each handler runs as a task of its own; on a one-thread runtime the loop first polls it
 ///   once itself, and a handler that finishes right away (a no-op, one that only updates
-///   memory) needs no task. Its outcome then goes out with the lane's next call, which finds the processing
-///   list empty and takes the next jobs in the way that costs Redis least;
+///   memory) needs no task. Its outcome then goes out with the lane's next call, which finds
+///   the processing list empty and takes the next jobs in the way that costs Redis least;
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
 ///   Since the failed call's outcome is unknown, the consumer returns its whole processing
 ///   list to pending (as soon as Redis answers again) and goes on under a new id: jobs it held,
@@ -206,8 +206,7 @@ pub async fn run<H: Handler>(
             // Poll it once now, so its request is on the wire before this task goes on to
             // the other lane's answer (turning that into deliveries takes a while). The
             // set polls it again with its own waker.
-            let mut cx = Context::from_waker(Waker::noop());
-            match call.as_mut().poll(&mut cx) {
+            match poll_now(call.as_mut()) {
                 Poll::Pending => calls.push(call),
                 Poll::Ready(done) => calls.push(Box::pin(std::future::ready(done))),
             }
@@ -272,7 +271,7 @@ pub async fn run<H: Handler>(
                             // to set up, and its outcome goes out with this lane's next call,
                             // so that call leaves the list empty and takes the cheap way (see
                             // exchange.lua). With more threads, handlers spread over them.
-                            if one_thread && finishes_now(job.as_mut()) {
+                            if one_thread && poll_now(job.as_mut()).is_ready() {
                                 continue;
                             }
                             tasks.spawn(job);
@@ -357,10 +356,10 @@ pub async fn run<H: Handler>(
     })
 }
 
-/// Polls `f` once, with a waker that does nothing: true if it finished. One that did not must
-/// be polled again by someone who will be woken (it is spawned).
-fn finishes_now(f: Pin<&mut impl Future>) -> bool {
-    f.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+/// Polls `f` once, with a waker that does nothing. A future still pending must then be polled
+/// again by someone who will be woken (it goes into the set of calls, or is spawned).
+fn poll_now<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Runs one handler (a panic or a timeout is a retry) and reports the outcome.

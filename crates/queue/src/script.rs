@@ -53,9 +53,7 @@ impl Lua {
             other => other,
         }
     }
-}
 
-impl Lua {
     /// Like [`call`](Self::call), with `then` sent right behind the script in one pipeline
     /// (on the same connection, so Redis runs it just after); answers both replies.
     pub(crate) async fn call_then<T: FromRedisValue>(

@@ -98,24 +98,21 @@ if waiting == 0 then
 end
 n = math.min(n, waiting)
 local kept = redis.call('LLEN', KEYS[2])
-if kept < n then
-  -- Fewer jobs still in hand than to take, the usual case with quick handlers.
-  -- SORT ... STORE copies pending's n oldest (its right end, in order, so the
-  -- oldest ends up rightmost) into a fresh list without their text passing
-  -- through Lua, which hashes every byte of every string it is handed; the
-  -- ones in hand move behind them one by one and the result takes the list's
-  -- place. Per job taken this costs Redis about half of the way below.
-  local into = KEYS[2]
-  if kept > 0 then
-    into = KEYS[6]
+-- With fewer jobs still in hand than to take (the usual case with quick
+-- handlers), SORT ... STORE copies pending's n oldest (its right end, in order,
+-- so the oldest ends up rightmost) into a fresh list without their text passing
+-- through Lua, which hashes every byte of every string it is handed. Per job
+-- taken this costs Redis about half of the plain way below.
+if kept == 0 then
+  redis.call('SORT', KEYS[1], 'BY', 'nosort', 'LIMIT', waiting - n, n, 'STORE', KEYS[2])
+elseif kept < n then
+  -- put together in the scratch list: the ones in hand move behind the new
+  -- ones, one by one, and the result takes the list's place
+  redis.call('SORT', KEYS[1], 'BY', 'nosort', 'LIMIT', waiting - n, n, 'STORE', KEYS[6])
+  for _ = 1, kept do
+    redis.call('LMOVE', KEYS[2], KEYS[6], 'LEFT', 'RIGHT')
   end
-  redis.call('SORT', KEYS[1], 'BY', 'nosort', 'LIMIT', waiting - n, n, 'STORE', into)
-  if kept > 0 then
-    for _ = 1, kept do
-      redis.call('LMOVE', KEYS[2], KEYS[6], 'LEFT', 'RIGHT')
-    end
-    redis.call('RENAME', KEYS[6], KEYS[2])
-  end
+  redis.call('RENAME', KEYS[6], KEYS[2])
 else
   -- taken is newest..oldest: push the oldest first, so it ends up rightmost,
   -- as LMOVE RIGHT LEFT would put it
