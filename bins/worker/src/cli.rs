@@ -65,6 +65,10 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub handler: HandlerArgs,
+    /// A variable of the worker's environment to pass on to --exec handlers (repeatable; the
+    /// environment variable takes a comma-separated list)
+    #[arg(long, env = "WA_EXEC_ENV", value_name = "NAME", value_delimiter = ',')]
+    pub exec_env: Vec<String>,
     /// Secret for the forward handler's X-Wa-Signature-256 header (HMAC-SHA256 of the body)
     #[arg(long, env = "WA_FORWARD_SECRET", hide_env_values = true)]
     pub forward_secret: Option<Secret>,
@@ -112,9 +116,10 @@ pub struct HandlerArgs {
     /// Write each job as one JSON line on standard output (the default)
     #[arg(long)]
     pub stdout: bool,
-    /// Run this command per job: job JSON on stdin, WA_JOB_ID and WA_ATTEMPT in its
-    /// environment (and WA_JOB_KIND); exit 0 = done, 65 = dead, anything else = retry. Split on
-    /// whitespace with '…', "…" and \ quoting; no shell is involved (use `sh -c '…'` for one)
+    /// Run this command per job, in a process group of its own: job JSON on stdin; a clean
+    /// environment of PATH, HOME, LANG, WA_JOB_ID, WA_JOB_KIND, WA_ATTEMPT and the --exec-env
+    /// names; exit 0 = done, 65 = dead, anything else = retry. Split on whitespace with '…',
+    /// "…" and \ quoting; no shell is involved (use `sh -c '…'` for one)
     #[arg(long, env = "WA_EXEC", value_name = "CMD ARGS")]
     pub exec: Option<String>,
     /// POST each job's JSON to this http:// URL; 2xx = done; 408, 429, 5xx, connection errors

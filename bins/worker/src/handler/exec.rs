@@ -4,37 +4,58 @@
 //! inject shell syntax, and what runs is exactly what the operator wrote. Who wants a shell
 //! writes `--exec "sh -c '...'"`.
 //!
-//! The child gets the job JSON on standard input and `WA_JOB_ID`, `WA_JOB_KIND`, `WA_ATTEMPT`
-//! (the delivery number, 1 for the first) in its environment. Its standard output is the
-//! worker's; its standard error is logged line by line with the job id. Exit 0 is done, exit 65
-//! (EX_DATAERR) is dead at once, anything else (another code, a signal, the handler timeout,
-//! which kills it) is a retry.
+//! The child gets the job JSON on standard input and a clean environment: `PATH`, `HOME` and
+//! `LANG` as the worker has them, `WA_JOB_ID`, `WA_JOB_KIND`, `WA_ATTEMPT` (the delivery
+//! number, 1 for the first), and the variables named with `--exec-env`; nothing else, so
+//! `REDIS_URL` or a secret reaches a handler only when the operator names it. Its standard
+//! output is the worker's; its standard error is logged line by line with the job id, with
+//! fixed bounds (see [`stderr`](super::stderr)).
+//!
+//! The outcome is the child's exit status, known the moment it exits: exit 0 is done, exit 65
+//! (EX_DATAERR) is dead at once, anything else (another code, a signal, the handler timeout)
+//! is a retry. What the child's own children do with the pipes does not matter.
+//!
+//! Each child leads a process group of its own. When it exits, times out, or the worker
+//! abandons it (the end of the shutdown grace), the whole group is killed with SIGKILL: no
+//! descendant outlives the delivery it belongs to, and none is re-parented to pile up behind
+//! a worker that is PID 1. The worker then reaps what it is the parent of: the child, and the
+//! group's orphans when the worker is the reaper of orphans (PID 1 in a container). A handler
+//! that wants work to outlive its delivery must leave the group itself (`setsid`).
 
+use std::ffi::OsString;
 use std::path::Path;
+use std::pin::pin;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use rustix::process::{Pid, Signal, WaitOptions};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use wa_queue::{Job, Outcome};
 
+use super::stderr;
+
 /// Exit code that sends a job straight to dead (sysexits EX_DATAERR).
 pub const EXIT_DEAD: i32 = 65;
-/// Standard error lines logged per job at most; the rest is read and counted.
-const MAX_LOGGED_LINES: usize = 50;
-/// Longest standard error line logged (bytes); longer ones are cut.
-const MAX_LINE: usize = 2048;
+/// Variables every handler gets from the worker's environment (when the worker has them).
+const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+/// After the child exited and its group was killed, how long standard error may still take to
+/// reach its end (what was written before the exit is logged).
+const STDERR_DRAIN: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 pub struct ExecHandler {
     program: String,
     args: Vec<String>,
     timeout: Duration,
+    /// what the child's environment starts from (values read once, at start)
+    env: Vec<(String, OsString)>,
 }
 
 impl ExecHandler {
-    /// Parses and checks the command line: the program must exist (as a path, or on `PATH`).
-    pub fn new(command: &str, timeout: Duration) -> Result<Self, String> {
+    /// Parses and checks the command line (the program must exist, as a path or on `PATH`)
+    /// and the names of the variables passed through (`--exec-env`).
+    pub fn new(command: &str, timeout: Duration, pass_env: &[String]) -> Result<Self, String> {
         let mut words = split_command(command)?.into_iter();
         let program = words.next().ok_or("the command is empty")?;
         if !program_exists(&program) {
@@ -44,28 +65,36 @@ impl ExecHandler {
             program,
             args: words.collect(),
             timeout,
+            env: child_env(pass_env)?,
         })
     }
 
     pub async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
-        let mut child = match Command::new(&self.program)
+        let spawned = Command::new(&self.program)
             .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("WA_JOB_ID", &job.id)
             .env("WA_JOB_KIND", &job.kind)
             .env("WA_ATTEMPT", delivery.to_string())
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
-            // A handler future dropped by the run loop (its own timeout, shutdown) must not
-            // leave the process running.
+            .process_group(0)
+            // The group guard below kills the group; this reaps the child if the future is
+            // dropped before it did.
             .kill_on_drop(true)
-            .spawn()
-        {
+            .spawn();
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => return Outcome::Retry(format!("cannot start {}: {e}", self.program)),
         };
+        let group = child
+            .id()
+            .and_then(|id| Pid::from_raw(id as i32))
+            .map(Group);
         let input = job.json().to_owned();
         let stdin = child.stdin.take();
-        let stderr = child.stderr.take();
+        let err = child.stderr.take();
         let feed = async move {
             if let Some(mut stdin) = stdin {
                 // A child that exits without reading its input is its own business (EPIPE).
@@ -73,26 +102,96 @@ impl ExecHandler {
             }
         };
         let log = async move {
-            if let Some(stderr) = stderr {
-                log_stderr(stderr, &job.id, delivery).await;
+            if let Some(err) = err {
+                stderr::log(err, &job.id, delivery).await;
             }
         };
-        let finished = tokio::time::timeout(self.timeout, async {
-            tokio::join!(feed, log, child.wait()).2
-        })
-        .await;
-        match finished {
-            Ok(Ok(status)) => outcome(status),
-            Ok(Err(e)) => Outcome::Retry(format!("waiting for the handler failed: {e}")),
-            Err(_) => {
-                let _ = child.kill().await;
+        let mut io = pin!(async { tokio::join!(feed, log) });
+        let mut io_done = false;
+        let deadline = tokio::time::sleep(self.timeout);
+        let mut deadline = pin!(deadline);
+        // The child's exit decides; input and standard error are served meanwhile.
+        let waited = loop {
+            tokio::select! {
+                status = child.wait() => break Some(status),
+                _ = &mut io, if !io_done => io_done = true,
+                _ = &mut deadline => break None,
+            }
+        };
+        if let Some(group) = &group {
+            group.kill();
+        }
+        let outcome = match waited {
+            Some(Ok(status)) => outcome(status),
+            Some(Err(e)) => Outcome::Retry(format!("waiting for the handler failed: {e}")),
+            None => {
+                let _ = child.wait().await;
                 Outcome::Retry(format!(
                     "handler timed out after {}",
                     humantime::format_duration(self.timeout)
                 ))
             }
+        };
+        if !io_done {
+            let _ = tokio::time::timeout(STDERR_DRAIN, io).await;
+        }
+        if let Some(group) = group {
+            group.reap().await;
+        }
+        outcome
+    }
+}
+
+/// A handler's process group (its id is the child's pid). Dropping it kills the group, so a
+/// handler future abandoned by the run loop (end of the shutdown grace) leaves nothing running.
+#[derive(Debug)]
+struct Group(Pid);
+
+impl Group {
+    /// SIGKILL to every process still in the group (none left is fine).
+    fn kill(&self) {
+        let _ = rustix::process::kill_process_group(self.0, Signal::KILL);
+    }
+
+    /// Reaps the group's processes this worker is the parent of (after the child itself was
+    /// waited for): its orphans come to the worker when it is PID 1. Returns at once when it
+    /// has none.
+    async fn reap(self) {
+        let pgid = self.0;
+        std::mem::forget(self);
+        let reaping = tokio::task::spawn_blocking(move || {
+            while let Ok(Some(_)) = rustix::process::waitpgid(pgid, WaitOptions::empty()) {}
+        });
+        let _ = reaping.await;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The environment a handler starts from: [`BASE_ENV`] and the names passed through, with the
+/// worker's values (a name the worker does not have is left out).
+fn child_env(pass: &[String]) -> Result<Vec<(String, OsString)>, String> {
+    let mut env = Vec::new();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(pass.iter().map(String::as_str))
+    {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(format!("`{name}` is not a variable name"));
+        }
+        if env.iter().any(|(k, _)| k == name) {
+            continue;
+        }
+        if let Some(value) = std::env::var_os(name) {
+            env.push((name.to_owned(), value));
         }
     }
+    Ok(env)
 }
 
 fn outcome(status: ExitStatus) -> Outcome {
@@ -101,40 +200,6 @@ fn outcome(status: ExitStatus) -> Outcome {
         Some(EXIT_DEAD) => Outcome::Dead(format!("handler exited with {EXIT_DEAD}")),
         Some(code) => Outcome::Retry(format!("handler exited with {code}")),
         None => Outcome::Retry(format!("handler ended by a signal ({status})")),
-    }
-}
-
-async fn log_stderr(stderr: tokio::process::ChildStderr, id: &str, delivery: u32) {
-    let mut lines = BufReader::new(stderr);
-    let mut line = Vec::new();
-    let mut logged = 0usize;
-    let mut skipped = 0usize;
-    loop {
-        line.clear();
-        // Bounded read so one endless line cannot eat memory.
-        match (&mut lines)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if line.len() == MAX_LINE && line.last() != Some(&b'\n') {
-            // Drop the rest of an over-long line.
-            let mut rest = Vec::new();
-            let _ = lines.read_until(b'\n', &mut rest).await;
-        }
-        if logged < MAX_LOGGED_LINES {
-            logged += 1;
-            let text = String::from_utf8_lossy(&line);
-            tracing::warn!(job_id = %id, attempt = delivery, "handler: {}", text.trim_end());
-        } else {
-            skipped += 1;
-        }
-    }
-    if skipped > 0 {
-        tracing::warn!(job_id = %id, attempt = delivery, "handler: {skipped} more stderr lines not logged");
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod exec;
 mod forward;
+mod stderr;
 mod stdout;
 
 use std::sync::Arc;
@@ -52,8 +53,8 @@ impl Kind {
             tracing::warn!("--forward-secret/WA_FORWARD_SECRET is set but only --forward uses it");
         }
         Ok(if let Some(cmd) = &h.exec {
-            let exec = ExecHandler::new(cmd, args.handler_timeout)
-                .map_err(|e| Usage(format!("--exec/WA_EXEC: {e}")))?;
+            let exec = ExecHandler::new(cmd, args.handler_timeout, &args.exec_env)
+                .map_err(|e| Usage(format!("--exec/WA_EXEC or --exec-env/WA_EXEC_ENV: {e}")))?;
             (Kind::Exec(exec), 16)
         } else if let Some(url) = &h.forward {
             let fwd = ForwardHandler::new(url, secret, args.handler_timeout)

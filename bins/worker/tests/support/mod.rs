@@ -89,8 +89,15 @@ impl TestQueue {
     /// Like [`worker`](Self::worker) with info logs captured: read them with [`logs`] once
     /// the worker has exited (the tests that use it log little, so the pipe never fills).
     pub fn worker_logged(&self, args: &[&str]) -> Child {
+        self.worker_logged_env(args, &[])
+    }
+
+    /// Like [`worker_logged`](Self::worker_logged), with `env` added to the worker's
+    /// environment.
+    pub fn worker_logged_env(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         self.command(args, false)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start wa-worker")
@@ -239,4 +246,40 @@ pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .map(|s| s.lines().map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+/// Whether process `pid` is still running (a zombie waiting to be reaped by its parent is
+/// not: it no longer runs anything).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses.
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+    })
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb * 1024
+}
+
+/// The first line of a file, once it has one.
+pub async fn first_line(path: &Path, within: Duration) -> String {
+    let mut line = String::new();
+    eventually("a line in the file", within, || {
+        let got = lines(path);
+        if let Some(first) = got.first() {
+            line = first.clone();
+        }
+        let found = !got.is_empty();
+        async move { found }
+    })
+    .await;
+    line
 }

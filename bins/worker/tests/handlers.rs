@@ -1,0 +1,163 @@
+//! End to end, the handlers' edges: `--exec` process groups, bounded output and a clean
+//! environment. The real `wa-worker` binary against the real Redis, one private queue per test.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The single entry of the dead list.
+async fn only_dead(q: &TestQueue) -> serde_json::Value {
+    let dead = q.cli_json(&["dead", "list", "--json"]).await;
+    let dead = dead.as_array().expect("a JSON array");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    dead[0].clone()
+}
+
+/// A handler writing 64 MiB to standard error without a newline is done, its line is logged
+/// cut, and the worker's peak memory stays far below what buffering it would take.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_endless_stderr_line_keeps_memory_bounded() {
+    const LIMIT: u64 = 40 * 1024 * 1024;
+    let q = TestQueue::new("exec-stderr").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!(
+            "head -c 67108864 /dev/zero | tr '\\0' x >&2\necho \"$WA_ATTEMPT\" >> '{}'",
+            out.display()
+        ),
+    );
+    q.enqueue(&ids("s", 1)).await;
+    let mut w = q.worker_logged(&["--exec", handler.to_str().unwrap()]);
+    eventually("job done", LONG, || async { !lines(&out).is_empty() }).await;
+    q.wait_drained(LONG).await;
+    let peak = peak_rss(w.id().unwrap());
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    assert_eq!(lines(&out), ["1"], "done on the first delivery");
+    assert!(peak < LIMIT, "worker peak RSS {peak} bytes, over {LIMIT}");
+    let logs = logs(&mut w).await;
+    assert!(logs.contains("[line cut at 2048 bytes]"), "{logs}");
+}
+
+/// A handler that exits 0 while a background child keeps standard error open is done once, on
+/// its first delivery, long before the background child would end; that child is killed with
+/// the handler's process group.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_exit_decides_not_open_pipes() {
+    let q = TestQueue::new("exec-bg").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let bg = dir.path().join("bg");
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!(
+            "sleep 600 &\necho $! > '{bg}'\necho \"$WA_ATTEMPT\" >> '{out}'\nexit 0",
+            bg = bg.display(),
+            out = out.display()
+        ),
+    );
+    q.enqueue(&ids("b", 1)).await;
+    let mut w = q.worker(
+        &[
+            "--exec",
+            handler.to_str().unwrap(),
+            "--handler-timeout",
+            "300s",
+        ],
+        false,
+    );
+    q.wait_drained(LONG).await;
+    let pid: u32 = first_line(&bg, LONG).await.parse().unwrap();
+    eventually("background child killed", LONG, || async { !running(pid) }).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    assert_eq!(lines(&out), ["1"], "done once, on the first delivery");
+    let s = q.stats().await;
+    assert_eq!((s.dead, s.delayed), (0, 0));
+}
+
+/// A handler that times out is killed with its whole process group: its grandchild is gone
+/// afterwards, and the job is retried (here: dead, with one attempt allowed).
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_timeout_kills_the_process_group() {
+    let q = TestQueue::new("exec-group").await;
+    let dir = tempfile::tempdir().unwrap();
+    let grandchild = dir.path().join("grandchild");
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!(
+            "sh -c 'sleep 600 & echo $! > {}; wait'",
+            grandchild.display()
+        ),
+    );
+    q.enqueue(&ids("g", 1)).await;
+    let mut w = q.worker(
+        &[
+            "--exec",
+            handler.to_str().unwrap(),
+            "--handler-timeout",
+            "1s",
+            "--max-attempts",
+            "1",
+        ],
+        false,
+    );
+    eventually("job dead", LONG, || async { q.stats().await.dead == 1 }).await;
+    let pid: u32 = first_line(&grandchild, LONG).await.parse().unwrap();
+    eventually("grandchild gone", LONG, || async { !running(pid) }).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    let dead = only_dead(&q).await;
+    assert!(
+        dead["error"].as_str().unwrap().contains("timed out"),
+        "{dead}"
+    );
+}
+
+/// A handler sees a clean environment: the job's variables, PATH and what `--exec-env`
+/// names, never REDIS_URL nor the forward secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_environment_is_clean() {
+    let q = TestQueue::new("exec-env").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env");
+    let handler = script(dir.path(), "h.sh", &format!("env > '{}'", out.display()));
+    q.enqueue(&ids("e", 1)).await;
+    let mut w = q.worker_logged_env(
+        &[
+            "--exec",
+            handler.to_str().unwrap(),
+            "--exec-env",
+            "PASSED_ON",
+        ],
+        &[
+            ("WA_FORWARD_SECRET", "do-not-leak"),
+            ("PASSED_ON", "yes"),
+            ("NOT_PASSED", "no"),
+        ],
+    );
+    q.wait_drained(LONG).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    let env = lines(&out);
+    for want in [
+        "WA_JOB_ID=e-0",
+        "WA_ATTEMPT=1",
+        "WA_JOB_KIND=message",
+        "PASSED_ON=yes",
+    ] {
+        assert!(env.iter().any(|l| l == want), "{want} missing: {env:?}");
+    }
+    assert!(env.iter().any(|l| l.starts_with("PATH=")), "{env:?}");
+    for banned in ["REDIS_URL", "WA_FORWARD_SECRET", "NOT_PASSED", "WA_QUEUE"] {
+        assert!(
+            !env.iter().any(|l| l.starts_with(&format!("{banned}="))),
+            "{banned} leaked: {env:?}"
+        );
+    }
+}
