@@ -9,8 +9,8 @@ use http::Request;
 use http_body_util::Full;
 
 use crate::support::{
-    self, Ingress, PATH, PrivateRedis, Process, SECRET, TOKEN, http1, http2, raw_exchange, send,
-    signed_post, text_body, unique,
+    self, Ingress, PATH, PrivateRedis, Process, SECRET, TOKEN, base_env, http1, http2,
+    raw_exchange, send, signed_post, text_body, unique,
 };
 
 fn handshake_query(mode: &str, token: &str, challenge: &str) -> String {
@@ -626,16 +626,6 @@ async fn graceful_stop_finishes_requests_in_flight() {
 }
 
 // ------------------------------------------------------------------ the binary as a process
-
-fn base_env<'a>(redis: &'a str, queue: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("WHATSAPP_APP_SECRET", SECRET),
-        ("WHATSAPP_VERIFY_TOKEN", TOKEN),
-        ("REDIS_URL", redis),
-        ("WA_LISTEN", "127.0.0.1:0"),
-        ("WA_QUEUE", queue),
-    ]
-}
 
 /// SIGTERM while requests are in flight: every request that got 200 has its job, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,4 +7,5 @@ mod custom_worker;
 mod endpoint;
 mod fault;
 mod fixtures;
+mod hostile;
 mod python_worker;

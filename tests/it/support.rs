@@ -429,6 +429,17 @@ impl PrivateRedis {
     /// Script calls served so far (`EVAL`, `EVALSHA`, `FCALL` and their read-only forms), from
     /// `INFO commandstats`: one per enqueue round trip.
     pub async fn script_calls(&self) -> u64 {
+        self.calls(|cmd| cmd.starts_with("eval") || cmd.starts_with("fcall"))
+            .await
+    }
+
+    /// Calls of the command `name` (lowercase) served so far, from `INFO commandstats`.
+    pub async fn command_calls(&self, name: &str) -> u64 {
+        self.calls(|cmd| cmd == name).await
+    }
+
+    /// Calls of every command `pick` chooses, summed from `INFO commandstats`.
+    async fn calls(&self, pick: impl Fn(&str) -> bool) -> u64 {
         let mut conn = redis(&self.url()).await;
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
@@ -436,12 +447,10 @@ impl PrivateRedis {
             .await
             .unwrap();
         info.lines()
-            .filter(|l| {
-                ["cmdstat_eval", "cmdstat_fcall"]
-                    .iter()
-                    .any(|p| l.starts_with(p))
-            })
-            .filter_map(|l| l.split("calls=").nth(1))
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(cmd, _)| pick(cmd))
+            .filter_map(|(_, stats)| stats.split("calls=").nth(1))
             .filter_map(|rest| rest.split(',').next())
             .filter_map(|n| n.parse::<u64>().ok())
             .sum()
@@ -453,6 +462,17 @@ impl Drop for PrivateRedis {
         // SIGKILL ends a stopped (SIGSTOP) server too.
         self.stop();
     }
+}
+
+/// The environment of a `wa-ingress` on `127.0.0.1:0` with the test secret and token.
+pub fn base_env<'a>(redis: &'a str, queue: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("WHATSAPP_APP_SECRET", SECRET),
+        ("WHATSAPP_VERIFY_TOKEN", TOKEN),
+        ("REDIS_URL", redis),
+        ("WA_LISTEN", "127.0.0.1:0"),
+        ("WA_QUEUE", queue),
+    ]
 }
 
 /// The `wa-ingress` binary built next to this test executable.
@@ -539,24 +559,31 @@ impl Process {
 
     /// Waits up to `limit` for the listen line and returns the bound address.
     pub async fn wait_listening(&mut self, limit: Duration) -> SocketAddr {
+        self.wait_addr("wa-ingress listening", "addr", limit).await
+    }
+
+    /// Waits up to `limit` for a log line containing `marker` and returns the address in its
+    /// `field=` value.
+    pub async fn wait_addr(&mut self, marker: &str, field: &str, limit: Duration) -> SocketAddr {
         let deadline = Instant::now() + limit;
+        let key = format!("{field}=");
         loop {
             let out = self.output();
             if let Some(addr) = out
                 .lines()
-                .filter(|l| l.contains("wa-ingress listening"))
-                .find_map(|l| l.split("addr=").nth(1))
+                .filter(|l| l.contains(marker))
+                .find_map(|l| l.split(key.as_str()).nth(1))
                 .and_then(|rest| rest.split_whitespace().next())
                 .and_then(|a| a.trim_matches('"').parse().ok())
             {
                 return addr;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wa-ingress exited ({status}) before listening:\n{out}");
+                panic!("wa-ingress exited ({status}) before logging {marker:?}:\n{out}");
             }
             assert!(
                 Instant::now() < deadline,
-                "wa-ingress did not log its listen line:\n{out}"
+                "wa-ingress did not log {marker:?}:\n{out}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -35,6 +35,10 @@ struct Args {
     /// Address to listen on
     #[arg(long, env = "WA_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Address of the admin listener: when set, /healthz, /readyz and /metrics move there
+    /// (and answer 404 on --listen)
+    #[arg(long, env = "WA_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Path of the webhook
     #[arg(long, env = "WA_WEBHOOK_PATH", default_value = wa_webhook::DEFAULT_PATH)]
     path: String,
@@ -122,8 +126,21 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(args.listen);
+        let mut server = wa_webhook::Server::new(listener);
+        if let Some(admin) = args.admin_listen {
+            let listener = match tokio::net::TcpListener::bind(admin).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: WA_ADMIN_LISTEN (--admin-listen) {admin}: cannot bind: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let admin = listener.local_addr().unwrap_or(admin);
+            tracing::info!(%admin, "wa-ingress admin listening");
+            server = server.admin(listener);
+        }
         tracing::info!(%addr, path = %args.path, queue = %args.queue, accept = %args.accept, "wa-ingress listening");
-        wa_webhook::serve(listener, webhook, shutdown_signal()).await;
+        server.serve(webhook, shutdown_signal()).await;
         tracing::info!("wa-ingress stopped");
         ExitCode::SUCCESS
     })

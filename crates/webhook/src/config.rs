@@ -40,8 +40,9 @@ pub struct Config {
     pub enqueue_timeout: Duration,
     /// Which kinds of notification become jobs; the rest are counted and dropped. Default all.
     pub accept: Accept,
-    /// [`serve`](crate::serve): how long a client may take to send a request's headers (HTTP/1),
-    /// idle keep-alive time included. Default 10 s.
+    /// [`serve`](crate::serve): how long a connection may go without a complete request head,
+    /// counted from its accept and from the end of its previous request, whatever the protocol;
+    /// also the HTTP/2 keep-alive PING interval and timeout. Default 10 s.
     pub header_read_timeout: Duration,
     /// How long a POST body may take to arrive; past it the answer is 408. With the header-read
     /// timeout before it and the enqueue timeout after it, every request is bounded. Default

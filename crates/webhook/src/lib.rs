@@ -32,9 +32,11 @@
 //! ```
 //!
 //! [`serve`] speaks HTTP/1.1 with keep-alive and HTTP/2 (also cleartext with prior knowledge),
-//! caps open connections ([`Config::max_connections`]), closes connections whose headers take
-//! longer than [`Config::header_read_timeout`], and on shutdown stops accepting and lets
-//! in-flight requests finish for up to [`Config::shutdown_grace`].
+//! caps open connections ([`Config::max_connections`]), closes any connection that goes
+//! [`Config::header_read_timeout`] without a complete request head (whatever its protocol,
+//! keep-alive idle time included), and on shutdown stops accepting, closes idle connections and
+//! lets in-flight requests finish for up to [`Config::shutdown_grace`]. [`Server::admin`] moves
+//! the probes to a listener of their own.
 //!
 //! # Mounting in your own server
 //!
@@ -66,9 +68,9 @@
 //!
 //! Or call [`Webhook::handle`] yourself with any `http::Request` whose body implements
 //! `http_body::Body`; that is how the tests drive it without a socket. The webhook routes by
-//! path itself: [`Config::path`], `/healthz` (live), `/readyz` (Redis answers PING within the
-//! enqueue timeout) and `/metrics` (Prometheus text); any other path is 404. Mount the paths you
-//! want it to see.
+//! path itself: [`Config::path`], `/healthz` (live), `/readyz` (Redis answered a PING or an
+//! enqueue within the last second, or answers a PING now within the enqueue timeout) and
+//! `/metrics` (Prometheus text); any other path is 404. Mount the paths you want it to see.
 //!
 //! # What a POST goes through
 //!
@@ -151,7 +153,7 @@ use tracing::Instrument;
 pub use config::{Accept, Config, DEFAULT_MAX_BODY, DEFAULT_PATH};
 pub use jobs::content_id;
 pub use metrics::Metrics;
-pub use server::serve;
+pub use server::{ADMIN_MAX_CONNECTIONS, Server, serve};
 pub use wa_challenge::Challenge;
 pub use wa_queue::{JobKind, Producer, ProducerOptions, QueueName};
 pub use wa_signature::Verifier;
@@ -186,6 +188,10 @@ struct Inner {
     challenge: Challenge,
     producer: Producer,
     metrics: Metrics,
+    /// The last word from Redis (a `/readyz` PING or an enqueue): when, and whether it answered.
+    redis_check: std::sync::Mutex<Option<(Instant, bool)>>,
+    /// Held while `/readyz` PINGs, so concurrent probes send one PING.
+    pinging: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Webhook {
@@ -220,6 +226,26 @@ impl Route {
     }
 }
 
+/// Which routes a listener offers: all of them, or (with an admin listener) the webhook path on
+/// the public listener and the probes on the admin one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    All,
+    Public,
+    Admin,
+}
+
+impl Surface {
+    /// Whether `route` is served here; a route that is not answers 404.
+    fn offers(self, route: Route) -> bool {
+        match (self, route) {
+            (Surface::All, _) | (_, Route::NotFound) => true,
+            (Surface::Public, r) => r == Route::Webhook,
+            (Surface::Admin, r) => r != Route::Webhook,
+        }
+    }
+}
+
 /// Why a body could not be read.
 enum ReadError {
     TooLarge,
@@ -250,6 +276,8 @@ impl Webhook {
                 challenge,
                 producer,
                 metrics: Metrics::default(),
+                redis_check: std::sync::Mutex::new(None),
+                pinging: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -269,9 +297,19 @@ impl Webhook {
     where
         B: HttpBody,
     {
+        self.handle_on(req, Surface::All).await
+    }
+
+    /// [`handle`](Self::handle) for a listener that offers only some routes.
+    pub(crate) async fn handle_on<B>(&self, req: Request<B>, surface: Surface) -> Reply
+    where
+        B: HttpBody,
+    {
         let inner = &*self.inner;
         let _in_flight = inner.metrics.in_flight();
-        let route = self.route_of(req.uri().path());
+        let route = Some(self.route_of(req.uri().path()))
+            .filter(|r| surface.offers(*r))
+            .unwrap_or(Route::NotFound);
         let span = tracing::debug_span!(
             "request",
             method = %req.method(),
@@ -374,18 +412,56 @@ impl Webhook {
         }
     }
 
+    /// `/readyz`: whether Redis answered, asked at most once per [`READY_CACHE`] whatever the
+    /// probe rate. An enqueue's outcome counts as an answer too, so a failed enqueue turns
+    /// readiness off at once. Probes that arrive during a PING wait for its answer.
     async fn ready(&self) -> Reply {
-        let ping = tokio::time::timeout(
-            self.inner.config.enqueue_timeout,
-            self.inner.producer.ping(),
-        );
-        match ping.await {
-            Ok(Ok(())) => text(StatusCode::OK, Bytes::from_static(b"ready\n")),
-            _ => text(
+        let ok = match self.recent_redis_check() {
+            Some(ok) => ok,
+            None => {
+                let _one_ping = self.inner.pinging.lock().await;
+                match self.recent_redis_check() {
+                    Some(ok) => ok, // another probe asked while this one waited
+                    None => {
+                        let ping = tokio::time::timeout(
+                            self.inner.config.enqueue_timeout,
+                            self.inner.producer.ping(),
+                        );
+                        let ok = matches!(ping.await, Ok(Ok(())));
+                        self.note_redis(ok);
+                        ok
+                    }
+                }
+            }
+        };
+        if ok {
+            text(StatusCode::OK, Bytes::from_static(b"ready\n"))
+        } else {
+            text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Bytes::from_static(b"redis unavailable\n"),
-            ),
+            )
         }
+    }
+
+    /// What Redis last said, if it said it less than [`READY_CACHE`] ago.
+    fn recent_redis_check(&self) -> Option<bool> {
+        let last = *self
+            .inner
+            .redis_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        last.filter(|(at, _)| at.elapsed() < READY_CACHE)
+            .map(|(_, ok)| ok)
+    }
+
+    /// Records whether Redis just answered (a PING or an enqueue).
+    fn note_redis(&self, ok: bool) {
+        *self
+            .inner
+            .redis_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ok));
     }
 
     async fn post<B: HttpBody>(&self, req: Request<B>, count: &mut usize) -> Reply {
@@ -510,6 +586,7 @@ impl Webhook {
             tokio::time::timeout(inner.config.enqueue_timeout, inner.producer.enqueue(&jobs)).await;
         match enqueued {
             Ok(Ok(outcomes)) => {
+                self.note_redis(true);
                 metrics.enqueue_latency(started.elapsed());
                 let mut tally = [[0u64; 2]; 4];
                 for (job, outcome) in jobs.iter().zip(&outcomes) {
@@ -527,12 +604,14 @@ impl Webhook {
                 reply(StatusCode::OK, "")
             }
             Ok(Err(e)) => {
+                self.note_redis(false);
                 metrics.redis_error();
                 metrics.request(Outcome::Unavailable);
                 tracing::warn!(error = %e, jobs = jobs.len(), "enqueue failed; answering 503");
                 reply(StatusCode::SERVICE_UNAVAILABLE, "")
             }
             Err(_) => {
+                self.note_redis(false);
                 metrics.redis_error();
                 metrics.request(Outcome::Unavailable);
                 tracing::warn!(
@@ -667,6 +746,9 @@ where
         Box::pin(async move { Ok(this.handle(req).await) })
     }
 }
+
+/// How long a `/readyz` answer about Redis is reused: at most one PING per this.
+const READY_CACHE: Duration = Duration::from_secs(1);
 
 /// How long [`serve`] waits after an accept error (out of file descriptors, say) before trying
 /// again, so such a state does not spin a core.

@@ -1,0 +1,158 @@
+//! Hostile clients (issue 15): connections that never finish a request head, shutdown with idle
+//! connections, and the admin listener. Real sockets, a real Redis.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::support::{
+    self, Ingress, PrivateRedis, Process, base_env, http1, raw_exchange, read_until_closed, send,
+    signed_post, text_body, unique,
+};
+
+/// The HTTP/2 connection preface a prior-knowledge client starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+const H2_EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+/// A liveness probe that closes its connection after the answer.
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+/// How long a test waits for the server to close a connection; far beyond every timeout set.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Opens a connection and writes `opening` (possibly nothing) on it.
+async fn idle_client(addr: std::net::SocketAddr, opening: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(opening).await.expect("write");
+    stream
+}
+
+/// The four ways of never finishing a request head (nothing, half an HTTP/2 preface, a preface
+/// and an empty SETTINGS frame, half an HTTP/1 head) each fill one slot of a 4-connection cap;
+/// the server closes every one after the header timeout and then serves `/healthz`.
+#[tokio::test]
+async fn idle_sockets_of_every_protocol_are_closed() {
+    let ingress = Ingress::start_with("idle", &support::redis_url(), |c| {
+        c.max_connections = 4;
+        c.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut settings = H2_PREFACE.to_vec();
+    settings.extend_from_slice(H2_EMPTY_SETTINGS);
+    let openings: [&[u8]; 4] = [
+        b"",
+        &H2_PREFACE[..10],
+        &settings,
+        b"POST /api/whatsapp/webhook HTTP/1.1\r\nhost: x\r\n",
+    ];
+    let mut clients = Vec::new();
+    for opening in openings {
+        clients.push(idle_client(ingress.addr, opening).await);
+    }
+    for (kind, mut client) in clients.into_iter().enumerate() {
+        let (_, closed) = read_until_closed(&mut client, PATIENCE).await;
+        assert!(closed, "idle client {kind} still open after {PATIENCE:?}");
+    }
+    let answer = raw_exchange(ingress.addr, HEALTHZ, PATIENCE).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
+
+/// A keep-alive connection that answered one request and then stays silent is closed after the
+/// header timeout (the idle time between requests is bounded too).
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed() {
+    let ingress = Ingress::start_with("idle-ka", &support::redis_url(), |c| {
+        c.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut client = idle_client(ingress.addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let (answer, closed) = read_until_closed(&mut client, PATIENCE).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        closed,
+        "keep-alive connection still open after {PATIENCE:?}"
+    );
+}
+
+/// SIGTERM with idle connections (silent, HTTP/2 preface, a keep-alive one that was served)
+/// exits 0 at once rather than after the 60 s grace period or the 60 s header timeout.
+#[tokio::test]
+async fn sigterm_closes_idle_connections_at_once() {
+    let url = support::redis_url();
+    let mut env = base_env(&url, "unused-sigterm-idle");
+    env.push(("WA_SHUTDOWN_GRACE", "60s"));
+    env.push(("WA_HEADER_TIMEOUT", "60s"));
+    let mut p = Process::spawn(&env);
+    let addr = p.wait_listening(PATIENCE).await;
+    let silent = idle_client(addr, b"").await;
+    let h2 = idle_client(addr, H2_PREFACE).await;
+    let mut served = idle_client(addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let (answer, closed) = read_until_closed(&mut served, Duration::from_millis(500)).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && !closed, "{answer:?}");
+    p.signal("TERM");
+    // Far less than either 60 s setting: only closing the idle connections at once passes.
+    assert_eq!(p.wait_exit(PATIENCE).await, Some(0), "{}", p.output());
+    drop((silent, h2));
+}
+
+/// With `WA_ADMIN_LISTEN` the probes and metrics answer on the admin address only, the public
+/// one keeps the webhook, and neither serves the other's routes.
+#[tokio::test]
+async fn admin_listener_takes_the_probes() {
+    let url = support::redis_url();
+    let queue = support::QueueKeys {
+        name: unique("admin"),
+        url: url.clone(),
+    };
+    let mut env = base_env(&url, &queue.name);
+    env.push(("WA_ADMIN_LISTEN", "127.0.0.1:0"));
+    let mut p = Process::spawn(&env);
+    let public = format!("http://{}", p.wait_listening(PATIENCE).await);
+    let admin = format!(
+        "http://{}",
+        p.wait_addr("admin listening", "admin", PATIENCE).await
+    );
+    let client = http1();
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let on_public = send(&client, support::get(&public, probe)).await;
+        assert_eq!(on_public.status, 404, "{probe} on the public listener");
+        let on_admin = send(&client, support::get(&admin, probe)).await;
+        assert_eq!(on_admin.status, 200, "{probe} on the admin listener");
+    }
+    let wamid = format!("wamid.{}", unique("admin"));
+    let body = text_body(&wamid, "public");
+    let on_admin = send(&client, signed_post(&admin, body.clone())).await;
+    assert_eq!(on_admin.status, 404, "the webhook on the admin listener");
+    let on_public = send(&client, signed_post(&public, body)).await;
+    assert_eq!(on_public.status, 200);
+    let ids: Vec<String> = queue.pending().await.into_iter().map(|j| j.id).collect();
+    queue.delete_all();
+    assert_eq!(ids, [wamid]);
+}
+
+/// `/readyz` asks Redis at most once per second however often it is probed.
+#[tokio::test]
+async fn readyz_pings_redis_at_most_once_a_second() {
+    let redis = PrivateRedis::start().await;
+    let ingress = Ingress::start_with("readyz", &redis.url(), |_| {}).await;
+    let before = redis.command_calls("ping").await;
+    let started = std::time::Instant::now();
+    let client = http1();
+    let probes = 50;
+    for _ in 0..probes {
+        assert_eq!(
+            send(&client, support::get(&ingress.base, "/readyz"))
+                .await
+                .status,
+            200
+        );
+    }
+    let seconds = started.elapsed().as_secs();
+    // Minus one: reading the stats connects with a PING of its own.
+    let pings = redis.command_calls("ping").await - before - 1;
+    // One PING per started second of probing, and the first one.
+    assert!(
+        pings <= seconds + 1,
+        "{pings} PINGs for {probes} probes in {seconds} s"
+    );
+}
