@@ -153,6 +153,16 @@ async fn render(s: &Sources) -> String {
             "Failed Redis calls.",
             &c.redis_errors,
         ),
+        (
+            "wa_worker_leases_lost_total",
+            "Leases found lost: a reaper gave this worker's jobs in hand to others.",
+            &c.leases_lost,
+        ),
+        (
+            "wa_worker_lost_outcomes_total",
+            "Outcomes of jobs this worker no longer held when they finished (not settled).",
+            &c.lost_outcomes,
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -161,3 +161,105 @@ async fn exec_environment_is_clean() {
         );
     }
 }
+
+/// Sends `signal` (a `kill` name: STOP, CONT, ...) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A job whose handler kills its worker (`kill -9 $PPID`), with the worker restarted each
+/// time, is delivered `--max-attempts` times (numbers 1, 2, 3) and then goes to dead with the
+/// reason that it was lost with its worker 3 times; the last worker stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_job_reaches_dead_after_max_attempts() {
+    let q = TestQueue::new("poison").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!("echo \"$WA_ATTEMPT\" >> '{}'\nkill -9 $PPID", out.display()),
+    );
+    q.enqueue(&ids("p", 1)).await;
+    let args = [
+        "--exec",
+        handler.to_str().unwrap(),
+        "--lease",
+        "500ms",
+        "--max-attempts",
+        "3",
+    ];
+    let mut starts = 0;
+    let mut w = loop {
+        starts += 1;
+        assert!(starts <= 4, "still not dead after {} starts", starts - 1);
+        let mut w = q.worker(&args, false);
+        tokio::select! {
+            status = w.wait() => {
+                let status = status.unwrap();
+                assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+            }
+            () = eventually("job dead", LONG, || async { q.stats().await.dead == 1 }) => break w,
+        }
+    };
+    assert_eq!(
+        starts, 4,
+        "three workers died with it, the fourth sent it to dead"
+    );
+    assert_eq!(lines(&out), ["1", "2", "3"]);
+    let dead = only_dead(&q).await;
+    assert_eq!(dead["error"], "lost with its worker 3 times", "{dead}");
+    assert_eq!(dead["job"]["payload"]["text"]["body"], "café / ok");
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+}
+
+/// A worker paused (SIGSTOP) past its lease loses its job to another worker, which finishes
+/// it; resumed (SIGCONT), the first worker does not settle the job it lost: it logs the lost
+/// lease once and reports the job's outcome, and nothing is delivered a third time.
+#[tokio::test(flavor = "multi_thread")]
+async fn paused_worker_reports_the_jobs_it_lost() {
+    let q = TestQueue::new("sigstop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!(
+            "echo \"$WA_ATTEMPT\" >> '{}'\n[ \"$WA_ATTEMPT\" = 1 ] && sleep 2\nexit 0",
+            out.display()
+        ),
+    );
+    q.enqueue(&ids("z", 1)).await;
+    let args = ["--exec", handler.to_str().unwrap(), "--lease", "500ms"];
+    let mut a = q.worker_logged(&args);
+    first_line(&out, LONG).await;
+    let a_pid = a.id().unwrap();
+    signal(a_pid, "STOP");
+    let mut b = q.worker(&args, false);
+    eventually("the other worker finished the job", LONG, || async {
+        lines(&out).len() == 2
+    })
+    .await;
+    q.wait_drained(LONG).await;
+    signal(a_pid, "CONT");
+    eventually("the paused worker's handler ended", LONG, || async {
+        // its handler sleeps 2 s from the start; after that its outcome has been reported
+        !running_children(a_pid)
+    })
+    .await;
+    assert_eq!(terminate(&mut a, LONG).await, 0);
+    assert_eq!(terminate(&mut b, LONG).await, 0);
+    let logs = logs(&mut a).await;
+    assert_eq!(logs.matches("lease lost").count(), 1, "{logs}");
+    assert!(
+        logs.contains("finished a job this worker no longer holds") && logs.contains("z-0"),
+        "{logs}"
+    );
+    assert_eq!(lines(&out), ["1", "2"], "delivered twice, not a third time");
+    let s = q.stats().await;
+    assert_eq!((s.dead, s.delayed, s.pending), (0, 0, 0));
+}

@@ -56,6 +56,9 @@ pub enum Outcome {
     Done,
     /// failed: retry with backoff (dead after max attempts)
     Retry(String),
+    /// failed, and the other side said when to try again: retry after this delay (at most
+    /// the backoff maximum) instead of the backoff (dead after max attempts)
+    RetryAfter(String, Duration),
     /// failed for good: dead at once
     Dead(String),
 }
@@ -179,11 +182,12 @@ impl Delivery {
         self.lane
     }
 
-    /// The delivery number a handler is told: the job's `attempt` + 1 (1 if unreadable).
+    /// The delivery number a handler is told: the deliveries made before this one (the job's
+    /// `attempt`, failed ones, plus `lost`, lost with their worker) + 1; 1 if unreadable.
     pub fn number(&self) -> u32 {
         self.job
             .as_ref()
-            .map(|j| j.attempt.saturating_add(1))
+            .map(|j| j.attempt.saturating_add(j.lost).saturating_add(1))
             .unwrap_or(1)
     }
 }
@@ -201,6 +205,15 @@ pub enum Settled {
     /// it was no longer in hand (a reaper gave it back to pending meanwhile, or it was
     /// settled already): nothing done
     NotInHand,
+}
+
+/// What releasing a consumer's processing list did.
+#[derive(Debug, Clone, Copy)]
+struct Released {
+    /// jobs returned to pending
+    returned: usize,
+    /// jobs lost with their worker once too often, moved to dead (by a reaper only)
+    dead: usize,
 }
 
 /// How a finished job leaves the processing list.
@@ -271,6 +284,10 @@ pub(crate) struct Exchanged {
     pub(crate) taken: Vec<Delivery>,
     /// settled by this call: (seq, how)
     pub(crate) settled: Vec<(u64, Settled)>,
+    /// this call found the lane's lease lost (and that loss had not been reported yet)
+    pub(crate) lease_lost: bool,
+    /// outcomes handed in for jobs no longer in hand (reported, not settled)
+    pub(crate) not_owned: usize,
 }
 
 /// An exchange's `eager` bound: finished jobs beyond the run at the list's old end are removed
@@ -299,8 +316,19 @@ struct LaneCell {
     /// came and holds a large answer back while it runs the next call in line, so lanes
     /// sharing one connection would take turns instead of overlapping
     conn: ConnectionManager,
-    /// the current id, readable without waiting for a call on the wire
-    current: std::sync::Mutex<Arc<str>>,
+    /// the current id and whether it is registered, readable without waiting for a call on
+    /// the wire
+    current: std::sync::Mutex<Current>,
+    /// the last id whose lost lease was reported (so a loss is logged and counted once,
+    /// whether the renewal or an exchange finds it)
+    lost_reported: std::sync::Mutex<Option<Arc<str>>>,
+}
+
+/// A lane's current id, as the lease renewal sees it.
+#[derive(Clone)]
+struct Current {
+    id: Arc<str>,
+    registered: bool,
 }
 
 impl fmt::Debug for Consumer {
@@ -419,7 +447,11 @@ impl Consumer {
                     } else {
                         lazy_manager(redis_url, opts.op_timeout)?
                     },
-                    current: std::sync::Mutex::new(id),
+                    current: std::sync::Mutex::new(Current {
+                        id,
+                        registered: false,
+                    }),
+                    lost_reported: std::sync::Mutex::new(None),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -449,11 +481,46 @@ impl Consumer {
     }
 
     fn current_id(&self, lane: usize) -> Arc<str> {
+        self.current(lane).id
+    }
+
+    fn current(&self, lane: usize) -> Current {
         self.lanes[lane]
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn set_current(&self, lane: &Lane) {
+        *self.lanes[lane.index]
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Current {
+            id: lane.id.clone(),
+            registered: lane.registered,
+        };
+    }
+
+    /// Reports that lane `lane` lost the lease of `id` (a reaper gave its jobs in hand to
+    /// others): logged once per id, whoever finds it. True the first time.
+    fn report_lost_lease(&self, lane: usize, id: &Arc<str>, in_hand: usize) -> bool {
+        let mut reported = self.lanes[lane]
+            .lost_reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if reported.as_ref() == Some(id) {
+            return false;
+        }
+        *reported = Some(id.clone());
+        tracing::warn!(
+            consumer = %id,
+            jobs_in_hand = in_hand,
+            "lease lost: a reaper gave this worker's jobs in hand to others; it takes no more \
+             under this id, will not settle those jobs (their outcomes are reported), and \
+             registers again under a new id"
+        );
+        true
     }
 
     /// How many lanes this consumer has (see [`ConsumerOptions::lanes`]).
@@ -486,16 +553,31 @@ impl Consumer {
     /// Renews the lease (every exchange with Redis does too). [`run`](crate::run) calls this
     /// every third of the lease; a program driving a consumer by hand must as well while
     /// handlers run, or the reaper gives its jobs away. If the lease is gone already (a
-    /// reaper released this consumer), nothing is renewed: the next fetch or settle notices
-    /// and carries on under a new id.
+    /// reaper released this consumer), nothing is renewed and the loss is logged: the next
+    /// fetch or settle takes nothing under the lost id and carries on under a new one.
     pub async fn renew_lease(&self) -> Result<(), QueueError> {
+        self.renew_leases().await.map(drop)
+    }
+
+    /// [`renew_lease`](Self::renew_lease); returns how many lanes were found to have lost
+    /// their lease (each loss counted once).
+    pub(crate) async fn renew_leases(&self) -> Result<usize, QueueError> {
+        let mut lost = 0;
         for lane in 0..self.lanes.len() {
-            let id = self.current_id(lane);
-            if self.lease(&id, "renew").await? == 0 && lane == 0 {
-                tracing::debug!(consumer = %id, "lease gone; a new id is taken at the next fetch");
+            let current = self.current(lane);
+            if !current.registered {
+                continue;
+            }
+            let gone = self.lease(&current.id, "renew").await? == 0;
+            // the lane may have given the id up itself meanwhile (a stop, a failed call)
+            if gone
+                && self.current_id(lane) == current.id
+                && self.report_lost_lease(lane, &current.id, 0)
+            {
+                lost += 1;
             }
         }
-        Ok(())
+        Ok(lost)
     }
 
     /// Gives the current id up: its list is returned to pending (now or, if Redis cannot be
@@ -507,11 +589,7 @@ impl Consumer {
             abandoned,
             ..Lane::new(lane.index, lane.epoch + 1, &self.queue)
         };
-        let id = lane.id.clone();
-        *self.lanes[lane.index]
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = id;
+        self.set_current(lane);
     }
 
     /// Before a call: settles any doubt (a new id if the list is unknown), returns the lists
@@ -521,7 +599,7 @@ impl Consumer {
             self.rotate(lane);
         }
         while let Some(old) = lane.abandoned.last().cloned() {
-            let n = self.release(&old, true).await?;
+            let n = self.release(&old, true).await?.map_or(0, |r| r.returned);
             if n > 0 {
                 tracing::info!(consumer = %old, jobs = n, "returned the jobs of a given-up id to pending");
             }
@@ -530,6 +608,7 @@ impl Consumer {
         if !lane.registered {
             self.lease(&lane.id, "new").await?;
             lane.registered = true;
+            self.set_current(lane);
         }
         Ok(())
     }
@@ -551,29 +630,40 @@ impl Consumer {
     }
 
     /// What an outcome means for the list: unreadable jobs and used-up retries go to dead.
+    /// Deliveries lost with their worker count towards `max_attempts` like failed ones.
     fn op_for(&self, d: &Delivery, outcome: &Outcome) -> Op {
         let made = d.number();
+        // `attempt` counts failed deliveries (this one included once it failed); `lost`
+        // stays as the reaper left it
+        let failed = d.job.as_ref().map_or(1, |j| j.attempt.saturating_add(1));
         let dead = |error: &str| {
-            let attempt = d.job.as_ref().ok().map(|_| made);
+            let attempt = d.job.as_ref().ok().map(|_| failed);
             Op::Dead {
                 job: rewrite_dead(&d.raw, attempt, error, now_ms()),
             }
         };
-        match (&d.job, outcome) {
-            (Err(why), _) => dead(why),
-            (Ok(_), Outcome::Done) => Op::Ack,
-            (Ok(_), Outcome::Dead(e)) => dead(e),
-            (Ok(_), Outcome::Retry(e)) if made >= self.opts.max_attempts => dead(&format!(
-                "{e} (after {made} deliver{})",
-                if made == 1 { "y" } else { "ies" }
-            )),
-            (Ok(_), Outcome::Retry(e)) => match rewrite_retry(&d.raw, made, e) {
-                Some(job) => Op::Retry {
-                    job,
-                    delay_ms: self.opts.jittered(made).as_millis() as u64,
-                },
-                None => dead(e),
+        let (reason, delay) = match (&d.job, outcome) {
+            (Err(why), _) => return dead(why),
+            (Ok(_), Outcome::Done) => return Op::Ack,
+            (Ok(_), Outcome::Dead(e)) => return dead(e),
+            (Ok(_), Outcome::Retry(e)) => (e, self.opts.jittered(made)),
+            (Ok(_), Outcome::RetryAfter(e, after)) => (e, (*after).min(self.opts.backoff_max)),
+        };
+        if made >= self.opts.max_attempts {
+            let lost = made - failed;
+            let plural = if made == 1 { "y" } else { "ies" };
+            return dead(&if lost > 0 {
+                format!("{reason} (after {made} deliver{plural}, {lost} lost with their worker)")
+            } else {
+                format!("{reason} (after {made} deliver{plural})")
+            });
+        }
+        match rewrite_retry(&d.raw, failed, reason) {
+            Some(job) => Op::Retry {
+                job,
+                delay_ms: delay.as_millis() as u64,
             },
+            None => dead(reason),
         }
     }
 
@@ -670,7 +760,8 @@ impl Consumer {
         match status {
             1 => {}
             0 => {
-                tracing::warn!(consumer = %lane.id, "lease was lost (a reaper returned the jobs in hand to pending); taking a new id");
+                let id = lane.id.clone();
+                out.lease_lost = self.report_lost_lease(lane.index, &id, lane.held.len());
                 self.rotate(lane);
                 return Ok(out);
             }
@@ -725,6 +816,7 @@ impl Consumer {
         eager: usize,
     ) -> Result<Exchanged, QueueError> {
         let mut lane = self.lanes[lane].lane.lock().await;
+        let mut not_owned = 0;
         for (mut d, outcome) in finished {
             let in_hand = Self::mark(&mut lane, (d.epoch, d.seq), || {
                 let op = self.op_for(&d, &outcome);
@@ -732,10 +824,13 @@ impl Consumer {
                 Finish { raw, op }
             });
             if !in_hand {
-                tracing::debug!("a finished job was no longer in hand");
+                not_owned += 1;
+                report_not_owned(&d, &outcome);
             }
         }
-        self.exchange_locked(&mut lane, take, eager).await
+        let mut out = self.exchange_locked(&mut lane, take, eager).await?;
+        out.not_owned = not_owned;
+        Ok(out)
     }
 
     /// Waits until pending has work, at most the block time; true if it has. Moves nothing
@@ -886,26 +981,46 @@ impl Consumer {
             .iter()
             .filter(|id| !mine.iter().any(|m| **m == *id.as_str()))
         {
-            let n = self.release(id, false).await?;
-            total += n.max(0) as usize;
+            let Some(r) = self.release(id, false).await? else {
+                continue;
+            };
+            if r.dead > 0 {
+                tracing::warn!(consumer = %id, jobs = r.dead, "jobs lost with their worker too often went to dead");
+            }
+            total += r.returned + r.dead;
         }
         Ok(total)
     }
 
-    async fn release(&self, id: &str, force: bool) -> Result<i64, QueueError> {
+    /// Returns `id`'s jobs in hand to pending and removes its lease; `None` if a reaper
+    /// (`force` false) found the lease live. A reaper counts each job's lost delivery, and
+    /// sends to dead the jobs whose deliveries reach `max_attempts` (see `release.lua`).
+    async fn release(&self, id: &str, force: bool) -> Result<Option<Released>, QueueError> {
         let mut c = self.conn.clone();
         let processing = self.queue.processing(id);
-        bounded(
+        let answer: Vec<i64> = bounded(
             self.opts.op_timeout,
-            RELEASE.call(&mut c, 3, |c| {
+            RELEASE.call(&mut c, 4, |c| {
                 c.arg(&self.consumers)
                     .arg(&self.pending)
                     .arg(&processing)
+                    .arg(&self.dead)
                     .arg(id)
-                    .arg(if force { "1" } else { "0" });
+                    .arg(if force { "1" } else { "0" })
+                    .arg(self.opts.max_attempts);
             }),
         )
-        .await
+        .await?;
+        match answer[..] {
+            [returned, dead] if returned >= 0 && dead >= 0 => Ok(Some(Released {
+                returned: returned as usize,
+                dead: dead as usize,
+            })),
+            [-1] => Ok(None),
+            _ => Err(QueueError::Redis(
+                "release script answered an unexpected shape".into(),
+            )),
+        }
     }
 
     /// Settles what is finished, then returns every job still in hand to pending and removes
@@ -923,7 +1038,7 @@ impl Consumer {
             }
             self.rotate(&mut lane);
             while let Some(old) = lane.abandoned.last().cloned() {
-                returned += self.release(&old, true).await?.max(0) as usize;
+                returned += self.release(&old, true).await?.map_or(0, |r| r.returned);
                 lane.abandoned.pop();
             }
         }
@@ -934,6 +1049,24 @@ impl Consumer {
     pub async fn shutdown(self) -> Result<usize, QueueError> {
         self.close().await
     }
+}
+
+/// A job finished after this consumer gave it up (its lease was lost, or a call's outcome was
+/// unknown): it is back in pending or with another worker, so its outcome is not settled here.
+fn report_not_owned(d: &Delivery, outcome: &Outcome) {
+    let id = d.job.as_ref().map_or("(unreadable)", |j| j.id.as_str());
+    let outcome = match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry(..) | Outcome::RetryAfter(..) => "retry",
+        Outcome::Dead(..) => "dead",
+    };
+    tracing::warn!(
+        job_id = %id,
+        attempt = d.number(),
+        outcome,
+        "finished a job this worker no longer holds (its lease was lost or given up): the \
+         outcome is not settled here; the job went back to the queue"
+    );
 }
 
 fn op_letter(op: &Op) -> &'static str {

@@ -215,8 +215,11 @@ pub struct Job {
     pub waba_id: Option<String>,
     /// received at, ms
     pub received_at: Option<u64>,
-    /// deliveries before this one (0 when first enqueued)
+    /// failed deliveries before this one (0 when first enqueued)
     pub attempt: u32,
+    /// deliveries before this one that were lost with their worker (it died or lost its
+    /// lease): a reaper counts them, and they count towards the maximum like failed ones
+    pub lost: u32,
     /// the embedded object, verbatim
     pub payload: Box<RawValue>,
     /// the error of the previous failed delivery, if any
@@ -254,6 +257,8 @@ struct JobWire {
     received_at: Option<u64>,
     #[serde(default)]
     attempt: u32,
+    #[serde(default)]
+    lost: u32,
     payload: Box<RawValue>,
     #[serde(default)]
     last_error: Option<String>,
@@ -290,6 +295,7 @@ impl Job {
                 waba_id: w.waba_id,
                 received_at: w.received_at,
                 attempt: w.attempt,
+                lost: w.lost,
                 payload: w.payload,
                 last_error: w.last_error,
                 json: raw.into(),
@@ -436,8 +442,8 @@ pub(crate) fn rewrite_dead(raw: &str, attempt: Option<u32>, error: &str, died_at
     }
 }
 
-/// The dead entry as a fresh job again: `attempt` 0, `error`, `died_at` and `last_error`
-/// removed. A wrapped non-object entry gives back its original text. `None` when `raw` is
+/// The dead entry as a fresh job again: `attempt` 0, `lost`, `error`, `died_at` and
+/// `last_error` removed. A wrapped non-object entry gives back its original text. `None` when `raw` is
 /// not a JSON object.
 pub(crate) fn rewrite_replay(raw: &str) -> Option<String> {
     let mut f = Fields::parse(raw)?;
@@ -449,6 +455,7 @@ pub(crate) fn rewrite_replay(raw: &str) -> Option<String> {
     f.remove("error");
     f.remove("died_at");
     f.remove("last_error");
+    f.remove("lost");
     f.set("attempt", &0u32);
     Some(f.to_json())
 }
@@ -566,6 +573,24 @@ mod tests {
         assert_eq!(dead_fields(&p), (None, None));
         assert!(p.contains(r#""future":{"a":[1, 2]}"#));
         assert!(p.contains(&format!(r#""payload":{PAYLOAD}"#)));
+    }
+
+    /// `lost` is read, stays the first field through retry and dead rewrites, and replay
+    /// removes it.
+    #[test]
+    fn lost_stays_first_and_replay_removes_it() {
+        let raw = format!(
+            r#"{{"lost":2,"v":1,"id":"x","kind":"message","attempt":1,"payload":{PAYLOAD}}}"#
+        );
+        let j = Job::parse(&raw).unwrap();
+        assert_eq!((j.attempt, j.lost), (1, 2));
+        let r = rewrite_retry(&raw, 2, "boom").unwrap();
+        assert!(r.starts_with(r#"{"lost":2,"v":1,"#), "{r}");
+        let d = rewrite_dead(&r, Some(3), "gave up", 42);
+        assert!(d.starts_with(r#"{"lost":2,"v":1,"#), "{d}");
+        let p = rewrite_replay(&d).unwrap();
+        assert!(!p.contains(r#""lost""#), "{p}");
+        assert_eq!(Job::parse(&p).unwrap().lost, 0);
     }
 
     /// Text that is not a JSON object still makes a dead entry, and replay gives it back whole.

@@ -60,6 +60,10 @@ pub struct Counters {
     pub returned: AtomicU64,
     /// failed Redis calls (each followed by a reconnect with backoff)
     pub redis_errors: AtomicU64,
+    /// leases found lost (a reaper gave this worker's jobs in hand to others), once each
+    pub leases_lost: AtomicU64,
+    /// outcomes of jobs this worker no longer held when they finished (not settled)
+    pub lost_outcomes: AtomicU64,
 }
 
 /// Counts of a finished [`run`].
@@ -118,7 +122,13 @@ fn next_backoff(b: Duration) -> Duration {
 ///   list to pending (as soon as Redis answers again) and goes on under a new id: jobs it held,
 ///   including finished ones whose acknowledgement was in that call, are delivered again (at
 ///   least once, never lost). Handlers still running for the old id finish, and their outcomes
-///   are dropped;
+///   are not settled: each is logged (job id, outcome) and counted in
+///   [`Counters::lost_outcomes`];
+/// - the lease is renewed every third of it by a task of its own, apart from the promoter and
+///   reaper (every `housekeeping`). A consumer that finds its lease gone (it was paused or cut
+///   off longer than the lease, and a reaper gave its jobs to others) takes nothing more under
+///   that id, logs it once, counts it in [`Counters::leases_lost`], and registers a new id; the
+///   outcomes of the jobs it lost are reported as above;
 /// - on shutdown: no new jobs are taken, running handlers get `shutdown_grace`, their
 ///   outcomes are settled, and every job still in hand goes back to the consumers' end of
 ///   pending; then the lease is removed.
@@ -140,6 +150,7 @@ pub async fn run<H: Handler>(
     // count) until the list holds this many; beyond, they are removed by index.
     let eager = concurrency + batch;
     let (tx, mut rx) = mpsc::unbounded_channel::<(Box<Delivery>, Outcome)>();
+    let renewer = tokio::spawn(renew_leases(consumer.clone(), counters.clone()));
     let housekeeper = tokio::spawn(housekeeping(
         consumer.clone(),
         counters.clone(),
@@ -252,7 +263,7 @@ pub async fn run<H: Handler>(
                 match r {
                     Ok(x) => {
                         backoff = BACKOFF_MIN;
-                        count(&counters, &x.settled);
+                        count(&counters, &x);
                         if take > 0 {
                             idle = x.taken.len() < take;
                         }
@@ -321,6 +332,7 @@ pub async fn run<H: Handler>(
     drop(waiting);
     drop(calls);
     housekeeper.abort();
+    renewer.abort();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     // Outcomes that came in last (or were left by an abandoned loop): settle what can be.
@@ -332,7 +344,7 @@ pub async fn run<H: Handler>(
             continue;
         }
         match consumer.exchange(lane, outcomes, 0, 0).await {
-            Ok(x) => count(&counters, &x.settled),
+            Ok(x) => count(&counters, &x),
             Err(e) => {
                 counters.redis_errors.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, "could not settle the last outcomes; those jobs go back to pending");
@@ -386,8 +398,14 @@ async fn handle<H: Handler>(
     let _ = tx.send((d, outcome));
 }
 
-fn count(counters: &Counters, settled: &[(u64, Settled)]) {
-    for (_, s) in settled {
+fn count(counters: &Counters, x: &Exchanged) {
+    if x.lease_lost {
+        counters.leases_lost.fetch_add(1, Relaxed);
+    }
+    counters
+        .lost_outcomes
+        .fetch_add(x.not_owned as u64, Relaxed);
+    for (_, s) in &x.settled {
         let c = match s {
             Settled::Acked => &counters.done,
             Settled::Retried => &counters.retried,
@@ -398,39 +416,43 @@ fn count(counters: &Counters, settled: &[(u64, Settled)]) {
     }
 }
 
-/// Lease renewal every third of the lease; promoter and reaper every `every`.
-async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: Duration) {
-    let lease = consumer.options().lease;
-    let tick = every.min(lease / 3).max(Duration::from_millis(10));
-    let mut interval = tokio::time::interval(tick);
+/// Lease renewal every third of the lease, on a schedule of its own: promoting a large backlog
+/// of retries or reaping must never delay it past the lease.
+async fn renew_leases(consumer: Arc<Consumer>, counters: Arc<Counters>) {
+    let every = (consumer.options().lease / 3).max(Duration::from_millis(10));
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_renew = tokio::time::Instant::now();
-    let mut last_chores = tokio::time::Instant::now() - every;
     loop {
         interval.tick().await;
-        if last_renew.elapsed() >= lease / 3 {
-            match consumer.renew_lease().await {
-                Ok(()) => last_renew = tokio::time::Instant::now(),
-                Err(e) => {
-                    counters.redis_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(error = %e, "lease renewal failed");
-                }
+        match consumer.renew_leases().await {
+            Ok(lost) => {
+                counters.leases_lost.fetch_add(lost as u64, Relaxed);
+            }
+            Err(e) => {
+                counters.redis_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "lease renewal failed");
             }
         }
-        if last_chores.elapsed() >= every {
-            last_chores = tokio::time::Instant::now();
-            let chores = async {
-                while consumer.promote_due().await? >= 1000 {}
-                let reaped = consumer.reap_expired().await?;
-                if reaped > 0 {
-                    tracing::info!(jobs = reaped, "returned the jobs of lapsed consumers");
-                }
-                Ok::<_, QueueError>(())
-            };
-            if let Err(e) = chores.await {
-                counters.redis_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, "promote/reap failed");
+    }
+}
+
+/// Promoter and reaper every `every`.
+async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: Duration) {
+    let mut interval = tokio::time::interval(every.max(Duration::from_millis(10)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let chores = async {
+            while consumer.promote_due().await? >= 1000 {}
+            let reaped = consumer.reap_expired().await?;
+            if reaped > 0 {
+                tracing::info!(jobs = reaped, "took back the jobs of lapsed consumers");
             }
+            Ok::<_, QueueError>(())
+        };
+        if let Err(e) = chores.await {
+            counters.redis_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, "promote/reap failed");
         }
     }
 }

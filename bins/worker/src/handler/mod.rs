@@ -102,7 +102,7 @@ impl Handler for AnyHandler {
         // The reasons are the handlers' own words (exit codes, statuses), never job content.
         match &outcome {
             Outcome::Done => {}
-            Outcome::Retry(why) => {
+            Outcome::Retry(why) | Outcome::RetryAfter(why, _) => {
                 tracing::info!(job_id = %job.id, attempt = delivery, "job failed: {why}");
             }
             Outcome::Dead(why) => {

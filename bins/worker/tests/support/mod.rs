@@ -283,3 +283,9 @@ pub async fn first_line(path: &Path, within: Duration) -> String {
     .await;
     line
 }
+
+/// Whether process `pid` has a child still running.
+pub fn running_children(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .is_ok_and(|c| c.split_whitespace().any(|p| p.parse().is_ok_and(running)))
+}

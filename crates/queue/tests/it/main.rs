@@ -4,6 +4,7 @@
 mod consumer;
 mod contract_doc;
 mod fault;
+mod lost;
 mod position;
 mod producer;
 mod support;
