@@ -544,7 +544,13 @@ async fn stalled_body_is_408() {
     let mut stream = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
     use tokio::io::AsyncWriteExt;
     stream
-        .write_all(b"POST /api/whatsapp/webhook HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"object\"")
+        .write_all(
+            format!(
+                "POST /api/whatsapp/webhook HTTP/1.1\r\nhost: x\r\nx-hub-signature-256: sha256={}\r\ncontent-length: 100\r\n\r\n{{\"object\"",
+                "0".repeat(64)
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let answer = support::read_for(&mut stream, Duration::from_secs(20)).await;

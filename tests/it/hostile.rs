@@ -7,8 +7,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::support::{
-    self, Ingress, PrivateRedis, Process, base_env, http1, raw_exchange, read_until_closed, send,
-    signed_post, text_body, unique,
+    self, Ingress, PATH, PrivateRedis, Process, base_env, http1, raw_exchange, read_until_closed,
+    send, signed_post, text_body, unique,
 };
 
 /// The HTTP/2 connection preface a prior-knowledge client starts with.
@@ -155,4 +155,103 @@ async fn readyz_pings_redis_at_most_once_a_second() {
         pings <= seconds + 1,
         "{pings} PINGs for {probes} probes in {seconds} s"
     );
+}
+
+/// A well-formed signature that matches nothing: such a body is read, then refused.
+fn forged_signature() -> String {
+    format!("sha256={}", "0".repeat(64))
+}
+
+/// The head of a POST announcing `len` body bytes, with `signature` when given.
+fn post_head(len: usize, signature: Option<&str>) -> Vec<u8> {
+    let sig = signature.map_or(String::new(), |s| format!("x-hub-signature-256: {s}\r\n"));
+    format!("POST {PATH} HTTP/1.1\r\nhost: x\r\n{sig}content-length: {len}\r\n\r\n").into_bytes()
+}
+
+/// A POST without a signature is answered 401 with `Connection: close` while its announced
+/// megabyte of body has not been sent at all.
+#[tokio::test]
+async fn unsigned_post_is_refused_before_its_body() {
+    let ingress = Ingress::start_with("early-401", &support::redis_url(), |c| {
+        c.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut client = idle_client(ingress.addr, &post_head(1 << 20, None)).await;
+    let (answer, closed) = read_until_closed(&mut client, PATIENCE).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer:?}"
+    );
+    assert!(closed, "connection left open after the 401");
+}
+
+/// Two `X-Hub-Signature-256` headers, both valid for the body: 400 and nothing enqueued.
+#[tokio::test]
+async fn duplicate_signature_headers_are_400() {
+    let ingress = Ingress::start("dup-sig").await;
+    let body = text_body(&format!("wamid.{}", unique("dup-sig")), "twice signed");
+    let sig = support::sign(body.as_bytes());
+    let req = http::Request::post(format!("{}{PATH}", ingress.base))
+        .header("x-hub-signature-256", &sig)
+        .header("x-hub-signature-256", &sig)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    assert_eq!(send(&http1(), req).await.status, 400);
+    assert!(ingress.queue.pending_raw().await.is_empty());
+}
+
+/// With the settings (1 MiB bodies, 2 MiB buffered, 4 connections), stalled uploads
+/// (two unsigned, one forged that sent 900 KiB and stopped, one forged trickling) do not keep a
+/// signed webhook from 200; the forged ones are then cut with 408 by the floor rate, long
+/// before the 60 s request timeout.
+#[tokio::test]
+async fn stalled_uploads_do_not_starve_a_signed_webhook() {
+    let ingress = Ingress::start_with("stalled", &support::redis_url(), |c| {
+        c.max_body = 1 << 20;
+        c.max_buffered = 2 << 20;
+        c.max_connections = 4;
+        c.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let forged = forged_signature();
+    let big = 1 << 20;
+    let mut unsigned = Vec::new();
+    for _ in 0..2 {
+        let mut c = idle_client(ingress.addr, &post_head(big, None)).await;
+        // The server may answer and close first: a failed write is part of the scenario.
+        let _ = c.write_all(&vec![b' '; 64 * 1024]).await;
+        unsigned.push(c);
+    }
+    let mut stopped = idle_client(ingress.addr, &post_head(big, Some(&forged))).await;
+    stopped
+        .write_all(&vec![b' '; 900 * 1024])
+        .await
+        .expect("write");
+    let mut trickle = idle_client(ingress.addr, &post_head(big, Some(&forged))).await;
+    trickle.write_all(b"{").await.expect("write");
+
+    let wamid = format!("wamid.{}", unique("stalled"));
+    assert_eq!(
+        ingress.post(text_body(&wamid, "gets through")).await.status,
+        200
+    );
+    let ids: Vec<String> = ingress
+        .queue
+        .pending()
+        .await
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids, [wamid]);
+
+    for mut c in unsigned {
+        let (answer, _) = read_until_closed(&mut c, PATIENCE).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    }
+    for mut c in [stopped, trickle] {
+        let (answer, _) = read_until_closed(&mut c, PATIENCE).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    }
+    assert_eq!(ingress.webhook.metrics().requests("timeout"), 2);
 }

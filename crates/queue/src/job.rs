@@ -27,6 +27,24 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind, in the order of [`index`](Self::index).
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Message,
+        JobKind::Status,
+        JobKind::Error,
+        JobKind::Change,
+    ];
+
+    /// The kind's place in [`ALL`](Self::ALL), for tables indexed by kind.
+    pub fn index(self) -> usize {
+        match self {
+            JobKind::Message => 0,
+            JobKind::Status => 1,
+            JobKind::Error => 2,
+            JobKind::Change => 3,
+        }
+    }
+
     /// The name used in the job JSON (`message`, `status`, `error`, `change`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -44,14 +44,15 @@ pub struct Config {
     /// counted from its accept and from the end of its previous request, whatever the protocol;
     /// also the HTTP/2 keep-alive PING interval and timeout. Default 10 s.
     pub header_read_timeout: Duration,
-    /// How long a POST body may take to arrive; past it the answer is 408. With the header-read
-    /// timeout before it and the enqueue timeout after it, every request is bounded. Default
-    /// 30 s.
+    /// How long a POST body may take to arrive; past it the answer is 408 (as it is for a body
+    /// slower than [`MIN_BODY_RATE`](crate::MIN_BODY_RATE)). With the header-read timeout before
+    /// it and the enqueue timeout after it, every request is bounded. Default 30 s.
     pub request_timeout: Duration,
-    /// Body bytes held at once by all requests together (bodies being read or waiting for
-    /// Redis); a request that would pass it is answered 503 at once (Meta retries). This bounds
-    /// the endpoint's memory whatever the clients send and however slow Redis is. Default
-    /// 256 MiB.
+    /// Body bytes held at once by all requests together, twice over: one budget for bodies
+    /// being read (not yet verified), one for verified bodies waiting for Redis. A request that
+    /// would pass its budget is answered 503 at once (Meta retries). This bounds the endpoint's
+    /// memory whatever the clients send and however slow Redis is, and keeps unverified
+    /// uploads from starving verified ones. Default 256 MiB.
     pub max_buffered: usize,
     /// [`serve`](crate::serve): connections open at once; further ones wait in the listen
     /// backlog. Default 1024.

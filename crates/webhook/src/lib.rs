@@ -74,15 +74,21 @@
 //!
 //! # What a POST goes through
 //!
-//! 1. A `Content-Length` over [`Config::max_body`] is 413 before any byte is read; a chunked
-//!    body is read up to the limit and is 413 as soon as it passes it.
-//! 2. `X-Hub-Signature-256` is checked over exactly the bytes received: absent is 401
-//!    `Missing Signature`, malformed or wrong is 403 `Invalid Signature`.
-//! 3. The body is walked with wa-payload: not a JSON object is 400; an `object` other than
+//! 1. A `Content-Length` over [`Config::max_body`] is 413 before any byte is read.
+//! 2. `X-Hub-Signature-256` is looked at before the body: absent is 401 `Missing Signature`,
+//!    malformed is 403 `Invalid Signature`, more than one is 400; each with
+//!    `Connection: close`, and the body is never read.
+//! 3. The body is read under the limit (a chunked body is 413 as soon as it passes it),
+//!    charged to the budget of unverified bodies, and cut with 408 when it arrives slower than
+//!    [`MIN_BODY_RATE`] (measured over [`BODY_RATE_WINDOW`]s, after the first) or takes longer
+//!    than [`Config::request_timeout`].
+//! 4. The signature is checked over exactly the bytes received: wrong is 403
+//!    `Invalid Signature`. A verified body moves to the budget of verified bodies.
+//! 5. The body is walked with wa-payload: not a JSON object is 400; an `object` other than
 //!    `whatsapp_business_account` is 200 with nothing enqueued (counted in `/metrics`).
-//! 4. One job per notification whose kind is in [`Config::accept`], all in one enqueue call;
+//! 6. One job per notification whose kind is in [`Config::accept`], all in one enqueue call;
 //!    none at all is 200 without asking Redis.
-//! 5. 200 once Redis confirmed every job as new or duplicate; 503 on a Redis error or timeout.
+//! 7. 200 once Redis confirmed every job as new or duplicate; 503 on a Redis error or timeout.
 //!
 //! # The jobs
 //!
@@ -103,10 +109,12 @@
 //!
 //! Nothing is buffered beyond the requests in flight: each holds its body (at most
 //! [`Config::max_body`]) and its jobs, which borrow from the body, until Redis answers or the
-//! enqueue timeout passes; nothing is kept for later. All bodies held at once share one budget,
-//! [`Config::max_buffered`] (256 MiB by default): a request that would pass it is answered 503
-//! at once, so memory stays bounded (about the budget plus the encoded jobs, which are of the
-//! same size) whatever the clients send and however long Redis is away. With [`serve`],
+//! enqueue timeout passes; nothing is kept for later. Bodies being read (not yet verified) share
+//! one budget of [`Config::max_buffered`] bytes (256 MiB by default), verified bodies waiting for
+//! Redis another of the same size, so unverified traffic can never crowd out verified work: a
+//! request that would pass its budget is answered 503 at once, so memory stays bounded (about
+//! the two budgets plus the encoded jobs) whatever the clients send and however long Redis is
+//! away. With [`serve`],
 //! connections are also capped ([`Config::max_connections`]).
 //!
 //! # Metrics
@@ -116,7 +124,7 @@
 //! | family | labels | meaning |
 //! |---|---|---|
 //! | `wa_webhook_requests_total` | `outcome` | answers: `accepted`, `ignored`, `missing_signature`, `invalid_signature`, `too_large`, `bad_request`, `unavailable`, `overloaded`, `timeout`, `challenge_ok`, `challenge_bad_request`, `challenge_forbidden`, `method_not_allowed`, `not_found`, `probe` |
-//! | `wa_webhook_signature_failures_total` | `reason` | `missing`, `malformed`, `mismatch` |
+//! | `wa_webhook_signature_failures_total` | `reason` | `missing`, `malformed`, `mismatch`, `duplicate` (more than one header) |
 //! | `wa_webhook_notifications_total` | `kind`, `result` | per kind: `enqueued`, `duplicate` (dedup marker existed), `filtered` (not in accept) |
 //! | `wa_webhook_enqueue_duration_seconds` | histogram | one enqueue round trip, 250 µs to 2.5 s buckets |
 //! | `wa_webhook_redis_errors_total` | | enqueue calls that failed or timed out |
@@ -130,9 +138,11 @@
 //! count, duration); enqueue failures at warn. Neither the body, the query string (it holds the
 //! verify token), the secret nor any header value is ever logged.
 
+mod body;
 mod config;
 mod jobs;
 mod metrics;
+mod post;
 mod server;
 
 use std::convert::Infallible;
@@ -143,13 +153,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes};
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tracing::Instrument;
 
+pub use body::{BODY_RATE_WINDOW, MIN_BODY_RATE};
 pub use config::{Accept, Config, DEFAULT_MAX_BODY, DEFAULT_PATH};
 pub use jobs::content_id;
 pub use metrics::Metrics;
@@ -158,7 +169,7 @@ pub use wa_challenge::Challenge;
 pub use wa_queue::{JobKind, Producer, ProducerOptions, QueueName};
 pub use wa_signature::Verifier;
 
-use metrics::{Fate, Outcome, SigFailure};
+use metrics::Outcome;
 
 /// Errors of this crate (configuration only: the endpoint itself answers every request).
 #[derive(Debug, thiserror::Error)]
@@ -182,8 +193,10 @@ pub struct Webhook {
 
 struct Inner {
     config: Config,
-    /// The body budget, in KiB (see [`Config::max_buffered`]).
-    buffered: tokio::sync::Semaphore,
+    /// The budget of bodies being read, not yet verified, in KiB (see [`Config::max_buffered`]).
+    unverified: tokio::sync::Semaphore,
+    /// The budget of verified bodies waiting for Redis, in KiB (see [`Config::max_buffered`]).
+    verified: tokio::sync::Semaphore,
     verifier: Verifier,
     challenge: Challenge,
     producer: Producer,
@@ -246,17 +259,7 @@ impl Surface {
     }
 }
 
-/// Why a body could not be read.
-enum ReadError {
-    TooLarge,
-    Broken,
-    OverBudget,
-}
-
 type Reply = Response<Full<Bytes>>;
-
-const SIGNATURE_MISSING: &str = "Missing Signature";
-const SIGNATURE_INVALID: &str = "Invalid Signature";
 
 impl Webhook {
     /// Assembles an endpoint. The producer's own timeout should not exceed
@@ -270,7 +273,8 @@ impl Webhook {
         let budget = config.max_buffered.div_ceil(1024).max(1);
         Self {
             inner: Arc::new(Inner {
-                buffered: tokio::sync::Semaphore::new(budget),
+                unverified: tokio::sync::Semaphore::new(budget),
+                verified: tokio::sync::Semaphore::new(budget),
                 config,
                 verifier,
                 challenge,
@@ -463,241 +467,6 @@ impl Webhook {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ok));
     }
-
-    async fn post<B: HttpBody>(&self, req: Request<B>, count: &mut usize) -> Reply {
-        let inner = &*self.inner;
-        let metrics = &inner.metrics;
-        let limit = inner.config.max_body;
-        let (parts, body) = req.into_parts();
-
-        // Refuse an announced oversize body before reading a byte of it.
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64 {
-            metrics.request(Outcome::TooLarge);
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
-        }
-        let mut held = None;
-        // Only the body is under the client's control: headers have their own timeout in
-        // `serve`, and the enqueue its own below. A body that arrived with its headers is read
-        // in the first poll, before any timer is armed.
-        let read = read_body(body, limit, declared, &inner.buffered, &mut held);
-        let Ok(read) = tokio::time::timeout(inner.config.request_timeout, read).await else {
-            metrics.request(Outcome::Timeout);
-            return reply(StatusCode::REQUEST_TIMEOUT, "");
-        };
-        let bytes = match read {
-            Ok(bytes) => bytes,
-            Err(ReadError::OverBudget) => {
-                metrics.request(Outcome::Overloaded);
-                tracing::warn!("buffered body budget spent; answering 503");
-                return reply(StatusCode::SERVICE_UNAVAILABLE, "");
-            }
-            Err(ReadError::TooLarge) => {
-                metrics.request(Outcome::TooLarge);
-                return reply(StatusCode::PAYLOAD_TOO_LARGE, "");
-            }
-            Err(ReadError::Broken) => {
-                metrics.request(Outcome::BadRequest);
-                return reply(StatusCode::BAD_REQUEST, "");
-            }
-        };
-
-        let header = parts
-            .headers
-            .get(wa_signature::HEADER_NAME)
-            .map(HeaderValue::as_bytes);
-        if let Err(e) = inner.verifier.verify(header, &bytes) {
-            return match e {
-                wa_signature::SignatureError::Missing => {
-                    metrics.signature_failure(SigFailure::Missing);
-                    metrics.request(Outcome::MissingSignature);
-                    text(
-                        StatusCode::UNAUTHORIZED,
-                        Bytes::from_static(SIGNATURE_MISSING.as_bytes()),
-                    )
-                }
-                other => {
-                    let why = if matches!(other, wa_signature::SignatureError::Malformed(_)) {
-                        SigFailure::Malformed
-                    } else {
-                        SigFailure::Mismatch
-                    };
-                    metrics.signature_failure(why);
-                    metrics.request(Outcome::InvalidSignature);
-                    text(
-                        StatusCode::FORBIDDEN,
-                        Bytes::from_static(SIGNATURE_INVALID.as_bytes()),
-                    )
-                }
-            };
-        }
-
-        // Build the jobs in a block so that nothing but the jobs (which borrow `bytes`) lives
-        // across the enqueue await.
-        let jobs = {
-            let Ok(payload) = wa_payload::Body::parse(&bytes) else {
-                metrics.request(Outcome::BadRequest);
-                return reply(StatusCode::BAD_REQUEST, "");
-            };
-            if payload.object() != Some("whatsapp_business_account") {
-                metrics.ignored_object();
-                metrics.request(Outcome::Ignored);
-                return reply(StatusCode::OK, "");
-            }
-            if payload.anomaly_count() > 0 {
-                // Parts of an unexpected shape were skipped; the rest is enqueued. The paths
-                // name where (`entry[0].changes[1].value`), never what the body said.
-                let first = payload.anomalies().first().map(ToString::to_string);
-                tracing::warn!(
-                    skipped = payload.anomaly_count(),
-                    first = first.as_deref().unwrap_or(""),
-                    "body has parts of an unexpected shape; enqueueing the rest"
-                );
-            }
-            let received_at = now_ms();
-            let accept = inner.config.accept;
-            let mut filtered = [0u64; 4];
-            let mut jobs = Vec::new();
-            for n in payload.notifications() {
-                let kind = jobs::job_kind(n.kind);
-                if accept.contains(kind) {
-                    jobs.push(jobs::build(n, kind, received_at));
-                } else {
-                    filtered[kind_slot(kind)] += 1;
-                }
-            }
-            for (slot, n) in filtered.into_iter().enumerate() {
-                metrics.notifications(KIND_BY_SLOT[slot], Fate::Filtered, n);
-            }
-            jobs
-        };
-        *count = jobs.len();
-        if jobs.is_empty() {
-            metrics.request(Outcome::Accepted);
-            return reply(StatusCode::OK, "");
-        }
-
-        let started = Instant::now();
-        let enqueued =
-            tokio::time::timeout(inner.config.enqueue_timeout, inner.producer.enqueue(&jobs)).await;
-        match enqueued {
-            Ok(Ok(outcomes)) => {
-                self.note_redis(true);
-                metrics.enqueue_latency(started.elapsed());
-                let mut tally = [[0u64; 2]; 4];
-                for (job, outcome) in jobs.iter().zip(&outcomes) {
-                    let fate = match outcome {
-                        wa_queue::Enqueued::New => 0,
-                        wa_queue::Enqueued::Duplicate => 1,
-                    };
-                    tally[kind_slot(job.kind)][fate] += 1;
-                }
-                for (slot, [new, dup]) in tally.into_iter().enumerate() {
-                    metrics.notifications(KIND_BY_SLOT[slot], Fate::Enqueued, new);
-                    metrics.notifications(KIND_BY_SLOT[slot], Fate::Duplicate, dup);
-                }
-                metrics.request(Outcome::Accepted);
-                reply(StatusCode::OK, "")
-            }
-            Ok(Err(e)) => {
-                self.note_redis(false);
-                metrics.redis_error();
-                metrics.request(Outcome::Unavailable);
-                tracing::warn!(error = %e, jobs = jobs.len(), "enqueue failed; answering 503");
-                reply(StatusCode::SERVICE_UNAVAILABLE, "")
-            }
-            Err(_) => {
-                self.note_redis(false);
-                metrics.redis_error();
-                metrics.request(Outcome::Unavailable);
-                tracing::warn!(
-                    timeout = ?inner.config.enqueue_timeout,
-                    jobs = jobs.len(),
-                    "enqueue timed out; answering 503"
-                );
-                reply(StatusCode::SERVICE_UNAVAILABLE, "")
-            }
-        }
-    }
-}
-
-const KIND_BY_SLOT: [JobKind; 4] = [
-    JobKind::Message,
-    JobKind::Status,
-    JobKind::Error,
-    JobKind::Change,
-];
-
-fn kind_slot(kind: JobKind) -> usize {
-    match kind {
-        JobKind::Message => 0,
-        JobKind::Status => 1,
-        JobKind::Error => 2,
-        JobKind::Change => 3,
-    }
-}
-
-/// Reads a body up to `limit` bytes, taking its size from the `budget` (KiB permits, held in
-/// `held` until the request ends). A body that arrives in one frame (the usual case for a
-/// small webhook) is kept as that frame's `Bytes` without a copy; more frames are gathered into
-/// one buffer sized from `Content-Length` when it is known.
-async fn read_body<'s, B: HttpBody>(
-    body: B,
-    limit: usize,
-    declared: Option<u64>,
-    budget: &'s tokio::sync::Semaphore,
-    held: &mut Option<tokio::sync::SemaphorePermit<'s>>,
-) -> Result<Bytes, ReadError> {
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut len = 0usize;
-    while let Some(frame) = body.as_mut().frame().await {
-        let frame = frame.map_err(|_| ReadError::Broken)?;
-        let Ok(mut data) = frame.into_data() else {
-            continue; // trailers carry nothing we sign or parse
-        };
-        let n = data.remaining();
-        if n > limit - len {
-            return Err(ReadError::TooLarge);
-        }
-        // Charge the budget for the KiB this frame starts.
-        let charge = (len + n).div_ceil(1024) - len.div_ceil(1024);
-        if charge > 0 {
-            let permit = u32::try_from(charge)
-                .ok()
-                .and_then(|c| budget.try_acquire_many(c).ok())
-                .ok_or(ReadError::OverBudget)?;
-            match held {
-                Some(h) => h.merge(permit),
-                None => *held = Some(permit),
-            }
-        }
-        len += n;
-        if first.is_none() && buf.is_empty() {
-            first = Some(data.copy_to_bytes(n));
-            continue;
-        }
-        if let Some(f) = first.take() {
-            let want = declared.map_or(0, |d| d as usize).max(len);
-            buf.reserve_exact(want);
-            buf.extend_from_slice(&f);
-        }
-        while data.has_remaining() {
-            let chunk = data.chunk();
-            buf.extend_from_slice(chunk);
-            let k = chunk.len();
-            data.advance(k);
-        }
-    }
-    Ok(match first {
-        Some(f) => f,
-        None => Bytes::from(buf),
-    })
 }
 
 fn reply(status: StatusCode, body: &'static str) -> Reply {

@@ -68,9 +68,10 @@ pub(crate) enum SigFailure {
     Missing = 0,
     Malformed = 1,
     Mismatch = 2,
+    Duplicate = 3,
 }
 
-const SIG_REASONS: [&str; 3] = ["missing", "malformed", "mismatch"];
+const SIG_REASONS: [&str; 4] = ["missing", "malformed", "mismatch", "duplicate"];
 
 /// What became of a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,16 +82,6 @@ pub(crate) enum Fate {
 }
 
 const FATES: [&str; 3] = ["enqueued", "duplicate", "filtered"];
-const KIND_NAMES: [&str; 4] = ["message", "status", "error", "change"];
-
-fn kind_index(kind: JobKind) -> usize {
-    match kind {
-        JobKind::Message => 0,
-        JobKind::Status => 1,
-        JobKind::Error => 2,
-        JobKind::Change => 3,
-    }
-}
 
 /// Upper bounds of the enqueue latency buckets, in microseconds.
 const BUCKETS_US: [u64; 13] = [
@@ -102,7 +93,7 @@ const BUCKETS_US: [u64; 13] = [
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: [AtomicU64; OUTCOMES.len()],
-    signature_failures: [AtomicU64; 3],
+    signature_failures: [AtomicU64; SIG_REASONS.len()],
     notifications: [[AtomicU64; 3]; 4],
     enqueue_buckets: [AtomicU64; BUCKETS_US.len()],
     enqueue_count: AtomicU64,
@@ -124,7 +115,7 @@ impl Metrics {
 
     pub(crate) fn notifications(&self, kind: JobKind, fate: Fate, n: u64) {
         if n > 0 {
-            self.notifications[kind_index(kind)][fate as usize].fetch_add(n, Relaxed);
+            self.notifications[kind.index()][fate as usize].fetch_add(n, Relaxed);
         }
     }
 
@@ -189,7 +180,8 @@ impl Metrics {
             "# HELP wa_webhook_notifications_total Notifications seen in accepted bodies, by kind and fate.\n",
         );
         out.push_str("# TYPE wa_webhook_notifications_total counter\n");
-        for (k, kind) in KIND_NAMES.iter().enumerate() {
+        for kind in JobKind::ALL {
+            let (k, kind) = (kind.index(), kind.as_str());
             for (f, fate) in FATES.iter().enumerate() {
                 let v = self.notifications[k][f].load(Relaxed);
                 writeln!(

@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http::header::CONTENT_LENGTH;
 use http_body::Frame;
+use http_body_util::BodyExt;
 
 use super::*;
 
@@ -148,7 +150,10 @@ async fn chunked_limit() {
         ..Config::default()
     });
     let frames: VecDeque<Bytes> = std::iter::repeat_n(Bytes::from_static(&[b' '; 30]), 3).collect();
-    let req = Request::post(DEFAULT_PATH).body(Chunks(frames)).unwrap();
+    let req = Request::post(DEFAULT_PATH)
+        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(Chunks(frames))
+        .unwrap();
     assert_eq!(w.handle(req).await.status(), 413);
 
     let body = br#"{"object":"page","entry":[]}"#;
@@ -352,26 +357,70 @@ fn debug_is_redacted() {
     assert!(!d.contains(SECRET) && !d.contains(TOKEN));
 }
 
-/// Past the shared `max_buffered` budget the answer is 503; each request gives its share back.
+/// Past the `max_buffered` budget of unverified bodies the answer is 503; each request gives
+/// its share of both budgets (unverified while read, verified after) back.
 #[tokio::test]
-async fn buffered_budget_is_enforced_and_released() {
+async fn buffered_budgets_are_enforced_and_released() {
     let w = webhook(Config {
         max_buffered: 4096,
         ..Config::default()
     });
     // 5 KiB in one body is over the 4 KiB budget: 503, not 413 (the body limit is 4 MiB).
-    let big = vec![b' '; 5 * 1024];
-    let req = Request::post(DEFAULT_PATH)
-        .body(Full::new(Bytes::from(big)))
-        .unwrap();
-    assert_eq!(w.handle(req).await.status(), 503);
+    let big: &'static [u8] = &[b' '; 5 * 1024];
+    let forged = Some(format!("sha256={}", "0".repeat(64)));
+    assert_eq!(
+        w.handle(post(DEFAULT_PATH, big, forged)).await.status(),
+        503
+    );
     assert_eq!(w.metrics().requests("overloaded"), 1);
-    // A 3 KiB body fits, again and again: each request gives its share back.
+    // A signed 3 KiB body fits, again and again (400: spaces are no JSON object), each
+    // request giving its share back.
     for _ in 0..3 {
-        let req = Request::post(DEFAULT_PATH)
-            .body(Full::new(Bytes::from(vec![b' '; 3 * 1024])))
-            .unwrap();
-        assert_eq!(w.handle(req).await.status(), 401);
+        let fits: &'static [u8] = &[b' '; 3 * 1024];
+        assert_eq!(w.handle(signed(fits)).await.status(), 400);
     }
-    assert_eq!(w.inner.buffered.available_permits(), 4);
+    assert_eq!(w.inner.unverified.available_permits(), 4);
+    assert_eq!(w.inner.verified.available_permits(), 4);
+}
+
+/// A body that never delivers a byte: a handler that reads it never answers.
+struct Never;
+
+impl HttpBody for Never {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}
+
+/// A missing (401), malformed (403) or repeated (400) signature header is answered without
+/// reading the body, with `Connection: close`.
+#[tokio::test]
+async fn signature_header_problems_are_answered_before_the_body() {
+    let w = webhook(Config::default());
+    let good = wa_signature::sign(SECRET.as_bytes(), b"{}");
+    let cases: [(&[&str], u16, &str); 3] = [
+        (&[], 401, "missing_signature"),
+        (&["sha256=zz"], 403, "invalid_signature"),
+        (&[good.as_str(), good.as_str()], 400, "bad_request"),
+    ];
+    for (headers, status, outcome) in cases {
+        let mut req = Request::post(DEFAULT_PATH);
+        for h in headers {
+            req = req.header("x-hub-signature-256", *h);
+        }
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), w.handle(req.body(Never).unwrap()))
+                .await
+                .unwrap_or_else(|_| panic!("{headers:?}: the handler waited for the body"));
+        assert_eq!(answer.status(), status, "{headers:?}");
+        assert_eq!(answer.headers()["connection"], "close", "{headers:?}");
+        assert_eq!(w.metrics().requests(outcome), 1, "{headers:?}");
+    }
+    assert!(w.metrics().render().contains("reason=\"duplicate\"} 1"));
 }

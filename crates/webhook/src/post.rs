@@ -1,0 +1,292 @@
+//! A POST from its headers to its answer, as small steps: the signature header (before a byte
+//! of the body is read), the body under its budgets and floor rate, verification, the jobs,
+//! the enqueue. A step passes its result on or stops with a [`Rejection`], which is mapped to a
+//! status code and a metric in one place.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
+use http::{HeaderMap, Request, StatusCode};
+use http_body::Body as HttpBody;
+use wa_queue::{Enqueued, JobKind, NewJob};
+use wa_signature::Signature;
+
+use crate::body::{self, ReadError};
+use crate::metrics::{Fate, Outcome, SigFailure};
+use crate::{Reply, Webhook, jobs, reply, text};
+
+const SIGNATURE_MISSING: &str = "Missing Signature";
+const SIGNATURE_INVALID: &str = "Invalid Signature";
+
+/// Why a POST was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// no `X-Hub-Signature-256` (401, before the body)
+    MissingSignature,
+    /// more than one `X-Hub-Signature-256` (400, before the body)
+    DuplicateSignature,
+    /// a header that is not `sha256=` and 64 hex digits (403, before the body)
+    MalformedSignature,
+    /// the MAC does not match the body under any secret (403)
+    WrongSignature,
+    /// a body over the limit (413)
+    TooLarge,
+    /// a body whose stream broke, or that is not a JSON object (400)
+    BadBody,
+    /// a budget of held body bytes is spent (503)
+    Overloaded,
+    /// a body slower than the floor rate or the request timeout (408)
+    Slow,
+    /// Redis failed or was slower than the enqueue timeout (503)
+    Unavailable,
+}
+
+impl Rejection {
+    fn status(self) -> StatusCode {
+        match self {
+            Rejection::MissingSignature => StatusCode::UNAUTHORIZED,
+            Rejection::MalformedSignature | Rejection::WrongSignature => StatusCode::FORBIDDEN,
+            Rejection::DuplicateSignature | Rejection::BadBody => StatusCode::BAD_REQUEST,
+            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Overloaded | Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Slow => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        match self {
+            Rejection::MissingSignature => Outcome::MissingSignature,
+            Rejection::MalformedSignature | Rejection::WrongSignature => Outcome::InvalidSignature,
+            Rejection::DuplicateSignature | Rejection::BadBody => Outcome::BadRequest,
+            Rejection::TooLarge => Outcome::TooLarge,
+            Rejection::Overloaded => Outcome::Overloaded,
+            Rejection::Slow => Outcome::Timeout,
+            Rejection::Unavailable => Outcome::Unavailable,
+        }
+    }
+
+    fn signature_failure(self) -> Option<SigFailure> {
+        match self {
+            Rejection::MissingSignature => Some(SigFailure::Missing),
+            Rejection::MalformedSignature => Some(SigFailure::Malformed),
+            Rejection::WrongSignature => Some(SigFailure::Mismatch),
+            Rejection::DuplicateSignature => Some(SigFailure::Duplicate),
+            _ => None,
+        }
+    }
+
+    /// Refused before the body was read: the connection closes after the answer, so the
+    /// unread body is never received.
+    fn before_body(self) -> bool {
+        matches!(
+            self,
+            Rejection::MissingSignature
+                | Rejection::DuplicateSignature
+                | Rejection::MalformedSignature
+        )
+    }
+
+    fn reply(self) -> Reply {
+        let status = self.status();
+        let mut r = match self {
+            Rejection::MissingSignature => {
+                text(status, Bytes::from_static(SIGNATURE_MISSING.as_bytes()))
+            }
+            Rejection::MalformedSignature | Rejection::WrongSignature => {
+                text(status, Bytes::from_static(SIGNATURE_INVALID.as_bytes()))
+            }
+            _ => reply(status, ""),
+        };
+        if self.before_body() {
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+impl From<ReadError> for Rejection {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::TooLarge => Rejection::TooLarge,
+            ReadError::Broken => Rejection::BadBody,
+            ReadError::OverBudget => Rejection::Overloaded,
+            ReadError::Slow => Rejection::Slow,
+        }
+    }
+}
+
+/// A POST that was answered 200.
+enum Accepted {
+    /// jobs enqueued (or known duplicates, or none to enqueue)
+    Enqueued,
+    /// signed, but for another `object`: nothing enqueued
+    OtherObject,
+}
+
+/// The one `X-Hub-Signature-256` of a request, parsed.
+fn signature_of(headers: &HeaderMap) -> Result<Signature, Rejection> {
+    let mut values = headers.get_all(wa_signature::HEADER_NAME).iter();
+    let value = values.next().ok_or(Rejection::MissingSignature)?;
+    if values.next().is_some() {
+        return Err(Rejection::DuplicateSignature);
+    }
+    Signature::parse(value.as_bytes()).map_err(|_| Rejection::MalformedSignature)
+}
+
+/// The announced body size, when there is a readable one.
+fn declared_len(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+impl Webhook {
+    /// Answers a POST on the webhook path; `count` receives the number of jobs.
+    pub(crate) async fn post<B: HttpBody>(&self, req: Request<B>, count: &mut usize) -> Reply {
+        let metrics = self.metrics();
+        match self.accept(req, count).await {
+            Ok(accepted) => {
+                if let Accepted::OtherObject = accepted {
+                    metrics.ignored_object();
+                    metrics.request(Outcome::Ignored);
+                } else {
+                    metrics.request(Outcome::Accepted);
+                }
+                reply(StatusCode::OK, "")
+            }
+            Err(rejection) => {
+                if let Some(why) = rejection.signature_failure() {
+                    metrics.signature_failure(why);
+                }
+                metrics.request(rejection.outcome());
+                rejection.reply()
+            }
+        }
+    }
+
+    async fn accept<B: HttpBody>(
+        &self,
+        req: Request<B>,
+        count: &mut usize,
+    ) -> Result<Accepted, Rejection> {
+        let inner = &*self.inner;
+        let config = &inner.config;
+        let (parts, body) = req.into_parts();
+        // Everything that needs no body is decided before a byte of it is read.
+        let declared = declared_len(&parts.headers);
+        let limit = config.max_body;
+        if declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64 {
+            return Err(Rejection::TooLarge);
+        }
+        let signature = signature_of(&parts.headers)?;
+        let read = body::read(
+            body,
+            limit,
+            declared,
+            &inner.unverified,
+            config.request_timeout,
+        )
+        .await?;
+        inner
+            .verifier
+            .verify_parsed(&signature, &read.bytes)
+            .map_err(|_| Rejection::WrongSignature)?;
+        // Held until the answer: the jobs borrow the body.
+        let _held = body::move_charge(read.held, &inner.verified)?;
+        let bytes = read.bytes;
+
+        // Build the jobs in a block so that nothing but the jobs (which borrow `bytes`) lives
+        // across the enqueue await.
+        let jobs = {
+            let payload = wa_payload::Body::parse(&bytes).map_err(|_| Rejection::BadBody)?;
+            if payload.object() != Some("whatsapp_business_account") {
+                return Ok(Accepted::OtherObject);
+            }
+            self.log_anomalies(&payload);
+            self.jobs_of(&payload)
+        };
+        *count = jobs.len();
+        if !jobs.is_empty() {
+            self.enqueue(&jobs).await?;
+        }
+        Ok(Accepted::Enqueued)
+    }
+
+    /// Parts of an unexpected shape were skipped; the rest is enqueued. The paths name where
+    /// (`entry[0].changes[1].value`), never what the body said.
+    fn log_anomalies(&self, payload: &wa_payload::Body<'_>) {
+        if payload.anomaly_count() > 0 {
+            let first = payload.anomalies().first().map(ToString::to_string);
+            tracing::warn!(
+                skipped = payload.anomaly_count(),
+                first = first.as_deref().unwrap_or(""),
+                "body has parts of an unexpected shape; enqueueing the rest"
+            );
+        }
+    }
+
+    /// One job per notification whose kind is accepted; the others are counted as filtered.
+    fn jobs_of<'b>(&self, payload: &wa_payload::Body<'b>) -> Vec<NewJob<'b>> {
+        let received_at = crate::now_ms();
+        let accept = self.inner.config.accept;
+        let mut filtered = [0u64; 4];
+        let mut jobs = Vec::new();
+        for n in payload.notifications() {
+            let kind = jobs::job_kind(n.kind);
+            if accept.contains(kind) {
+                jobs.push(jobs::build(n, kind, received_at));
+            } else {
+                filtered[kind.index()] += 1;
+            }
+        }
+        for (kind, n) in JobKind::ALL.into_iter().zip(filtered) {
+            self.metrics().notifications(kind, Fate::Filtered, n);
+        }
+        jobs
+    }
+
+    /// One enqueue call within the enqueue timeout; the outcomes are counted per kind.
+    async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Rejection> {
+        let inner = &*self.inner;
+        let timeout = inner.config.enqueue_timeout;
+        let started = Instant::now();
+        let enqueued = tokio::time::timeout(timeout, inner.producer.enqueue(jobs)).await;
+        let outcomes = match enqueued {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "enqueue failed; answering 503");
+                return Err(self.redis_failed());
+            }
+            Err(_) => {
+                tracing::warn!(
+                    ?timeout,
+                    jobs = jobs.len(),
+                    "enqueue timed out; answering 503"
+                );
+                return Err(self.redis_failed());
+            }
+        };
+        self.note_redis(true);
+        let metrics = self.metrics();
+        metrics.enqueue_latency(started.elapsed());
+        let mut tally = [[0u64; 2]; 4];
+        for (job, outcome) in jobs.iter().zip(&outcomes) {
+            let fate = usize::from(*outcome == Enqueued::Duplicate);
+            tally[job.kind.index()][fate] += 1;
+        }
+        for (kind, [new, dup]) in JobKind::ALL.into_iter().zip(tally) {
+            metrics.notifications(kind, Fate::Enqueued, new);
+            metrics.notifications(kind, Fate::Duplicate, dup);
+        }
+        Ok(())
+    }
+
+    fn redis_failed(&self) -> Rejection {
+        self.note_redis(false);
+        self.metrics().redis_error();
+        Rejection::Unavailable
+    }
+}
