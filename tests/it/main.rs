@@ -1,6 +1,7 @@
 //! Integration tests: one binary of modules. Everything here talks to a real Redis
 //! (`REDIS_URL`, default `redis://127.0.0.1:6379`) and fails loudly when none answers.
 
+mod pki;
 mod support;
 
 mod custom_worker;
@@ -8,4 +9,5 @@ mod endpoint;
 mod fault;
 mod fixtures;
 mod hostile;
+mod https;
 mod python_worker;

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Tls, Verifier, Webhook};
 
 /// App secret of the in-process ingresses (also the one the shared fixtures are signed with).
 pub const SECRET: &str = "test_app_secret_0123456789abcdef";
@@ -262,6 +262,20 @@ impl Ingress {
 
     /// Starts an ingress on the Redis at `url`, with `tweak` applied to the default config.
     pub async fn start_with(what: &str, url: &str, tweak: impl FnOnce(&mut Config)) -> Ingress {
+        Self::start_inner(what, url, tweak, None).await
+    }
+
+    /// Starts an ingress on the shared Redis that serves HTTPS with `tls`.
+    pub async fn start_tls(what: &str, tls: Tls) -> Ingress {
+        Self::start_inner(what, &redis_url(), |_| {}, Some(tls)).await
+    }
+
+    async fn start_inner(
+        what: &str,
+        url: &str,
+        tweak: impl FnOnce(&mut Config),
+        tls: Option<Tls>,
+    ) -> Ingress {
         let mut config = Config::default();
         tweak(&mut config);
         let name = unique(what);
@@ -280,12 +294,22 @@ impl Ingress {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(wa_webhook::serve(listener, webhook.clone(), async {
+        let stopped = async {
             let _ = rx.await;
-        }));
+        };
+        let base = match tls {
+            // The name the test certificates carry.
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
+        let mut server = wa_webhook::Server::new(listener);
+        if let Some(tls) = tls {
+            server = server.tls(tls);
+        }
+        let task = tokio::spawn(server.serve(webhook.clone(), stopped));
         Ingress {
             addr,
-            base: format!("http://{addr}"),
+            base,
             queue: QueueKeys {
                 name,
                 url: url.to_owned(),

@@ -5,12 +5,14 @@
 //! 1 when the listen address cannot be bound.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use wa_webhook::{
-    Accept, Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook,
+    Accept, Challenge, ClientAuth, Config, Producer, ProducerOptions, QueueName, Tls, TlsFile,
+    TlsOptions, Verifier, Webhook, WebhookError,
 };
 
 /// Receives WhatsApp Cloud API webhooks, verifies them and enqueues one job per notification.
@@ -75,6 +77,20 @@ struct Args {
     /// How long in-flight requests may take after SIGTERM
     #[arg(long, env = "WA_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// PEM certificate chain, the server's certificate first: serve HTTPS (with --tls-key);
+    /// re-read on SIGHUP and when it changes
+    #[arg(long, env = "WA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "WA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs a client certificate must chain to: require one (mutual TLS,
+    /// with --tls-cert)
+    #[arg(long, env = "WA_MTLS_CA", requires = "tls_cert")]
+    mtls_ca: Option<PathBuf>,
+    /// Name the client certificate must carry as subject CN or DNS SAN (with --mtls-ca)
+    #[arg(long, env = "WA_MTLS_SUBJECT", default_value = wa_webhook::META_CLIENT_SUBJECT)]
+    mtls_subject: String,
     /// Runtime worker threads (default: one per CPU)
     #[arg(long, env = "WA_THREADS")]
     threads: Option<usize>,
@@ -99,8 +115,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&args.log_format);
-    let webhook = match build(&args) {
-        Ok(webhook) => webhook,
+    let (webhook, tls) = match build(&args).and_then(|w| Ok((w, build_tls(&args)?))) {
+        Ok(built) => built,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(EX_USAGE);
@@ -139,7 +155,26 @@ fn main() -> ExitCode {
             tracing::info!(%admin, "wa-ingress admin listening");
             server = server.admin(listener);
         }
-        tracing::info!(%addr, path = %args.path, queue = %args.queue, accept = %args.accept, "wa-ingress listening");
+        let scheme = match &tls {
+            None => "http",
+            Some(tls) if tls.requires_client_certificate() => "https+mtls",
+            Some(_) => "https",
+        };
+        if let Some(tls) = tls {
+            if tls.requires_client_certificate() && args.admin_listen.is_none() {
+                tracing::warn!(
+                    "mutual TLS is on and WA_ADMIN_LISTEN (--admin-listen) is not set: /healthz, \
+                     /readyz and /metrics answer only clients with the required certificate; \
+                     set an admin listener for probes and scrapes"
+                );
+            }
+            match tls.reload_on_hangup() {
+                Ok(reloading) => drop(tokio::spawn(reloading)),
+                Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; TLS files are still reloaded when they change"),
+            }
+            server = server.tls(tls);
+        }
+        tracing::info!(%addr, scheme, path = %args.path, queue = %args.queue, accept = %args.accept, "wa-ingress listening");
         server.serve(webhook, shutdown_signal()).await;
         tracing::info!("wa-ingress stopped");
         ExitCode::SUCCESS
@@ -183,6 +218,34 @@ fn build(args: &Args) -> Result<Webhook, String> {
     Ok(Webhook::new(config, verifier, challenge, producer))
 }
 
+/// The HTTPS settings, loaded and checked now: `None` without `--tls-cert`. The error names
+/// the variable whose file is wrong.
+fn build_tls(args: &Args) -> Result<Option<Tls>, String> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None); // clap requires both or neither
+    };
+    let mut options = TlsOptions::new(cert, key);
+    options.client_auth = args
+        .mtls_ca
+        .as_ref()
+        .map(|ca| ClientAuth::new(ca, args.mtls_subject.trim()));
+    Tls::load(options).map(Some).map_err(|e| {
+        let var = match &e {
+            WebhookError::TlsFile {
+                file: TlsFile::Key, ..
+            } => "WA_TLS_KEY (--tls-key)",
+            WebhookError::EmptyClientSubject => "WA_MTLS_SUBJECT (--mtls-subject)",
+            WebhookError::TlsFile {
+                file: TlsFile::ClientCa,
+                ..
+            } => "WA_MTLS_CA (--mtls-ca)",
+            _ => "WA_TLS_CERT (--tls-cert)",
+        };
+        // `{:#}` prints the causes too, on one line.
+        format!("{var}: {:#}", anyhow::Error::from(e))
+    })
+}
+
 /// clap's first error line, plus the environment variable behind the flag it names.
 fn usage_line(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
@@ -192,13 +255,25 @@ fn usage_line(e: &clap::Error) -> String {
         .next()
         .unwrap_or("error: invalid arguments")
         .to_owned();
-    if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+    let args = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => vec![arg.as_str()],
+        // A missing argument (`--tls-cert` without `--tls-key`): the error's first line does
+        // not name it, so name it here.
+        Some(ContextValue::Strings(args)) => {
+            for arg in args {
+                line.push_str(&format!(" {arg}"));
+            }
+            args.iter().map(String::as_str).collect()
+        }
+        _ => Vec::new(),
+    };
+    let command = <Args as clap::CommandFactory>::command();
+    for arg in args {
         let long = arg
             .trim_start_matches('-')
             .split([' ', '='])
             .next()
             .unwrap_or("");
-        let command = <Args as clap::CommandFactory>::command();
         let env = command
             .get_arguments()
             .find(|a| a.get_long() == Some(long))

@@ -144,6 +144,7 @@ mod jobs;
 mod metrics;
 mod post;
 mod server;
+mod tls;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -165,6 +166,9 @@ pub use config::{Accept, Config, DEFAULT_MAX_BODY, DEFAULT_PATH};
 pub use jobs::content_id;
 pub use metrics::Metrics;
 pub use server::{ADMIN_MAX_CONNECTIONS, Server, serve};
+pub use tls::{
+    ClientAuth, DEFAULT_POLL_INTERVAL, META_CLIENT_SUBJECT, Tls, TlsFile, TlsOptions, TlsProblem,
+};
 pub use wa_challenge::Challenge;
 pub use wa_queue::{JobKind, Producer, ProducerOptions, QueueName};
 pub use wa_signature::Verifier;
@@ -181,6 +185,22 @@ pub enum WebhookError {
     /// the accept list names no kind
     #[error("the accept list is empty")]
     EmptyAccept,
+    /// a TLS file (certificate chain, private key, client CA bundle) cannot be read or used
+    #[error("{file} {}: {problem}", path.display())]
+    TlsFile {
+        /// which file
+        file: TlsFile,
+        /// where it was read from
+        path: std::path::PathBuf,
+        /// what is wrong with it
+        problem: TlsProblem,
+        /// the underlying error, when there is one
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// the name a client certificate must carry is empty
+    #[error("the client certificate subject is empty")]
+    EmptyClientSubject,
 }
 
 /// The webhook endpoint: a handler, a tower `Service`, and what [`serve`] runs.

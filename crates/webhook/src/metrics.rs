@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use wa_queue::JobKind;
 
+use crate::tls::{HandshakeFailure, Refusal};
+
 /// What a request came to; one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -102,6 +104,8 @@ pub struct Metrics {
     in_flight: AtomicI64,
     connections: AtomicI64,
     ignored_objects: AtomicU64,
+    client_cert_refusals: [AtomicU64; Refusal::ALL.len()],
+    tls_handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
 }
 
 impl Metrics {
@@ -136,6 +140,14 @@ impl Metrics {
         self.ignored_objects.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn client_cert_refusal(&self, why: Refusal) {
+        self.client_cert_refusals[why.index()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn tls_handshake_failure(&self, why: HandshakeFailure) {
+        self.tls_handshake_failures[why.index()].fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn in_flight(&self) -> Gauge<'_> {
         Gauge::new(&self.in_flight)
     }
@@ -150,6 +162,15 @@ impl Metrics {
             .iter()
             .position(|(_, name)| *name == outcome)
             .map_or(0, |i| self.requests[i].load(Relaxed))
+    }
+
+    /// Handshakes refused on the client's certificate so far, by reason label (`no_certificate`,
+    /// `untrusted`, `expired`, `wrong_subject`; see [`Metrics::render`]).
+    pub fn client_cert_refusals(&self, reason: &str) -> u64 {
+        Refusal::ALL
+            .iter()
+            .find(|r| r.as_str() == reason)
+            .map_or(0, |r| self.client_cert_refusals[r.index()].load(Relaxed))
     }
 
     /// The counters in the Prometheus text exposition format (version 0.0.4).
@@ -211,6 +232,30 @@ impl Metrics {
         )?;
         writeln!(out, "wa_webhook_enqueue_duration_seconds_sum {sum}")?;
         writeln!(out, "wa_webhook_enqueue_duration_seconds_count {count}")?;
+        out.push_str(
+            "# HELP wa_webhook_client_cert_refusals_total TLS handshakes refused on the client's certificate (mutual TLS), by reason.\n",
+        );
+        out.push_str("# TYPE wa_webhook_client_cert_refusals_total counter\n");
+        for r in Refusal::ALL {
+            let v = self.client_cert_refusals[r.index()].load(Relaxed);
+            let name = r.as_str();
+            writeln!(
+                out,
+                "wa_webhook_client_cert_refusals_total{{reason=\"{name}\"}} {v}"
+            )?;
+        }
+        out.push_str(
+            "# HELP wa_webhook_tls_handshake_failures_total TLS handshakes that failed for another reason than the client's certificate.\n",
+        );
+        out.push_str("# TYPE wa_webhook_tls_handshake_failures_total counter\n");
+        for f in HandshakeFailure::ALL {
+            let v = self.tls_handshake_failures[f.index()].load(Relaxed);
+            let name = f.as_str();
+            writeln!(
+                out,
+                "wa_webhook_tls_handshake_failures_total{{reason=\"{name}\"}} {v}"
+            )?;
+        }
         let gauges_and_counters: [(&str, &str, &str, i64); 4] = [
             (
                 "wa_webhook_redis_errors_total",
@@ -278,6 +323,8 @@ mod tests {
         m.enqueue_latency(Duration::from_micros(400));
         m.enqueue_latency(Duration::from_secs(10));
         let _g = m.in_flight();
+        m.client_cert_refusal(Refusal::WrongSubject);
+        m.tls_handshake_failure(HandshakeFailure::Timeout);
         let text = m.render();
         assert!(text.contains("wa_webhook_requests_total{outcome=\"accepted\"} 2\n"));
         assert!(text.contains("wa_webhook_signature_failures_total{reason=\"mismatch\"} 1\n"));
@@ -292,7 +339,13 @@ mod tests {
         assert!(text.contains("wa_webhook_enqueue_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("wa_webhook_enqueue_duration_seconds_count 2\n"));
         assert!(text.contains("wa_webhook_in_flight_requests 1\n"));
+        assert!(
+            text.contains("wa_webhook_client_cert_refusals_total{reason=\"wrong_subject\"} 1\n")
+        );
+        assert!(text.contains("wa_webhook_client_cert_refusals_total{reason=\"untrusted\"} 0\n"));
+        assert!(text.contains("wa_webhook_tls_handshake_failures_total{reason=\"timeout\"} 1\n"));
         assert_eq!(m.requests("accepted"), 2);
+        assert_eq!(m.client_cert_refusals("wrong_subject"), 1);
         // every line is a comment or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = line.rsplit_once(' ').unwrap();

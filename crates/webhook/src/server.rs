@@ -17,6 +17,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,10 +25,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
+use crate::tls::{self, Tls};
 use crate::{ACCEPT_BACKOFF, Config, Surface, Webhook};
 
 /// Connections the admin listener serves at once (probes and scrapes are few and short).
@@ -64,12 +67,15 @@ pub async fn serve(listener: TcpListener, webhook: Webhook, shutdown: impl Futur
 /// With [`Server::admin`], `/healthz`, `/readyz` and `/metrics` are served on the admin
 /// listener only (404 on the public one), and the admin listener serves nothing else.
 ///
+/// With [`Server::tls`], the public listener speaks HTTPS (the admin one stays plain HTTP).
+///
 /// Accept errors (a client that went away, no file descriptors left) are logged and retried:
 /// the loops end only with `shutdown`.
 #[derive(Debug)]
 pub struct Server {
     public: TcpListener,
     admin: Option<TcpListener>,
+    tls: Option<Tls>,
 }
 
 impl Server {
@@ -78,6 +84,7 @@ impl Server {
         Self {
             public: listener,
             admin: None,
+            tls: None,
         }
     }
 
@@ -87,8 +94,18 @@ impl Server {
         self
     }
 
+    /// Serves HTTPS on the public listener: every accepted connection first completes a TLS
+    /// handshake with the configuration `tls` holds at that moment, within
+    /// [`Config::header_read_timeout`], then speaks HTTP/1.1 or HTTP/2 as ALPN chose. The
+    /// files are polled for changes ([`Tls::watch`]) for as long as this serves.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn serve(self, webhook: Webhook, shutdown: impl Future<Output = ()>) {
+        let watching = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
         let config = webhook.config().clone();
         let builder = Arc::new(http_builder(&config));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -100,11 +117,13 @@ impl Server {
             },
             slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
             cap: config.max_connections.max(1),
+            tls: self.tls,
         };
         let admin = Loop {
             surface: Surface::Admin,
             slots: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             cap: ADMIN_MAX_CONNECTIONS,
+            tls: None,
         };
         {
             let shared = Shared {
@@ -130,6 +149,9 @@ impl Server {
             }
         }
         let _ = stop_tx.send(true);
+        if let Some(watching) = watching {
+            watching.abort();
+        }
         let open = public.open() + admin.open();
         tracing::info!(open, "shutting down: finishing requests in flight");
         let drained = async {
@@ -172,6 +194,8 @@ struct Shared<'a> {
 /// One listener's accept loop and its connection cap.
 struct Loop {
     surface: Surface,
+    /// HTTPS on this listener.
+    tls: Option<Tls>,
     slots: Arc<Semaphore>,
     cap: usize,
 }
@@ -186,8 +210,8 @@ impl Loop {
             let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
                 return; // the semaphore is ours and never closed
             };
-            let stream = match listener.accept().await {
-                Ok((stream, _peer)) => stream,
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     drop(permit);
@@ -204,7 +228,10 @@ impl Loop {
                 stop: shared.stop.clone(),
                 _slot: permit,
             };
-            tokio::spawn(conn.run(stream));
+            match &self.tls {
+                None => drop(tokio::spawn(conn.run(stream))),
+                Some(tls) => drop(tokio::spawn(conn.run_tls(tls.acceptor(), stream, peer))),
+            }
         }
     }
 
@@ -232,6 +259,21 @@ struct Connection {
 }
 
 impl Connection {
+    /// [`run`](Self::run) after a TLS handshake, which must finish within the header-read
+    /// timeout (and is abandoned at shutdown).
+    async fn run_tls(mut self, acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr) {
+        let limit = self.webhook.config().header_read_timeout;
+        let metrics = self.webhook.metrics();
+        let handshake = tls::handshake(acceptor, stream, peer, limit, metrics);
+        let stream = tokio::select! {
+            stream = handshake => stream,
+            _ = self.stop.changed() => None,
+        };
+        if let Some(stream) = stream {
+            self.run(stream).await;
+        }
+    }
+
     async fn run<I>(mut self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
