@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use wa_webhook::{ClientAuth, META_CLIENT_SUBJECT, Tls, TlsOptions};
 
-use crate::pki::{Ca, Leaf, ServerFiles, client_config, connect, replace, request_once};
+use crate::pki::{
+    Ca, Leaf, ServerFiles, client_config, client_config_for, connect, replace, request_once,
+};
 use crate::support::{Ingress, Process, QueueKeys, base_env, signed_post, text_body, unique};
 
 const H1: &[u8] = b"http/1.1";
@@ -43,17 +45,23 @@ async fn ingress(what: &str, files: &ServerFiles, client_auth: Option<ClientAuth
 }
 
 /// A signed webhook over HTTPS is answered 200 and its job is in Redis, over HTTP/1.1 and
-/// over HTTP/2 as ALPN chose.
+/// over HTTP/2 as ALPN chose, with TLS 1.3 and with TLS 1.2.
 #[tokio::test]
 async fn signed_webhook_over_https_is_enqueued() {
     let ca = Ca::new("server CA");
     let files = ServerFiles::write(&ca.server(), "");
     let ingress = ingress("https", &files, None).await;
-    for (alpn, wamid) in [(H1, "wamid.HTTPS.H1"), (H2, "wamid.HTTPS.H2")] {
-        let mut conn = connect(ingress.addr, client_config(&ca, None, alpn))
-            .await
-            .expect("TLS handshake");
+    let (v12, v13) = (&rustls::version::TLS12, &rustls::version::TLS13);
+    let cases = [
+        (H1, v13, "wamid.HTTPS.H1"),
+        (H2, v13, "wamid.HTTPS.H2"),
+        (H1, v12, "wamid.HTTPS.TLS12"),
+    ];
+    for (alpn, version, wamid) in cases {
+        let config = client_config_for(&ca, None, alpn, &[version]);
+        let mut conn = connect(ingress.addr, config).await.expect("TLS handshake");
         assert_eq!(conn.alpn, alpn);
+        assert_eq!(conn.version, Some(version.version));
         let answer = conn
             .send(signed_post(&ingress.base, text_body(wamid, "over TLS")))
             .await
@@ -62,12 +70,15 @@ async fn signed_webhook_over_https_is_enqueued() {
     }
     let jobs = ingress.queue.pending().await;
     let wamids: Vec<_> = jobs.iter().filter_map(|j| j.wamid.as_deref()).collect();
-    assert_eq!(wamids, ["wamid.HTTPS.H1", "wamid.HTTPS.H2"]);
+    assert_eq!(
+        wamids,
+        ["wamid.HTTPS.H1", "wamid.HTTPS.H2", "wamid.HTTPS.TLS12"]
+    );
 }
 
-/// With mTLS on, no client certificate, one from another CA, an expired one and one naming
-/// another subject are each refused at the handshake and counted by reason, and nothing is
-/// enqueued; Meta's subject as CN, or as a DNS SAN, gets 200 and its job.
+/// With mTLS on (TLS 1.2 and 1.3), no client certificate, one from another CA, an expired one
+/// and one naming another subject are each refused at the handshake and counted by reason, and
+/// nothing is enqueued; Meta's subject as CN, or as a DNS SAN, gets 200 and its job.
 #[tokio::test]
 async fn mtls_admits_only_the_configured_client() {
     let server_ca = Ca::new("server CA");
@@ -77,6 +88,7 @@ async fn mtls_admits_only_the_configured_client() {
     let auth = ClientAuth::meta(&files.client_ca);
     let ingress = ingress("mtls", &files, Some(auth)).await;
     let metrics = ingress.webhook.metrics();
+    let (v12, v13) = (&rustls::version::TLS12, &rustls::version::TLS13);
 
     let refused: [(Option<Leaf>, &str); 4] = [
         (None, "no_certificate"),
@@ -85,8 +97,8 @@ async fn mtls_admits_only_the_configured_client() {
         (Some(meta_ca.client("client.example.com")), "wrong_subject"),
     ];
     for (cert, reason) in &refused {
-        for alpn in [H1, H2] {
-            let config = client_config(&server_ca, cert.as_ref(), alpn);
+        for (alpn, version) in [(H1, v13), (H2, v12)] {
+            let config = client_config_for(&server_ca, cert.as_ref(), alpn, &[version]);
             let post = signed_post(&ingress.base, text_body("wamid.REFUSED", reason));
             let result = request_once(ingress.addr, config, post).await;
             assert!(result.is_err(), "{reason}: answered {result:?}");
@@ -100,11 +112,15 @@ async fn mtls_admits_only_the_configured_client() {
     assert_eq!(metrics.requests("accepted"), 0, "no request was read");
 
     let admitted = [
-        (meta_ca.client(META_CLIENT_SUBJECT), "wamid.MTLS.CN"),
-        (meta_ca.client_san(META_CLIENT_SUBJECT), "wamid.MTLS.SAN"),
+        (meta_ca.client(META_CLIENT_SUBJECT), v12, "wamid.MTLS.CN"),
+        (
+            meta_ca.client_san(META_CLIENT_SUBJECT),
+            v13,
+            "wamid.MTLS.SAN",
+        ),
     ];
-    for (cert, wamid) in &admitted {
-        let config = client_config(&server_ca, Some(cert), H2);
+    for (cert, version, wamid) in &admitted {
+        let config = client_config_for(&server_ca, Some(cert), H2, &[version]);
         let post = signed_post(&ingress.base, text_body(wamid, "from Meta"));
         let answer = request_once(ingress.addr, config, post)
             .await
@@ -259,5 +275,32 @@ async fn tls_configuration_errors_name_the_variable() {
         let out = process.output();
         assert_eq!(code, Some(64), "{variable}: {out}");
         assert!(out.contains(variable), "{variable}: {out}");
+    }
+}
+
+/// wa-ingress with mutual TLS and no admin listener warns at start-up that the probes need
+/// the client certificate too; with `WA_ADMIN_LISTEN` it does not.
+#[tokio::test]
+async fn mtls_without_an_admin_listener_is_pointed_out() {
+    let server_ca = Ca::new("server CA");
+    let meta_ca = Ca::new("Meta client CA");
+    let files = ServerFiles::write(&server_ca.server(), &meta_ca.pem);
+    let url = crate::support::redis_url();
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let client_ca = files.client_ca.to_str().unwrap();
+    for admin in [None, Some("127.0.0.1:0")] {
+        let mut env = base_env(&url, "unused-mtls");
+        env.extend([
+            ("WA_TLS_CERT", cert),
+            ("WA_TLS_KEY", key),
+            ("WA_MTLS_CA", client_ca),
+        ]);
+        env.extend(admin.map(|a| ("WA_ADMIN_LISTEN", a)));
+        let mut process = Process::spawn(&env);
+        process.wait_listening(Duration::from_secs(20)).await;
+        let out = process.output();
+        assert!(out.contains("https+mtls"), "{out}");
+        let warned = out.contains("WA_ADMIN_LISTEN (--admin-listen) is not set");
+        assert_eq!(warned, admin.is_none(), "{out}");
     }
 }

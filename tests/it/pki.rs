@@ -141,15 +141,25 @@ impl ServerFiles {
     }
 }
 
-/// A client that trusts `ca`, offers `alpn`, and presents `cert` when given.
+/// A client that trusts `ca`, offers `alpn`, and presents `cert` when given (TLS 1.2 or 1.3).
 pub fn client_config(ca: &Ca, cert: Option<&Leaf>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    client_config_for(ca, cert, alpn, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`client_config`] speaking only the protocol `versions`.
+pub fn client_config_for(
+    ca: &Ca,
+    cert: Option<&Leaf>,
+    alpn: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
         .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let mut config = match cert {
@@ -168,6 +178,8 @@ pub struct TlsConn {
     pub served: CertificateDer<'static>,
     /// The ALPN protocol agreed.
     pub alpn: Vec<u8>,
+    /// The TLS version agreed.
+    pub version: Option<rustls::ProtocolVersion>,
     sender: Sender,
 }
 
@@ -194,6 +206,7 @@ pub async fn connect(
         .clone()
         .into_owned();
     let alpn = session.alpn_protocol().unwrap_or_default().to_vec();
+    let version = session.protocol_version();
     let io = TokioIo::new(stream);
     let sender = if alpn == b"h2" {
         let (sender, conn) =
@@ -208,6 +221,7 @@ pub async fn connect(
     Ok(TlsConn {
         served,
         alpn,
+        version,
         sender,
     })
 }

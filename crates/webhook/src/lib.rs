@@ -38,6 +38,34 @@
 //! lets in-flight requests finish for up to [`Config::shutdown_grace`]. [`Server::admin`] moves
 //! the probes to a listener of their own.
 //!
+//! # HTTPS
+//!
+//! [`Server::tls`] makes the public listener speak HTTPS with a [`Tls`] loaded from PEM files
+//! (rustls on ring, HTTP/2 and HTTP/1.1 by ALPN). The files are polled for changes while the
+//! server runs and can be reloaded on demand ([`Tls::reload`], or SIGHUP with
+//! [`Tls::reload_on_hangup`]); new connections get the new certificate, open ones keep theirs,
+//! and unusable new files leave the certificate in use in place. With [`ClientAuth`] the
+//! handshake requires a client certificate chained to a CA bundle and naming a subject (CN or
+//! DNS SAN), such as Meta's ([`ClientAuth::meta`]):
+//!
+//! ```no_run
+//! use wa_webhook::{ClientAuth, Server, Tls, TlsOptions};
+//!
+//! # async fn run(webhook: wa_webhook::Webhook) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut options = TlsOptions::new("fullchain.pem", "privkey.pem");
+//! options.client_auth = Some(ClientAuth::meta("meta-ca.pem"));
+//! let tls = Tls::load(options)?; // checks the files now: an error names the file
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+//! Server::new(listener)
+//!     .tls(tls)
+//!     .serve(webhook, async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Mounting in your own server
 //!
 //! [`Webhook`] is a cheap `Clone` (an `Arc` inside) and a tower `Service` over any request body
@@ -131,6 +159,8 @@
 //! | `wa_webhook_ignored_objects_total` | | signed bodies for another `object` |
 //! | `wa_webhook_in_flight_requests` | gauge | requests being handled |
 //! | `wa_webhook_open_connections` | gauge | connections open ([`serve`] only) |
+//! | `wa_webhook_client_cert_refusals_total` | `reason` | with [`ClientAuth`]: handshakes refused on the client's certificate: `no_certificate`, `untrusted`, `expired`, `wrong_subject` |
+//! | `wa_webhook_tls_handshake_failures_total` | `reason` | with [`Server::tls`]: other failed handshakes: `timeout`, `error` |
 //!
 //! # Logs
 //!
