@@ -69,9 +69,15 @@ pub struct RunArgs {
     /// environment variable takes a comma-separated list)
     #[arg(long, env = "WA_EXEC_ENV", value_name = "NAME", value_delimiter = ',')]
     pub exec_env: Vec<String>,
-    /// Secret for the forward handler's X-Wa-Signature-256 header (HMAC-SHA256 of the body)
+    /// Signs forwarded jobs with Standard Webhooks headers (webhook-id, webhook-timestamp,
+    /// webhook-signature): `whsec_<base64>` (or a plain string, used as its bytes); a
+    /// comma-separated list signs with each (rotation)
     #[arg(long, env = "WA_FORWARD_SECRET", hide_env_values = true)]
     pub forward_secret: Option<Secret>,
+    /// PEM file of CA certificates trusted for an https:// --forward URL, besides the
+    /// platform's roots (a private CA)
+    #[arg(long, env = "WA_FORWARD_CA_CERT", value_name = "PEM")]
+    pub forward_ca_cert: Option<std::path::PathBuf>,
     /// Handlers running at once [default: 1024 for --stdout/--discard, 64 for --forward, 16 for
     /// --exec]
     #[arg(long, env = "WA_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -122,8 +128,9 @@ pub struct HandlerArgs {
     /// "…" and \ quoting; no shell is involved (use `sh -c '…'` for one)
     #[arg(long, env = "WA_EXEC", value_name = "CMD ARGS")]
     pub exec: Option<String>,
-    /// POST each job's JSON to this http:// URL; 2xx = done; 408, 429, 5xx, connection errors
-    /// and timeouts = retry; other 4xx = dead
+    /// POST each job's JSON to this http:// or https:// URL; 2xx = done; 408, 429, 5xx,
+    /// connection errors and timeouts = retry (429/503 after their Retry-After); other 4xx =
+    /// dead
     #[arg(long, env = "WA_FORWARD_URL", value_name = "URL")]
     pub forward: Option<String>,
     /// Acknowledge every job without doing anything: DROPS JOBS (for benchmarks)

@@ -267,11 +267,7 @@ async fn answer(
     secret: &[u8],
     seen: &Mutex<Seen>,
 ) -> Response<Full<Bytes>> {
-    let sig = req
-        .headers()
-        .get("x-wa-signature-256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let headers = req.headers().clone();
     let attempt: u32 = req.headers()["x-wa-attempt"]
         .to_str()
         .unwrap()
@@ -279,13 +275,11 @@ async fn answer(
         .unwrap();
     let content_type = req.headers()["content-type"].clone();
     let body = req.into_body().collect().await.unwrap().to_bytes();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let good = content_type == "application/json"
-        && sig
-            .as_deref()
-            .and_then(|s| s.strip_prefix("sha256="))
-            .and_then(hex)
-            .is_some_and(|tag| ring::hmac::verify(&key, &body, &tag).is_ok());
+    let received = Received {
+        headers,
+        body: body.clone(),
+    };
+    let good = content_type == "application/json" && standard_webhook_verifies(secret, &received);
     let job: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     {
@@ -309,15 +303,9 @@ async fn answer(
     resp
 }
 
-fn hex(s: &str) -> Option<Vec<u8>> {
-    (s.len() == 64).then_some(())?;
-    (0..32)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
 /// `--forward`: 2xx is done, 500 then 200 is done on the second delivery, 400 is dead at once,
-/// a timeout is retried, and every request carries a signature the receiver verifies.
+/// a timeout is retried, and every request carries a Standard Webhooks signature the receiver
+/// verifies (a plain `--forward-secret` is a key of its own bytes).
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_maps_answers_to_outcomes() {
     let q = TestQueue::new("forward").await;
@@ -570,14 +558,29 @@ async fn metrics_endpoint_reports_counts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn config_errors_exit_64() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case<'_>; 6] = [
+    let cases: [Case<'_>; 9] = [
         (&["run", "--concurrency", "0"], &[], "--concurrency"),
         (&["run"], &[("WA_LANES", "9")], "--lanes"),
         (&["run", "--exec", "/nonexistent/handler"], &[], "WA_EXEC"),
         (
-            &["run", "--forward", "https://example.com/x"],
+            &["run", "--exec", "true", "--exec-env", "A=B"],
+            &[],
+            "WA_EXEC_ENV",
+        ),
+        (
+            &["run", "--forward", "ftp://example.com/x"],
             &[],
             "WA_FORWARD_URL",
+        ),
+        (
+            &["run", "--forward", "https://example.com/x"],
+            &[("WA_FORWARD_CA_CERT", "/nonexistent/ca.pem")],
+            "--forward-ca-cert/WA_FORWARD_CA_CERT",
+        ),
+        (
+            &["run", "--forward", "https://example.com/x"],
+            &[("WA_FORWARD_SECRET", "whsec_not*base64")],
+            "--forward-secret/WA_FORWARD_SECRET",
         ),
         (&["run"], &[("WA_LEASE", "soon")], "--lease"),
         (&["--stdout", "--exec", "true"], &[], "--exec"),

@@ -263,3 +263,209 @@ async fn paused_worker_reports_the_jobs_it_lost() {
     let s = q.stats().await;
     assert_eq!((s.dead, s.delayed, s.pending), (0, 0, 0));
 }
+
+/// `--forward` to an HTTPS receiver whose certificate a test CA signed: with
+/// `--forward-ca-cert` every job is delivered once, with `webhook-id` = the job id and a
+/// Standard Webhooks signature per secret of the rotation that the receiver verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_https_with_a_private_ca_signs_standard_webhooks() {
+    use base64::Engine;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let (url, seen) = receiver(Some(ca.server.clone()), |_| respond(204, &[])).await;
+    let q = TestQueue::new("fwd-https").await;
+    let want = ids("h", 3);
+    q.enqueue(&want).await;
+    let new_key = b"a new key of 24 bytes!!!";
+    let secrets = format!(
+        "whsec_{},old-plain-secret",
+        base64::engine::general_purpose::STANDARD.encode(new_key)
+    );
+    let mut w = q.worker_logged(&[
+        "--forward",
+        &url,
+        "--forward-ca-cert",
+        ca_file.to_str().unwrap(),
+        "--forward-secret",
+        &secrets,
+    ]);
+    q.wait_drained(LONG).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    let seen = seen.lock().unwrap().clone();
+    let mut got: Vec<String> = seen.iter().map(Received::job_id).collect();
+    got.sort();
+    assert_eq!(got, want, "each job delivered once");
+    for r in &seen {
+        assert_eq!(r.header("webhook-id"), r.job_id());
+        assert_eq!(r.header("x-wa-attempt"), "1");
+        assert!(standard_webhook_verifies(new_key, r), "new key: {r:?}");
+        assert!(
+            standard_webhook_verifies(b"old-plain-secret", r),
+            "old key: {r:?}"
+        );
+        assert!(!standard_webhook_verifies(b"another key", r));
+    }
+    let logs = logs(&mut w).await;
+    assert!(!logs.contains("old-plain-secret"), "{logs}");
+}
+
+/// Without `--forward-ca-cert` the same receiver's certificate is not trusted: nothing is
+/// delivered, and the job goes to dead with an error naming the certificate problem.
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_https_refuses_an_untrusted_certificate() {
+    let ca = TestCa::new();
+    let (url, seen) = receiver(Some(ca.server.clone()), |_| respond(204, &[])).await;
+    let q = TestQueue::new("fwd-untrusted").await;
+    q.enqueue(&ids("u", 1)).await;
+    let mut w = q.worker(&["--forward", &url, "--max-attempts", "1"], false);
+    eventually("job dead", LONG, || async { q.stats().await.dead == 1 }).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    let dead = only_dead(&q).await;
+    let error = dead["error"].as_str().unwrap();
+    assert!(
+        error.contains("TLS handshake with 127.0.0.1 failed")
+            && error.contains("invalid peer certificate"),
+        "{error}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// A 429 or 503 with `Retry-After` schedules the retry that far ahead instead of the backoff,
+/// but never beyond `--backoff-max`.
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_honours_retry_after_up_to_backoff_max() {
+    const HOUR_MS: i64 = 3_600_000;
+    let (url, _seen) = receiver(None, |r| match r.job_id().as_str() {
+        "wait-hour" => respond(429, &[("retry-after", "3600")]),
+        _ => respond(503, &[("retry-after", "999999")]),
+    })
+    .await;
+    let q = TestQueue::new("fwd-retry-after").await;
+    q.enqueue(&["wait-hour".to_owned(), "wait-long".to_owned()])
+        .await;
+    let mut w = q.worker(
+        &[
+            "--forward",
+            &url,
+            "--backoff-base",
+            "10ms",
+            "--backoff-max",
+            "2h",
+        ],
+        false,
+    );
+    eventually("both scheduled for a retry", LONG, || async {
+        q.stats().await.delayed == 2
+    })
+    .await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let now = secs * 1000 + micros / 1000;
+    let due: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(q.queue.delayed())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ahead = |id: &str| {
+        let (_, at) = due.iter().find(|(j, _)| j.contains(id)).unwrap();
+        at - now
+    };
+    let hour = ahead("wait-hour");
+    assert!((HOUR_MS - 60_000..=HOUR_MS).contains(&hour), "{hour} ms");
+    let long = ahead("wait-long");
+    assert!(
+        (2 * HOUR_MS - 60_000..=2 * HOUR_MS).contains(&long),
+        "{long} ms"
+    );
+}
+
+/// The Python receiver example (`examples/python_worker/forward_receiver.py`, standard library
+/// only) serves HTTPS with a test CA's certificate and verifies, with the Standard Webhooks
+/// algorithm, every job a worker forwards to it; a job signed with another secret is refused
+/// there (401) and so dead here.
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_to_the_python_receiver_example() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca_file, chain, key) = (
+        file("ca.pem", &ca.ca_pem),
+        file("chain.pem", &ca.chain_pem),
+        file("key.pem", &ca.key_pem),
+    );
+    let secret = "whsec_cmVjZWl2ZXIgZXhhbXBsZSBrZXk=";
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/python_worker/forward_receiver.py"
+    );
+    let mut python = tokio::process::Command::new("python3")
+        .args([example, "--secret", secret, "--cert", &chain, "--key", &key])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("this test needs python3 on PATH: {e}"));
+    let mut out = BufReader::new(python.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(LONG, out.next_line())
+            .await
+            .expect("the receiver prints a line")
+            .unwrap()
+            .expect("the receiver is still running")
+    };
+    let url = next_line()
+        .await
+        .strip_prefix("listening on ")
+        .expect("the receiver's first line")
+        .to_owned();
+    let q = TestQueue::new("fwd-python").await;
+    q.enqueue(&ids("py", 2)).await;
+    let mut w = q.worker(
+        &[
+            "--forward",
+            &url,
+            "--forward-ca-cert",
+            &ca_file,
+            "--forward-secret",
+            secret,
+        ],
+        false,
+    );
+    let mut lines = vec![next_line().await, next_line().await];
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["verified py-0 attempt=1", "verified py-1 attempt=1"]
+    );
+    q.wait_drained(LONG).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+
+    // signed with another secret: refused there (401), so dead here
+    q.enqueue(&ids("forged", 1)).await;
+    let wrong = [
+        "--forward",
+        &url,
+        "--forward-ca-cert",
+        &ca_file,
+        "--forward-secret",
+        "another-secret",
+    ];
+    let mut w = q.worker(&wrong, false);
+    assert_eq!(next_line().await, "refused: bad or stale signature");
+    eventually("forged job dead", LONG, || async {
+        q.stats().await.dead == 1
+    })
+    .await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+}

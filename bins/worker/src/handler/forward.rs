@@ -1,94 +1,133 @@
-//! `--forward URL`: POST each job's JSON to an HTTP endpoint.
+//! `--forward URL`: POST each job's JSON to an HTTP or HTTPS endpoint.
 //!
 //! Request: `POST URL`, `content-type: application/json`, the job JSON as the body, plus
 //! `x-wa-job-id` and `x-wa-attempt` (delivery number, 1 for the first). With
-//! `--forward-secret`, also `x-wa-signature-256: sha256=<hex>`: the lowercase hex HMAC-SHA256,
-//! keyed with the secret's UTF-8 bytes, of the body exactly as sent. A receiver recomputes it
-//! over the raw body it read and compares in constant time (the same scheme as Meta's
-//! `X-Hub-Signature-256`).
+//! `--forward-secret`, the Standard Webhooks headers (see [`signing`](super::signing)):
+//! `webhook-id` (the job id, the same on every delivery, so a receiver can deduplicate),
+//! `webhook-timestamp` (Unix seconds when this request was sent) and `webhook-signature`.
 //!
-//! Answer: 2xx is done; 408, 429 and 5xx are retried, as are connection failures and requests
-//! that outlast the handler timeout; any other 4xx means the receiver refuses this job for good:
-//! dead. Other statuses (1xx, 3xx: redirects are not followed) are retried, so a misconfigured
-//! URL ends in dead after the attempts rather than dropping jobs.
+//! `https://` URLs are verified against the platform's roots plus `--forward-ca-cert` (see
+//! [`tls`](super::tls)).
 //!
-//! Plain `http://` only: put a TLS-terminating proxy in front for `https`.
+//! Answer: 2xx is done; 408, 429 and 5xx are retried, as are connection failures (a refused
+//! certificate included) and requests that outlast the handler timeout; any other 4xx means
+//! the receiver refuses this job for good: dead. A 429 or 503 with `Retry-After` (seconds or
+//! an HTTP date) is retried after that delay rather than the backoff, at most `--backoff-max`.
+//! Other statuses (1xx, 3xx: redirects are not followed) are retried, so a misconfigured URL
+//! ends in dead after the attempts rather than dropping jobs.
 
 use std::fmt;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use ring::hmac;
 use wa_queue::{Job, Outcome};
+
+use super::signing::Signer;
+use super::tls::{Connector, client_config};
 
 /// Response bodies are read (so the connection can be reused) up to this size.
 const MAX_RESPONSE: usize = 64 * 1024;
 
 pub struct ForwardHandler {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     uri: Uri,
-    key: Option<hmac::Key>,
+    signer: Option<Signer>,
     timeout: Duration,
 }
 
 impl fmt::Debug for ForwardHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may carry credentials and the key is a secret: neither is shown.
+        // The URL may carry credentials and the keys are secrets: neither is shown.
         f.debug_struct("ForwardHandler")
-            .field("signed", &self.key.is_some())
+            .field("signed", &self.signer.is_some())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
+/// What is wrong with the forward settings, and which flag to fix.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// the URL
+    Url(String),
+    /// `--forward-secret`
+    Secret(String),
+    /// `--forward-ca-cert` or the platform's roots
+    Tls(String),
+}
+
 impl ForwardHandler {
-    pub fn new(url: &str, secret: Option<&str>, timeout: Duration) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(
-                    "https is not supported; forward to http:// (a TLS proxy can front it)".into(),
-                );
+    /// Checks the URL (absolute `http` or `https` with a host), the secrets and, for `https`,
+    /// loads the trusted roots.
+    pub fn new(
+        url: &str,
+        secrets: Option<&str>,
+        ca_cert: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, ForwardError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| ForwardError::Url(format!("not a URL: {e}")))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(ForwardError::Url(
+                    "must be an absolute http:// or https:// URL".into(),
+                ));
             }
-            _ => return Err("must be an absolute http:// URL".into()),
-        }
-        if uri.host().is_none() {
-            return Err("has no host".into());
-        }
-        let key = match secret {
-            Some("") => return Err("the forward secret is empty".into()),
-            Some(s) => Some(hmac::Key::new(hmac::HMAC_SHA256, s.as_bytes())),
-            None => None,
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        if uri.host().is_none() {
+            return Err(ForwardError::Url("has no host".into()));
+        }
+        let signer = secrets
+            .map(Signer::new)
+            .transpose()
+            .map_err(ForwardError::Secret)?;
+        let tls = if https {
+            Some(client_config(ca_cert).map_err(ForwardError::Tls)?)
+        } else {
+            if ca_cert.is_some() {
+                tracing::warn!("--forward-ca-cert is set but the URL is not https");
+            }
+            None
+        };
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new()).build(Connector::new(http, tls));
         Ok(Self {
             client,
             uri,
-            key,
+            signer,
             timeout,
         })
     }
 
     pub async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
         let body = Bytes::copy_from_slice(job.json().as_bytes());
+        let Ok(id) = HeaderValue::from_str(&job.id) else {
+            return Outcome::Dead("the job id cannot be sent as an HTTP header".into());
+        };
         let mut req = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header("x-wa-attempt", delivery);
-        if let Ok(id) = HeaderValue::from_str(&job.id) {
-            req = req.header("x-wa-job-id", id);
-        }
-        if let Some(key) = &self.key {
-            req = req.header("x-wa-signature-256", signature(key, &body));
+            .header("x-wa-attempt", delivery)
+            .header("x-wa-job-id", id.clone());
+        if let Some(signer) = &self.signer {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            req = req
+                .header("webhook-id", id)
+                .header("webhook-timestamp", now)
+                .header("webhook-signature", signer.sign(&job.id, now, &body));
         }
         let req = match req.body(Full::new(body)) {
             Ok(req) => req,
@@ -97,12 +136,13 @@ impl ForwardHandler {
         let exchange = async {
             let resp = self.client.request(req).await?;
             let status = resp.status();
+            let retry_after = retry_after(resp.headers(), SystemTime::now());
             // Read (a bounded amount of) the answer so the connection goes back to the pool.
             let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
-            Ok::<_, hyper_util::client::legacy::Error>(status)
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after))
         };
         match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(status)) => classify(status),
+            Ok(Ok((status, retry_after))) => classify(status, retry_after),
             Ok(Err(e)) => Outcome::Retry(format!("request failed: {}", error_chain(&e))),
             Err(_) => Outcome::Retry(format!(
                 "no answer within {}",
@@ -112,22 +152,28 @@ impl ForwardHandler {
     }
 }
 
-/// `sha256=<lowercase hex HMAC-SHA256 of body>`.
-pub fn signature(key: &hmac::Key, body: &[u8]) -> String {
-    let tag = hmac::sign(key, body);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
-    for b in tag.as_ref() {
-        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+/// A `Retry-After` header's delay: delay-seconds, or an HTTP date (a date past is no delay).
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
     }
-    out
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn classify(status: StatusCode) -> Outcome {
+fn classify(status: StatusCode, retry_after: Option<Duration>) -> Outcome {
     let code = status.as_u16();
     if status.is_success() {
         Outcome::Done
+    } else if let (429 | 503, Some(delay)) = (code, retry_after) {
+        Outcome::RetryAfter(
+            format!(
+                "receiver answered {status}, retry after {}",
+                humantime::format_duration(delay)
+            ),
+            delay,
+        )
     } else if code == 408 || code == 429 || status.is_server_error() {
         Outcome::Retry(format!("receiver answered {status}"))
     } else if status.is_client_error() {
@@ -152,20 +198,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    /// The signature is the RFC 4231 test case 2 HMAC-SHA256, lowercase hex with its prefix.
-    #[test]
-    fn signature_matches_a_known_answer() {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, b"Jefe");
-        assert_eq!(
-            signature(&key, b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
     /// Statuses map to done, retry and dead as documented.
     #[test]
     fn statuses_map_to_outcomes() {
-        let o = |c| classify(StatusCode::from_u16(c).unwrap());
+        let o = |c| classify(StatusCode::from_u16(c).unwrap(), None);
         assert_eq!(o(200), Outcome::Done);
         assert_eq!(o(204), Outcome::Done);
         for c in [408, 429, 500, 502, 503, 301] {
@@ -176,12 +212,40 @@ mod tests {
         }
     }
 
-    /// Only absolute http URLs with a host and non-empty secrets are accepted.
+    /// `Retry-After` delays a retry after 429 and 503 only; seconds and HTTP dates both read.
     #[test]
-    fn rejects_unusable_urls() {
+    fn retry_after_on_429_and_503() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+        let d = Some(Duration::from_secs(7));
+        let o = |c| classify(StatusCode::from_u16(c).unwrap(), d);
+        assert!(matches!(o(429), Outcome::RetryAfter(_, x) if x == Duration::from_secs(7)));
+        assert!(matches!(o(503), Outcome::RetryAfter(..)));
+        assert!(matches!(o(500), Outcome::Retry(_)));
+    }
+
+    /// Only absolute http(s) URLs with a host are accepted, and secrets must be usable.
+    #[test]
+    fn rejects_unusable_settings() {
         let t = Duration::from_secs(1);
-        assert!(ForwardHandler::new("https://x/y", None, t).is_err());
-        assert!(ForwardHandler::new("/relative", None, t).is_err());
-        assert!(ForwardHandler::new("http://127.0.0.1:1/x", Some(""), t).is_err());
+        let new = |url, secret| ForwardHandler::new(url, secret, None, t);
+        assert!(matches!(new("ftp://x/y", None), Err(ForwardError::Url(_))));
+        assert!(matches!(new("/relative", None), Err(ForwardError::Url(_))));
+        assert!(matches!(
+            new("http://127.0.0.1:1/x", Some("")),
+            Err(ForwardError::Secret(_))
+        ));
+        let missing = Path::new("/nonexistent/ca.pem");
+        assert!(matches!(
+            ForwardHandler::new("https://x/y", None, Some(missing), t),
+            Err(ForwardError::Tls(_))
+        ));
     }
 }

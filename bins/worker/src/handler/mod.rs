@@ -6,8 +6,10 @@
 
 mod exec;
 mod forward;
+mod signing;
 mod stderr;
 mod stdout;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use wa_queue::{Handler, Job, Outcome};
 
 pub use exec::ExecHandler;
-pub use forward::ForwardHandler;
+pub use forward::{ForwardError, ForwardHandler};
 pub use stdout::StdoutHandler;
 
 use tokio::sync::watch;
@@ -57,8 +59,14 @@ impl Kind {
                 .map_err(|e| Usage(format!("--exec/WA_EXEC or --exec-env/WA_EXEC_ENV: {e}")))?;
             (Kind::Exec(exec), 16)
         } else if let Some(url) = &h.forward {
-            let fwd = ForwardHandler::new(url, secret, args.handler_timeout)
-                .map_err(|e| Usage(format!("--forward/WA_FORWARD_URL: {e}")))?;
+            let ca = args.forward_ca_cert.as_deref();
+            let fwd = ForwardHandler::new(url, secret, ca, args.handler_timeout).map_err(|e| {
+                Usage(match e {
+                    ForwardError::Url(e) => format!("--forward/WA_FORWARD_URL: {e}"),
+                    ForwardError::Secret(e) => format!("--forward-secret/WA_FORWARD_SECRET: {e}"),
+                    ForwardError::Tls(e) => format!("--forward-ca-cert/WA_FORWARD_CA_CERT: {e}"),
+                })
+            })?;
             (Kind::Forward(Box::new(fwd)), 64)
         } else if h.discard {
             (Kind::Discard, 1024)

@@ -289,3 +289,167 @@ pub fn running_children(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .is_ok_and(|c| c.split_whitespace().any(|p| p.parse().is_ok_and(running)))
 }
+
+/// A test CA, and a server certificate for 127.0.0.1 it signed.
+pub struct TestCa {
+    /// the CA certificate, PEM (what `--forward-ca-cert` reads)
+    pub ca_pem: String,
+    /// a TLS server presenting the certificate (and the CA behind it)
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    /// the server's certificate chain (its certificate, then the CA's), PEM
+    pub chain_pem: String,
+    /// the server's private key, PEM
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone(), ca.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        Self {
+            ca_pem: ca.pem(),
+            server: std::sync::Arc::new(server),
+            chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A request as a [`receiver`] saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: hyper::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The job id in the body.
+    pub fn job_id(&self) -> String {
+        let job: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        job["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Requests a [`receiver`] recorded, in arrival order.
+pub type Record = std::sync::Arc<std::sync::Mutex<Vec<Received>>>;
+
+/// An HTTP receiver on 127.0.0.1 (HTTPS with `tls`) that records every request and answers
+/// with `reply`'s status and headers; returns its `/hook` URL.
+pub async fn receiver<F>(
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    reply: F,
+) -> (String, Record)
+where
+    F: Fn(&Received) -> hyper::Response<http_body_util::Full<bytes::Bytes>> + Send + Sync + 'static,
+{
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/hook", listener.local_addr().unwrap());
+    let record = Record::default();
+    let (seen, reply) = (record.clone(), std::sync::Arc::new(reply));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (seen, reply, acceptor) = (seen.clone(), reply.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let (seen, reply) = (seen.clone(), reply.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = BodyExt::collect(body).await?.to_bytes();
+                        let r = Received {
+                            headers: parts.headers,
+                            body,
+                        };
+                        let resp = reply(&r);
+                        seen.lock().unwrap().push(r);
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match acceptor {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(tls) => {
+                            http.serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                                .await
+                        }
+                        Err(_) => return,
+                    },
+                    None => {
+                        http.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                            .await
+                    }
+                };
+            });
+        }
+    });
+    (url, record)
+}
+
+/// A response with `status` and these headers, no body.
+pub fn respond(
+    status: u16,
+    headers: &[(&str, &str)],
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    for (k, v) in headers {
+        resp.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    resp
+}
+
+/// Whether a request carries a Standard Webhooks signature by `key` (one of the
+/// space-separated `v1,` signatures of `webhook-signature` is the base64 HMAC-SHA256 of
+/// `webhook-id.webhook-timestamp.body`), with a timestamp within 5 minutes of now: the
+/// receiver's side of the scheme, written from the specification.
+pub fn standard_webhook_verifies(key: &[u8], r: &Received) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (id, ts) = (r.header("webhook-id"), r.header("webhook-timestamp"));
+    let Ok(sent) = ts.parse::<u64>() else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now.abs_diff(sent) > 300 || id.is_empty() {
+        return false;
+    }
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let signed = [id.as_bytes(), b".", ts.as_bytes(), b".", &r.body].concat();
+    r.header("webhook-signature")
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|s| b64.decode(s).ok())
+        .any(|tag| ring::hmac::verify(&key, &signed, &tag).is_ok())
+}
