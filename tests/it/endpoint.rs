@@ -793,6 +793,22 @@ async fn startup_errors_name_the_variable_and_exit_64() {
             ],
             "WA_LOG_FORMAT",
         ),
+        (
+            vec![
+                ("WHATSAPP_APP_SECRET", SECRET),
+                ("WHATSAPP_VERIFY_TOKEN", TOKEN),
+                ("WA_EVENT_DEDUP_TTL", "0s"),
+            ],
+            "WA_EVENT_DEDUP_TTL",
+        ),
+        (
+            vec![
+                ("WHATSAPP_APP_SECRET", SECRET),
+                ("WHATSAPP_VERIFY_TOKEN", TOKEN),
+                ("WA_ADMIN_LISTEN", "nowhere"),
+            ],
+            "WA_ADMIN_LISTEN",
+        ),
     ];
     for (env, name) in cases {
         let mut env = env;

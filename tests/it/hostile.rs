@@ -255,3 +255,97 @@ async fn stalled_uploads_do_not_starve_a_signed_webhook() {
     }
     assert_eq!(ingress.webhook.metrics().requests("timeout"), 2);
 }
+
+/// A failed enqueue never leaves a dedup marker without its job: with a string at `pending`
+/// the POST is 503; once the key is repaired, Meta's redelivery is 200 and the job is there.
+#[tokio::test]
+async fn failed_enqueue_keeps_the_redelivery() {
+    let ingress = Ingress::start("no-orphan-marker").await;
+    let pending = ingress.queue.pending_key();
+    let mut redis = support::redis(&ingress.queue.url).await;
+    let _: () = redis::cmd("SET")
+        .arg(&pending)
+        .arg("not a list")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let wamid = format!("wamid.{}", unique("orphan"));
+    let body = text_body(&wamid, "must not be lost");
+    assert_eq!(ingress.post(body.clone()).await.status, 503);
+    let _: () = redis::cmd("DEL")
+        .arg(&pending)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(ingress.post(body).await.status, 200);
+    let ids: Vec<String> = ingress
+        .queue
+        .pending()
+        .await
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids, [wamid]);
+}
+
+/// A body with one value-level error (content-hashed, no entry time) for account `waba`.
+fn error_body(waba: &str) -> String {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"{waba}","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001234","phone_number_id":"109876543210987"}},"errors":[{{"code":130429,"title":"Rate limit hit"}}]}}}}]}}]}}"#
+    )
+}
+
+/// An id-less event's marker lives `event_dedup_ttl` (here 1 s): a redelivery within it is a
+/// duplicate, the same error after it is a new job; a message's marker keeps the full TTL.
+#[tokio::test]
+async fn repeated_events_count_again_after_the_event_window() {
+    let ingress = Ingress::start_with("event-ttl", &support::redis_url(), |c| {
+        c.event_dedup_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let body = error_body(&unique("waba"));
+    assert_eq!(ingress.post(body.clone()).await.status, 200);
+    assert_eq!(ingress.post(body.clone()).await.status, 200);
+    let first = ingress.queue.pending().await;
+    assert_eq!(
+        first.len(),
+        1,
+        "a redelivery inside the window was enqueued"
+    );
+    let marker = ingress.queue.seen(&first[0].id);
+    let mut redis = support::redis(&ingress.queue.url).await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&marker)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if !exists {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "event marker outlived {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ingress.post(body).await.status, 200);
+    assert_eq!(
+        ingress.queue.pending().await.len(),
+        2,
+        "the repeated error was dropped"
+    );
+
+    let wamid = format!("wamid.{}", unique("event-ttl"));
+    assert_eq!(
+        ingress.post(text_body(&wamid, "full window")).await.status,
+        200
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(ingress.queue.seen(&wamid))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(ttl > 7 * 24 * 3600, "message marker ttl {ttl}");
+}

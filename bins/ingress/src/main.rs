@@ -53,6 +53,10 @@ struct Args {
     /// How long a dedup marker lives (Meta retries for 7 days)
     #[arg(long, env = "WA_DEDUP_TTL", default_value = "8d", value_parser = humantime::parse_duration)]
     dedup_ttl: Duration,
+    /// Dedup window of events whose id is a content hash without an entry time (value-level
+    /// errors): long enough for Meta's quick retries, short enough that a genuine repeat counts
+    #[arg(long, env = "WA_EVENT_DEDUP_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    event_dedup_ttl: Duration,
     /// Kinds to enqueue: comma list of message, status, error, change, or all
     #[arg(long, env = "WA_ACCEPT", default_value = "all")]
     accept: Accept,
@@ -197,6 +201,9 @@ fn build(args: &Args) -> Result<Webhook, String> {
     if args.max_body == 0 {
         return Err("WA_MAX_BODY (--max-body) must be at least 1".into());
     }
+    if args.event_dedup_ttl.as_secs() == 0 {
+        return Err("WA_EVENT_DEDUP_TTL (--event-dedup-ttl) must be at least 1s".into());
+    }
     let queue = QueueName::with_prefix(&args.prefix, &args.queue)
         .map_err(|e| format!("WA_QUEUE / WA_PREFIX: {e}"))?;
     let mut options = ProducerOptions::default();
@@ -211,6 +218,7 @@ fn build(args: &Args) -> Result<Webhook, String> {
     config.max_buffered = args.max_buffered;
     config.enqueue_timeout = args.enqueue_timeout;
     config.accept = args.accept;
+    config.event_dedup_ttl = args.event_dedup_ttl;
     config.max_connections = args.max_connections;
     config.header_read_timeout = args.header_timeout;
     config.request_timeout = args.request_timeout;

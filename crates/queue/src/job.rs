@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -113,6 +113,9 @@ pub struct NewJob<'a> {
     pub received_at: u64,
     /// the object exactly as Meta sent it
     pub payload: &'a RawValue,
+    /// how long this job's dedup marker lives; `None` is the producer's
+    /// [`dedup_ttl`](crate::ProducerOptions::dedup_ttl) (whole seconds, at least one)
+    pub dedup_ttl: Option<Duration>,
 }
 
 /// The wire form of a new job: field order and names as the contract lists them; absent
@@ -165,6 +168,7 @@ impl<'a> NewJob<'a> {
             waba_id: None,
             received_at: now_ms(),
             payload,
+            dedup_ttl: None,
         }
     }
 

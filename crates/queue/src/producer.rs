@@ -91,6 +91,8 @@ struct Started {
 struct Request {
     keys: Vec<String>,
     jobs: Vec<Vec<u8>>,
+    /// Each job's marker TTL in seconds, when some job has one of its own.
+    ttls: Option<Vec<u64>>,
     bytes: usize,
     reply: oneshot::Sender<Result<Vec<Enqueued>, QueueError>>,
 }
@@ -185,6 +187,7 @@ impl Producer {
         let mut keys = Vec::with_capacity(jobs.len());
         let mut encoded = Vec::with_capacity(jobs.len());
         let mut bytes = 0;
+        let ttls = self.marker_ttls(jobs)?;
         for job in jobs {
             if job.id.is_empty() {
                 return Err(QueueError::InvalidJob("empty job id".into()));
@@ -203,6 +206,7 @@ impl Producer {
                 let req = Request {
                     keys,
                     jobs: encoded,
+                    ttls,
                     bytes,
                     reply,
                 };
@@ -219,6 +223,9 @@ impl Producer {
                 let out: Vec<i64> = ENQUEUE
                     .call(&mut conn, 1 + keys.len(), |c| {
                         c.arg(&self.inner.pending).arg(&keys).arg(ttl).arg(&encoded);
+                        if let Some(ttls) = &ttls {
+                            c.arg(ttls);
+                        }
                     })
                     .await
                     .map_err(redis_err)?;
@@ -228,6 +235,24 @@ impl Producer {
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| QueueError::Timeout(timeout))?
+    }
+
+    /// Each job's marker TTL in whole seconds, or `None` when every job takes the default.
+    fn marker_ttls(&self, jobs: &[NewJob<'_>]) -> Result<Option<Vec<u64>>, QueueError> {
+        if jobs.iter().all(|j| j.dedup_ttl.is_none()) {
+            return Ok(None);
+        }
+        let default = self.inner.opts.dedup_ttl.as_secs();
+        jobs.iter()
+            .map(|j| match j.dedup_ttl.map(|t| t.as_secs()) {
+                None => Ok(default),
+                Some(0) => Err(QueueError::InvalidJob(
+                    "dedup ttl is under one second".into(),
+                )),
+                Some(secs) => Ok(secs),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// PING within the timeout (for readiness).
@@ -324,6 +349,7 @@ async fn send_batch(mut conn: ConnectionManager, pending: &str, ttl: u64, mut ba
         return;
     }
     let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
+    let own_ttls = batch.iter().any(|r| r.ttls.is_some());
     let result: Result<Vec<i64>, _> = ENQUEUE
         .call(&mut conn, 1 + total, |c| {
             c.arg(pending);
@@ -333,6 +359,21 @@ async fn send_batch(mut conn: ConnectionManager, pending: &str, ttl: u64, mut ba
             c.arg(ttl);
             for r in &batch {
                 c.arg(&r.jobs);
+            }
+            // All or none: a request without TTLs of its own takes the default for each job.
+            if own_ttls {
+                for r in &batch {
+                    match &r.ttls {
+                        Some(ttls) => {
+                            c.arg(ttls);
+                        }
+                        None => {
+                            for _ in &r.jobs {
+                                c.arg(ttl);
+                            }
+                        }
+                    }
+                }
             }
         })
         .await;

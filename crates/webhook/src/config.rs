@@ -15,6 +15,10 @@ pub const DEFAULT_PATH: &str = "/api/whatsapp/webhook";
 /// is answered 413.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// The default dedup window of id-less events: one hour, far beyond Meta's immediate retry
+/// and well short of the day in which the same error may genuinely happen again.
+pub const DEFAULT_EVENT_DEDUP_TTL: Duration = Duration::from_secs(3600);
+
 /// Settings of a [`Webhook`](crate::Webhook) and of [`serve`](crate::serve).
 ///
 /// `Config::default()` is the documented default of every field; change what you need:
@@ -40,6 +44,12 @@ pub struct Config {
     pub enqueue_timeout: Duration,
     /// Which kinds of notification become jobs; the rest are counted and dropped. Default all.
     pub accept: Accept,
+    /// How long the dedup marker of an event lives whose id is a content hash without an entry
+    /// time (value-level errors today): such an id cannot tell Meta's redelivery from the same
+    /// event happening again, so the marker only has to outlive Meta's quick retries. Jobs with
+    /// an id of their own or an entry time keep the producer's full dedup TTL. Whole seconds,
+    /// at least one. Default 1 h.
+    pub event_dedup_ttl: Duration,
     /// [`serve`](crate::serve): how long a connection may go without a complete request head,
     /// counted from its accept and from the end of its previous request, whatever the protocol;
     /// also the HTTP/2 keep-alive PING interval and timeout. Default 10 s.
@@ -72,6 +82,7 @@ impl Default for Config {
             enqueue_timeout: Duration::from_secs(2),
             max_buffered: 256 * 1024 * 1024,
             accept: Accept::ALL,
+            event_dedup_ttl: DEFAULT_EVENT_DEDUP_TTL,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,

@@ -1,6 +1,7 @@
 //! From a notification to a job of the queue contract: the dedup id and the envelope fields.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use wa_payload::{Kind, Notification};
 use wa_queue::{JobKind, NewJob};
@@ -17,9 +18,18 @@ pub(crate) fn job_kind(kind: Kind) -> JobKind {
 }
 
 /// Builds the job of one notification. Nothing is copied but the dedup id when it has to be
-/// composed; `payload` is the notification's raw slice of the body.
-pub(crate) fn build(n: Notification<'_>, kind: JobKind, received_at: u64) -> NewJob<'_> {
-    let id = dedup_id(&n, kind);
+/// composed; `payload` is the notification's raw slice of the body. A job whose id cannot tell
+/// a redelivery from a genuine repeat (see [`DedupId::Event`]) gets `event_ttl` for its marker.
+pub(crate) fn build(
+    n: Notification<'_>,
+    kind: JobKind,
+    received_at: u64,
+    event_ttl: Duration,
+) -> NewJob<'_> {
+    let (id, dedup_ttl) = match dedup_id(&n, kind) {
+        DedupId::Own(id) => (id, None),
+        DedupId::Event(id) => (Cow::Owned(id), Some(event_ttl)),
+    };
     NewJob {
         id,
         kind,
@@ -35,26 +45,46 @@ pub(crate) fn build(n: Notification<'_>, kind: JobKind, received_at: u64) -> New
         waba_id: n.waba_id,
         received_at,
         payload: n.raw,
+        dedup_ttl,
     }
 }
 
+/// A job's dedup id, and whether it can tell a redelivery from a genuine repeat.
+#[derive(Debug, PartialEq, Eq)]
+enum DedupId<'a> {
+    /// An id of Meta's (a wamid, `<wamid>:<status>`) or a content hash that includes the
+    /// entry time: the same id means the same event, for the whole dedup window.
+    Own(Cow<'a, str>),
+    /// A content hash without an entry time (value-level errors today): the same value sent
+    /// again later (a rate limit hit twice in a day) hashes the same, so the marker must only
+    /// outlive Meta's quick retries.
+    Event(String),
+}
+
 /// The dedup id: the wamid of a message, `<wamid>:<status>` of a status, else [`content_id`].
-fn dedup_id<'a>(n: &Notification<'a>, kind: JobKind) -> Cow<'a, str> {
+fn dedup_id<'a>(n: &Notification<'a>, kind: JobKind) -> DedupId<'a> {
     match (kind, &n.wamid, &n.type_) {
-        (JobKind::Message, Some(wamid), _) if !wamid.is_empty() => wamid.clone(),
+        (JobKind::Message, Some(wamid), _) if !wamid.is_empty() => DedupId::Own(wamid.clone()),
         (JobKind::Status, Some(wamid), Some(status)) if !wamid.is_empty() => {
             let mut id = String::with_capacity(wamid.len() + 1 + status.len());
             id.push_str(wamid);
             id.push(':');
             id.push_str(status);
-            Cow::Owned(id)
+            DedupId::Own(Cow::Owned(id))
         }
-        _ => Cow::Owned(content_id(
-            n.waba_id.as_deref(),
-            n.entry_time,
-            n.field.as_deref(),
-            n.raw.get().as_bytes(),
-        )),
+        _ => {
+            let id = content_id(
+                n.waba_id.as_deref(),
+                n.entry_time,
+                n.field.as_deref(),
+                n.raw.get().as_bytes(),
+            );
+            if n.entry_time.is_some() {
+                DedupId::Own(Cow::Owned(id))
+            } else {
+                DedupId::Event(id)
+            }
+        }
     }
 }
 
@@ -116,13 +146,15 @@ mod tests {
         assert_eq!(a.len(), 64);
     }
 
+    const EVENT_TTL: Duration = Duration::from_secs(60);
+
     fn jobs_of(body: &[u8]) -> Vec<NewJob<'_>> {
         let parsed = wa_payload::Body::parse(body).unwrap();
         parsed
             .notifications()
             .map(|n| {
                 let kind = job_kind(n.kind);
-                build(n, kind, 42)
+                build(n, kind, 42, EVENT_TTL)
             })
             .collect()
     }

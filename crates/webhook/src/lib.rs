@@ -131,7 +131,10 @@
 //!   hex SHA-256 of `waba_id` `\n` `entry_time` `\n` `field` `\n` raw bytes, where an absent
 //!   part is empty and the entry time is written in decimal. The raw bytes identify the event;
 //!   the account, field and time (when Meta sends one) keep two distinct events with the same
-//!   value apart, while a redelivery of the same body hashes the same.
+//!   value apart, while a redelivery of the same body hashes the same. Without an entry time
+//!   (value-level errors) the hash cannot tell a redelivery from the same event happening
+//!   again, so such a job's marker lives [`Config::event_dedup_ttl`] (1 h) instead of the
+//!   producer's full dedup TTL.
 //!
 //! # Memory
 //!
@@ -192,7 +195,7 @@ use http_body_util::Full;
 use tracing::Instrument;
 
 pub use body::{BODY_RATE_WINDOW, MIN_BODY_RATE};
-pub use config::{Accept, Config, DEFAULT_MAX_BODY, DEFAULT_PATH};
+pub use config::{Accept, Config, DEFAULT_EVENT_DEDUP_TTL, DEFAULT_MAX_BODY, DEFAULT_PATH};
 pub use jobs::content_id;
 pub use metrics::Metrics;
 pub use server::{ADMIN_MAX_CONNECTIONS, Server, serve};

@@ -232,12 +232,13 @@ impl Webhook {
     fn jobs_of<'b>(&self, payload: &wa_payload::Body<'b>) -> Vec<NewJob<'b>> {
         let received_at = crate::now_ms();
         let accept = self.inner.config.accept;
+        let event_ttl = self.inner.config.event_dedup_ttl;
         let mut filtered = [0u64; 4];
         let mut jobs = Vec::new();
         for n in payload.notifications() {
             let kind = jobs::job_kind(n.kind);
             if accept.contains(kind) {
-                jobs.push(jobs::build(n, kind, received_at));
+                jobs.push(jobs::build(n, kind, received_at, event_ttl));
             } else {
                 filtered[kind.index()] += 1;
             }

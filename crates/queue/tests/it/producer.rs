@@ -168,3 +168,82 @@ async fn redis_down_is_a_quick_error() {
     // Bounded, not a timing assertion on speed: six calls must not take 6 timeouts' worth.
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// The marker TTL of every `seen` key of `ids`, in seconds (-2: no such key).
+async fn marker_ttls(url: &str, q: &wa_queue::QueueName, ids: &[&str]) -> Vec<i64> {
+    let mut c = conn(url).await;
+    let mut out = Vec::new();
+    for id in ids {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(q.seen(id))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        out.push(ttl);
+    }
+    out
+}
+
+/// A call that fails (a string where `pending` should be) leaves no marker behind, coalesced
+/// or not; once the key is repaired the same jobs are enqueued as new.
+#[tokio::test]
+async fn failed_enqueue_leaves_no_marker() {
+    let url = redis_url();
+    let q = queue("nomarker");
+    let p = payload(1);
+    let jobs = vec![job("x".into(), &p), job("y".into(), &p)];
+    let mut c = conn(&url).await;
+    for coalesce in [true, false] {
+        let mut opts = ProducerOptions::default();
+        opts.coalesce = coalesce;
+        let producer = Producer::new(&url, q.clone(), opts).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(q.pending())
+            .arg("not a list")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let e = producer.enqueue(&jobs).await.unwrap_err();
+        assert!(matches!(e, QueueError::Redis(_)), "{e}");
+        assert_eq!(marker_ttls(&url, &q, &["x", "y"]).await, [-2, -2]);
+        let _: () = redis::cmd("DEL")
+            .arg(q.pending())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let out = producer.enqueue(&jobs).await.unwrap();
+        assert_eq!(out, [Enqueued::New, Enqueued::New], "coalesce={coalesce}");
+        cleanup(&url, &q).await;
+    }
+}
+
+/// A job with a dedup TTL of its own gets it; the others in the same call (and in other
+/// callers' requests coalesced with it) keep the producer's.
+#[tokio::test]
+async fn jobs_may_carry_their_own_marker_ttl() {
+    let url = redis_url();
+    let q = queue("ownttl");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    let p = payload(1);
+    let mut short = job("short".into(), &p);
+    short.dedup_ttl = Some(Duration::from_secs(60));
+    let plain = job("plain".into(), &p);
+    let pair = [short, plain];
+    let alone = [job("alone".into(), &p)];
+    let (a, b) = tokio::join!(producer.enqueue(&pair), producer.enqueue(&alone));
+    assert_eq!(a.unwrap(), [Enqueued::New, Enqueued::New]);
+    assert_eq!(b.unwrap(), [Enqueued::New]);
+    let ttls = marker_ttls(&url, &q, &["short", "plain", "alone"]).await;
+    cleanup(&url, &q).await;
+    assert!((1..=60).contains(&ttls[0]), "{ttls:?}");
+    assert!(
+        ttls[1] > 7 * 24 * 3600 && ttls[2] > 7 * 24 * 3600,
+        "{ttls:?}"
+    );
+    let mut zero = job("zero".into(), &p);
+    zero.dedup_ttl = Some(Duration::from_millis(500));
+    assert!(matches!(
+        producer.enqueue(&[zero]).await,
+        Err(QueueError::InvalidJob(_))
+    ));
+}
