@@ -551,6 +551,12 @@ async fn metrics_endpoint_reports_counts() {
         "{text}"
     );
     assert!(text.contains("wa_queue_up"), "{text}");
+    for quiet in [
+        "wa_worker_leases_lost_total 0\n",
+        "wa_worker_lost_outcomes_total 0\n",
+    ] {
+        assert!(text.contains(quiet), "{text}");
+    }
     assert_eq!(terminate(&mut w, LONG).await, 0);
 }
 

@@ -469,3 +469,34 @@ async fn forward_to_the_python_receiver_example() {
     .await;
     assert_eq!(terminate(&mut w, LONG).await, 0);
 }
+
+/// SIGTERM with a handler outlasting the shutdown grace: the worker exits 0, the job goes back
+/// to pending, and the handler's whole process group (its grandchild too) is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_kills_the_process_group() {
+    let q = TestQueue::new("exec-stop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let grandchild = dir.path().join("grandchild");
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!(
+            "sh -c 'sleep 600 & echo $! > {}; wait'",
+            grandchild.display()
+        ),
+    );
+    q.enqueue(&ids("t", 1)).await;
+    let mut w = q.worker(
+        &[
+            "--exec",
+            handler.to_str().unwrap(),
+            "--shutdown-grace",
+            "200ms",
+        ],
+        false,
+    );
+    let pid: u32 = first_line(&grandchild, LONG).await.parse().unwrap();
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    eventually("grandchild gone", LONG, || async { !running(pid) }).await;
+    assert_eq!(q.pending_ids().await, ["t-0"]);
+}

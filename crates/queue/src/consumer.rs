@@ -504,7 +504,7 @@ impl Consumer {
 
     /// Reports that lane `lane` lost the lease of `id` (a reaper gave its jobs in hand to
     /// others): logged once per id, whoever finds it. True the first time.
-    fn report_lost_lease(&self, lane: usize, id: &Arc<str>, in_hand: usize) -> bool {
+    fn report_lost_lease(&self, lane: usize, id: &Arc<str>) -> bool {
         let mut reported = self.lanes[lane]
             .lost_reported
             .lock()
@@ -515,7 +515,6 @@ impl Consumer {
         *reported = Some(id.clone());
         tracing::warn!(
             consumer = %id,
-            jobs_in_hand = in_hand,
             "lease lost: a reaper gave this worker's jobs in hand to others; it takes no more \
              under this id, will not settle those jobs (their outcomes are reported), and \
              registers again under a new id"
@@ -572,7 +571,7 @@ impl Consumer {
             // the lane may have given the id up itself meanwhile (a stop, a failed call)
             if gone
                 && self.current_id(lane) == current.id
-                && self.report_lost_lease(lane, &current.id, 0)
+                && self.report_lost_lease(lane, &current.id)
             {
                 lost += 1;
             }
@@ -761,7 +760,7 @@ impl Consumer {
             1 => {}
             0 => {
                 let id = lane.id.clone();
-                out.lease_lost = self.report_lost_lease(lane.index, &id, lane.held.len());
+                out.lease_lost = self.report_lost_lease(lane.index, &id);
                 self.rotate(lane);
                 return Ok(out);
             }
