@@ -12,7 +12,11 @@ use wa_webhook::{ClientAuth, META_CLIENT_SUBJECT, Tls, TlsOptions};
 use crate::pki::{
     Ca, Leaf, ServerFiles, client_config, client_config_for, connect, replace, request_once,
 };
-use crate::support::{Ingress, Process, QueueKeys, base_env, signed_post, text_body, unique};
+use crate::support::{
+    Ingress, Process, QueueKeys, base_env, raw_exchange, read_until_closed, signed_post, text_body,
+    unique,
+};
+use tokio::net::TcpStream;
 
 const H1: &[u8] = b"http/1.1";
 const H2: &[u8] = b"h2";
@@ -38,10 +42,20 @@ async fn until_served(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, leaf
 
 /// An in-process ingress serving `files` over HTTPS, with mTLS when `client_auth` is given.
 async fn ingress(what: &str, files: &ServerFiles, client_auth: Option<ClientAuth>) -> Ingress {
+    ingress_with(what, files, client_auth, |_| {}).await
+}
+
+/// [`ingress`] with `tweak` applied to the default config.
+async fn ingress_with(
+    what: &str,
+    files: &ServerFiles,
+    client_auth: Option<ClientAuth>,
+    tweak: impl FnOnce(&mut wa_webhook::Config),
+) -> Ingress {
     let mut options = TlsOptions::new(&files.cert, &files.key);
     options.client_auth = client_auth;
     options.poll_interval = Duration::from_millis(50);
-    Ingress::start_tls(what, Tls::load(options).expect("TLS files load")).await
+    Ingress::start_tls(what, Tls::load(options).expect("TLS files load"), tweak).await
 }
 
 /// A signed webhook over HTTPS is answered 200 and its job is in Redis, over HTTP/1.1 and
@@ -74,6 +88,37 @@ async fn signed_webhook_over_https_is_enqueued() {
         wamids,
         ["wamid.HTTPS.H1", "wamid.HTTPS.H2", "wamid.HTTPS.TLS12"]
     );
+}
+
+/// A client that never starts its handshake is closed after the header timeout, and plain HTTP
+/// on the HTTPS port is closed at once; each is counted by reason, and the listener goes on
+/// serving HTTPS.
+#[tokio::test]
+async fn failed_handshakes_are_bounded_and_counted() {
+    let ca = Ca::new("server CA");
+    let files = ServerFiles::write(&ca.server(), "");
+    let ingress = ingress_with("handshakes", &files, None, |c| {
+        c.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let metrics = ingress.webhook.metrics();
+
+    let mut silent = TcpStream::connect(ingress.addr).await.unwrap();
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(20)).await;
+    assert!(closed, "a silent client is closed");
+    assert_eq!(metrics.tls_handshake_failures("timeout"), 1);
+
+    let plain = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let answer = raw_exchange(ingress.addr, plain, Duration::from_secs(20)).await;
+    assert!(!answer.contains("200"), "{answer}");
+    eventually("the plain HTTP request counted", || async {
+        metrics.tls_handshake_failures("error") == 1
+    })
+    .await;
+
+    let get = crate::support::get(&ingress.base, "/healthz");
+    let answer = request_once(ingress.addr, client_config(&ca, None, H1), get).await;
+    assert_eq!(answer.unwrap().status, StatusCode::OK);
 }
 
 /// With mTLS on (TLS 1.2 and 1.3), no client certificate, one from another CA, an expired one
@@ -188,12 +233,12 @@ async fn sighup_reloads_the_certificate() {
     files.install(&new);
     process.signal("HUP");
     until_served(addr, &config, &new).await;
-    let out = process.output();
-    assert!(
+    eventually("the reload on SIGHUP is logged", || async {
+        let out = process.output();
         out.lines()
-            .any(|l| l.contains("TLS files reloaded") && l.contains("SIGHUP")),
-        "{out}"
-    );
+            .any(|l| l.contains("TLS files reloaded") && l.contains("SIGHUP"))
+    })
+    .await;
 
     let post = signed_post(&base, text_body("wamid.SIGHUP.OLD", "old connection"));
     assert_eq!(before.send(post).await.unwrap().status, StatusCode::OK);

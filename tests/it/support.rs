@@ -265,9 +265,10 @@ impl Ingress {
         Self::start_inner(what, url, tweak, None).await
     }
 
-    /// Starts an ingress on the shared Redis that serves HTTPS with `tls`.
-    pub async fn start_tls(what: &str, tls: Tls) -> Ingress {
-        Self::start_inner(what, &redis_url(), |_| {}, Some(tls)).await
+    /// Starts an ingress on the shared Redis that serves HTTPS with `tls`, with `tweak` applied
+    /// to the default config.
+    pub async fn start_tls(what: &str, tls: Tls, tweak: impl FnOnce(&mut Config)) -> Ingress {
+        Self::start_inner(what, &redis_url(), tweak, Some(tls)).await
     }
 
     async fn start_inner(

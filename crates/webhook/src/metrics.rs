@@ -173,6 +173,15 @@ impl Metrics {
             .map_or(0, |r| self.client_cert_refusals[r.index()].load(Relaxed))
     }
 
+    /// TLS handshakes that failed for another reason than the client's certificate, by reason
+    /// label (`timeout`, `error`; see [`Metrics::render`]).
+    pub fn tls_handshake_failures(&self, reason: &str) -> u64 {
+        HandshakeFailure::ALL
+            .iter()
+            .find(|f| f.as_str() == reason)
+            .map_or(0, |f| self.tls_handshake_failures[f.index()].load(Relaxed))
+    }
+
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -346,6 +355,7 @@ mod tests {
         assert!(text.contains("wa_webhook_tls_handshake_failures_total{reason=\"timeout\"} 1\n"));
         assert_eq!(m.requests("accepted"), 2);
         assert_eq!(m.client_cert_refusals("wrong_subject"), 1);
+        assert_eq!(m.tls_handshake_failures("timeout"), 1);
         // every line is a comment or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = line.rsplit_once(' ').unwrap();
