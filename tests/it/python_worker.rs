@@ -278,3 +278,15 @@ async fn python_worker_reaps_lapsed_consumers_and_promotes_due_retries() {
         .expect("ZCARD");
     assert_eq!(delayed, 0);
 }
+
+/// The Python worker reaps with the contract's release script word for word, so it counts
+/// deliveries lost with their worker (and sends poison jobs to dead) as the Rust reaper does.
+#[test]
+fn python_worker_releases_with_the_contract_script() {
+    let worker = std::fs::read_to_string(root().join("examples/python_worker/worker.py")).unwrap();
+    let (_, release) = wa_queue::SCRIPTS
+        .iter()
+        .find(|(name, _)| name.starts_with("release"))
+        .expect("the release script");
+    assert!(worker.contains(release.trim_end()));
+}

@@ -9,6 +9,9 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// A handler that starts a grandchild (its pid in `grandchild`) and waits for it.
+const GRANDCHILD: &str = "sh -c 'sleep 600 & echo $! > {dir}/grandchild; wait'";
+
 /// The single entry of the dead list.
 async fn only_dead(q: &TestQueue) -> serde_json::Value {
     let dead = q.cli_json(&["dead", "list", "--json"]).await;
@@ -23,23 +26,16 @@ async fn only_dead(q: &TestQueue) -> serde_json::Value {
 async fn exec_endless_stderr_line_keeps_memory_bounded() {
     const LIMIT: u64 = 40 * 1024 * 1024;
     let q = TestQueue::new("exec-stderr").await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let handler = script(
-        dir.path(),
-        "h.sh",
-        &format!(
-            "head -c 67108864 /dev/zero | tr '\\0' x >&2\necho \"$WA_ATTEMPT\" >> '{}'",
-            out.display()
-        ),
+    let h = HandlerScript::new(
+        "head -c 67108864 /dev/zero | tr '\\0' x >&2\necho \"$WA_ATTEMPT\" >> {out}",
     );
     q.enqueue(&ids("s", 1)).await;
-    let mut w = q.worker_logged(&["--exec", handler.to_str().unwrap()]);
-    eventually("job done", LONG, || async { !lines(&out).is_empty() }).await;
+    let mut w = q.worker_logged(&["--exec", h.path()]);
+    eventually("job done", LONG, || async { !h.out().is_empty() }).await;
     q.wait_drained(LONG).await;
     let peak = peak_rss(w.id().unwrap());
     assert_eq!(terminate(&mut w, LONG).await, 0);
-    assert_eq!(lines(&out), ["1"], "done on the first delivery");
+    assert_eq!(h.out(), ["1"], "done on the first delivery");
     assert!(peak < LIMIT, "worker peak RSS {peak} bytes, over {LIMIT}");
     let logs = logs(&mut w).await;
     assert!(logs.contains("[line cut at 2048 bytes]"), "{logs}");
@@ -51,33 +47,16 @@ async fn exec_endless_stderr_line_keeps_memory_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_exit_decides_not_open_pipes() {
     let q = TestQueue::new("exec-bg").await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let bg = dir.path().join("bg");
-    let handler = script(
-        dir.path(),
-        "h.sh",
-        &format!(
-            "sleep 600 &\necho $! > '{bg}'\necho \"$WA_ATTEMPT\" >> '{out}'\nexit 0",
-            bg = bg.display(),
-            out = out.display()
-        ),
+    let h = HandlerScript::new(
+        "sleep 600 &\necho $! > {dir}/bg\necho \"$WA_ATTEMPT\" >> {out}\nexit 0",
     );
     q.enqueue(&ids("b", 1)).await;
-    let mut w = q.worker(
-        &[
-            "--exec",
-            handler.to_str().unwrap(),
-            "--handler-timeout",
-            "300s",
-        ],
-        false,
-    );
+    let mut w = q.worker(&["--exec", h.path(), "--handler-timeout", "300s"], false);
     q.wait_drained(LONG).await;
-    let pid: u32 = first_line(&bg, LONG).await.parse().unwrap();
+    let pid: u32 = first_line(&h.file("bg"), LONG).await.parse().unwrap();
     eventually("background child killed", LONG, || async { !running(pid) }).await;
     assert_eq!(terminate(&mut w, LONG).await, 0);
-    assert_eq!(lines(&out), ["1"], "done once, on the first delivery");
+    assert_eq!(h.out(), ["1"], "done once, on the first delivery");
     let s = q.stats().await;
     assert_eq!((s.dead, s.delayed), (0, 0));
 }
@@ -87,21 +66,12 @@ async fn exec_exit_decides_not_open_pipes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_timeout_kills_the_process_group() {
     let q = TestQueue::new("exec-group").await;
-    let dir = tempfile::tempdir().unwrap();
-    let grandchild = dir.path().join("grandchild");
-    let handler = script(
-        dir.path(),
-        "h.sh",
-        &format!(
-            "sh -c 'sleep 600 & echo $! > {}; wait'",
-            grandchild.display()
-        ),
-    );
+    let h = HandlerScript::new(GRANDCHILD);
     q.enqueue(&ids("g", 1)).await;
     let mut w = q.worker(
         &[
             "--exec",
-            handler.to_str().unwrap(),
+            h.path(),
             "--handler-timeout",
             "1s",
             "--max-attempts",
@@ -110,7 +80,10 @@ async fn exec_timeout_kills_the_process_group() {
         false,
     );
     eventually("job dead", LONG, || async { q.stats().await.dead == 1 }).await;
-    let pid: u32 = first_line(&grandchild, LONG).await.parse().unwrap();
+    let pid: u32 = first_line(&h.file("grandchild"), LONG)
+        .await
+        .parse()
+        .unwrap();
     eventually("grandchild gone", LONG, || async { !running(pid) }).await;
     assert_eq!(terminate(&mut w, LONG).await, 0);
     let dead = only_dead(&q).await;
@@ -125,17 +98,10 @@ async fn exec_timeout_kills_the_process_group() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_environment_is_clean() {
     let q = TestQueue::new("exec-env").await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("env");
-    let handler = script(dir.path(), "h.sh", &format!("env > '{}'", out.display()));
+    let h = HandlerScript::new("env > {out}");
     q.enqueue(&ids("e", 1)).await;
     let mut w = q.worker_logged_env(
-        &[
-            "--exec",
-            handler.to_str().unwrap(),
-            "--exec-env",
-            "PASSED_ON",
-        ],
+        &["--exec", h.path(), "--exec-env", "PASSED_ON"],
         &[
             ("WA_FORWARD_SECRET", "do-not-leak"),
             ("PASSED_ON", "yes"),
@@ -144,7 +110,7 @@ async fn exec_environment_is_clean() {
     );
     q.wait_drained(LONG).await;
     assert_eq!(terminate(&mut w, LONG).await, 0);
-    let env = lines(&out);
+    let env = h.out();
     for want in [
         "WA_JOB_ID=e-0",
         "WA_ATTEMPT=1",
@@ -177,17 +143,11 @@ fn signal(pid: u32, signal: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_job_reaches_dead_after_max_attempts() {
     let q = TestQueue::new("poison").await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let handler = script(
-        dir.path(),
-        "h.sh",
-        &format!("echo \"$WA_ATTEMPT\" >> '{}'\nkill -9 $PPID", out.display()),
-    );
+    let h = HandlerScript::new("echo \"$WA_ATTEMPT\" >> {out}\nkill -9 $PPID");
     q.enqueue(&ids("p", 1)).await;
     let args = [
         "--exec",
-        handler.to_str().unwrap(),
+        h.path(),
         "--lease",
         "500ms",
         "--max-attempts",
@@ -210,7 +170,7 @@ async fn poison_job_reaches_dead_after_max_attempts() {
         starts, 4,
         "three workers died with it, the fourth sent it to dead"
     );
-    assert_eq!(lines(&out), ["1", "2", "3"]);
+    assert_eq!(h.out(), ["1", "2", "3"]);
     let dead = only_dead(&q).await;
     assert_eq!(dead["error"], "lost with its worker 3 times", "{dead}");
     assert_eq!(dead["job"]["payload"]["text"]["body"], "café / ok");
@@ -223,25 +183,18 @@ async fn poison_job_reaches_dead_after_max_attempts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn paused_worker_reports_the_jobs_it_lost() {
     let q = TestQueue::new("sigstop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let handler = script(
-        dir.path(),
-        "h.sh",
-        &format!(
-            "echo \"$WA_ATTEMPT\" >> '{}'\n[ \"$WA_ATTEMPT\" = 1 ] && sleep 2\nexit 0",
-            out.display()
-        ),
+    let h = HandlerScript::new(
+        "echo \"$WA_ATTEMPT\" >> {out}\n[ \"$WA_ATTEMPT\" = 1 ] && sleep 2\nexit 0",
     );
     q.enqueue(&ids("z", 1)).await;
-    let args = ["--exec", handler.to_str().unwrap(), "--lease", "500ms"];
+    let args = ["--exec", h.path(), "--lease", "500ms"];
     let mut a = q.worker_logged(&args);
-    first_line(&out, LONG).await;
+    first_line(&h.file("out"), LONG).await;
     let a_pid = a.id().unwrap();
     signal(a_pid, "STOP");
     let mut b = q.worker(&args, false);
     eventually("the other worker finished the job", LONG, || async {
-        lines(&out).len() == 2
+        h.out().len() == 2
     })
     .await;
     q.wait_drained(LONG).await;
@@ -259,7 +212,7 @@ async fn paused_worker_reports_the_jobs_it_lost() {
         logs.contains("finished a job this worker no longer holds") && logs.contains("z-0"),
         "{logs}"
     );
-    assert_eq!(lines(&out), ["1", "2"], "delivered twice, not a third time");
+    assert_eq!(h.out(), ["1", "2"], "delivered twice, not a third time");
     let s = q.stats().await;
     assert_eq!((s.dead, s.delayed, s.pending), (0, 0, 0));
 }
@@ -475,27 +428,13 @@ async fn forward_to_the_python_receiver_example() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_kills_the_process_group() {
     let q = TestQueue::new("exec-stop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let grandchild = dir.path().join("grandchild");
-    let handler = script(
-        dir.path(),
-        "h.sh",
-        &format!(
-            "sh -c 'sleep 600 & echo $! > {}; wait'",
-            grandchild.display()
-        ),
-    );
+    let h = HandlerScript::new(GRANDCHILD);
     q.enqueue(&ids("t", 1)).await;
-    let mut w = q.worker(
-        &[
-            "--exec",
-            handler.to_str().unwrap(),
-            "--shutdown-grace",
-            "200ms",
-        ],
-        false,
-    );
-    let pid: u32 = first_line(&grandchild, LONG).await.parse().unwrap();
+    let mut w = q.worker(&["--exec", h.path(), "--shutdown-grace", "200ms"], false);
+    let pid: u32 = first_line(&h.file("grandchild"), LONG)
+        .await
+        .parse()
+        .unwrap();
     assert_eq!(terminate(&mut w, LONG).await, 0);
     eventually("grandchild gone", LONG, || async { !running(pid) }).await;
     assert_eq!(q.pending_ids().await, ["t-0"]);

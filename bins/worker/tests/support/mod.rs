@@ -453,3 +453,38 @@ pub fn standard_webhook_verifies(key: &[u8], r: &Received) -> bool {
         .filter_map(|s| b64.decode(s).ok())
         .any(|tag| ring::hmac::verify(&key, &signed, &tag).is_ok())
 }
+
+/// An `--exec` handler script in a temporary folder of its own. In its text, `{out}` stands for
+/// the file `out` and `{dir}` for the folder (paths without spaces or quotes).
+pub struct HandlerScript {
+    dir: tempfile::TempDir,
+    path: String,
+}
+
+impl HandlerScript {
+    pub fn new(body: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_str().unwrap();
+        let body = body
+            .replace("{out}", &format!("{folder}/out"))
+            .replace("{dir}", folder);
+        let path = script(dir.path(), "handler.sh", &body);
+        let path = path.to_str().unwrap().to_owned();
+        Self { dir, path }
+    }
+
+    /// The script's path, for `--exec`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// A file in the script's folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The lines the script wrote to `{out}` so far.
+    pub fn out(&self) -> Vec<String> {
+        lines(&self.file("out"))
+    }
+}

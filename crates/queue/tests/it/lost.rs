@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wa_queue::{Admin, Consumer, Outcome, Producer, ProducerOptions, QueueName};
+use wa_queue::{Admin, Consumer, DeadJob, Outcome, Producer, ProducerOptions, QueueName};
 
 use crate::support::{assert_only_markers_left, conn, fast_opts, job, payload, queue, redis_url};
 
@@ -44,6 +44,21 @@ async fn only(url: &str, list: &str) -> String {
     all.into_iter().next().unwrap()
 }
 
+/// The single entry of the dead list.
+async fn only_dead(url: &str, q: &QueueName) -> DeadJob {
+    let admin = Admin::connect(url, q.clone()).await.unwrap();
+    let mut dead = admin.dead_list(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    dead.remove(0)
+}
+
+/// Purges the dead list, then asserts nothing but dedup markers is left.
+async fn purge_then_nothing_left(url: &str, q: &QueueName) {
+    let admin = Admin::connect(url, q.clone()).await.unwrap();
+    admin.purge_dead().await.unwrap();
+    assert_only_markers_left(url, q).await;
+}
+
 async fn enqueue_one(url: &str, q: &QueueName, id: &str) -> String {
     let p = payload(7);
     let producer = Producer::new(url, q.clone(), ProducerOptions::default()).unwrap();
@@ -70,26 +85,11 @@ async fn a_job_lost_with_its_worker_too_often_goes_to_dead() {
     let entry = only(&url, &q.dead()).await;
     assert!(entry.starts_with(r#"{"lost":3,"v":1,"#), "{entry}");
     assert!(entry.contains(&original[1..original.len() - 1]), "{entry}");
-    let dead = Admin::connect(&url, q.clone())
-        .await
-        .unwrap()
-        .dead_list(10)
-        .await
-        .unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        dead[0].error.as_deref(),
-        Some("lost with its worker 3 times")
-    );
-    assert_eq!(dead[0].job.as_ref().unwrap().lost, 3);
+    let dead = only_dead(&url, &q).await;
+    assert_eq!(dead.error.as_deref(), Some("lost with its worker 3 times"));
+    assert_eq!(dead.job.as_ref().unwrap().lost, 3);
     reaper.shutdown().await.unwrap();
-    let mut c = conn(&url).await;
-    let _: () = redis::cmd("DEL")
-        .arg(q.dead())
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_only_markers_left(&url, &q).await;
+    purge_then_nothing_left(&url, &q).await;
 }
 
 /// A lost delivery counts towards `max_attempts` for a failing handler too: lost once, then
@@ -134,23 +134,11 @@ async fn lost_deliveries_count_towards_retries() {
     c.settle(&[(&third[0], &Outcome::Retry("boom".into()))])
         .await
         .unwrap();
-    let dead = Admin::connect(&url, q.clone())
-        .await
-        .unwrap()
-        .dead_list(10)
-        .await
-        .unwrap();
-    assert_eq!(dead.len(), 1);
+    let dead = only_dead(&url, &q).await;
     assert_eq!(
-        dead[0].error.as_deref(),
+        dead.error.as_deref(),
         Some("boom (after 3 deliveries, 1 lost with their worker)")
     );
     c.shutdown().await.unwrap();
-    let mut conn = conn(&url).await;
-    let _: () = redis::cmd("DEL")
-        .arg(q.dead())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_only_markers_left(&url, &q).await;
+    purge_then_nothing_left(&url, &q).await;
 }
