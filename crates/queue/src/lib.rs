@@ -90,9 +90,16 @@
 //!   trip drops finished jobs by count and takes the next batch); whenever a call's outcome is
 //!   unknown it returns its whole list to pending and goes on under a new id, so every call,
 //!   [`Consumer::fetch`] included, is safe to cancel.
-//! - A failing job is retried with exponential backoff and jitter, then dead after
-//!   [`ConsumerOptions::max_attempts`] deliveries; an unreadable job or unknown `v` goes to dead
-//!   at once. Nothing is dropped; dead jobs can be listed, replayed and purged.
+//! - A failing job is retried with exponential backoff and jitter (or after the delay of
+//!   [`Outcome::RetryAfter`]), then dead after [`ConsumerOptions::max_attempts`] deliveries; an
+//!   unreadable job or unknown `v` goes to dead at once. Nothing is dropped; dead jobs can be
+//!   listed, replayed and purged.
+//! - A delivery lost with its worker (it died, or lost its lease) counts as a delivery: the
+//!   reaper raises the job's `lost` count ([`Job::lost`]) and sends a job lost too often to dead,
+//!   so a job that crashes every worker does not go round forever. A consumer that finds its
+//!   lease gone logs it once, counts it ([`Counters::leases_lost`]) and takes a new id; the
+//!   outcomes of the jobs it lost are logged and counted ([`Counters::lost_outcomes`]), never
+//!   settled.
 //! - Rewrites (retry, dead, replay) keep `payload` byte for byte and keep unknown fields.
 //!
 //! # Keys

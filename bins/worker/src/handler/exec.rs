@@ -42,6 +42,8 @@ const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// After the child exited and its group was killed, how long standard error may still take to
 /// reach its end (what was written before the exit is logged).
 const STDERR_DRAIN: Duration = Duration::from_millis(200);
+/// How long a delivery's outcome waits for the killed group's processes to be reaped.
+const REAP_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct ExecHandler {
@@ -162,7 +164,9 @@ impl Group {
         let reaping = tokio::task::spawn_blocking(move || {
             while let Ok(Some(_)) = rustix::process::waitpgid(pgid, WaitOptions::empty()) {}
         });
-        let _ = reaping.await;
+        // SIGKILLed processes die at once unless stuck in the kernel; the outcome does not wait
+        // on such a one (the thread goes on reaping).
+        let _ = tokio::time::timeout(REAP_WAIT, reaping).await;
     }
 }
 
