@@ -139,17 +139,4 @@ for rep in $(seq "$REPS"); do
   for mode in http https mtls; do measure "$mode" "$rep"; done
 done
 
-python3 - "$OUT/results.jsonl" <<'PY' | tee "$OUT/summary.md"
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-med = lambda mode, k: statistics.median(r[k] for r in rows if r["mode"] == mode)
-base = {k: med("http", k) for k in ("rps", "p99_us", "cpu_us_per_req")}
-print("| mode | req/s | p50 | p99 | ingress CPU per request | non-2xx + errors | vs plain HTTP (req/s, p99, CPU) |")
-print("|---|---|---|---|---|---|---|")
-for mode, name in (("http", "plain HTTP"), ("https", "HTTPS"), ("mtls", "HTTPS + mutual TLS")):
-    rps, p50, p99, cpu = (med(mode, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req"))
-    bad = sum(r["non_2xx"] + r["errors"] for r in rows if r["mode"] == mode)
-    print(f"| {name} | {rps:,.0f} | {p50 / 1000:.2f} ms | {p99 / 1000:.2f} ms | {cpu:.1f} us | {bad} | "
-          f"{rps / base['rps']:.2f}x, {p99 / base['p99_us']:.2f}x, {cpu / base['cpu_us_per_req']:.2f}x |")
-print(f"\nmedians of {len(rows) // 3} repetitions per mode")
-PY
+python3 "$REPO/bench/lib/https-table.py" "$OUT/results.jsonl" | tee "$OUT/summary.md"

@@ -288,6 +288,8 @@ impl Tls {
         TlsAcceptor::from(Arc::clone(&current))
     }
 
+    // The files are a few kilobytes, read with blocking calls every few seconds: microseconds
+    // of a runtime thread, not worth a blocking-pool hop.
     fn reload_if_changed(&self) {
         let files = Files::read(&self.shared.options);
         let digest = files.as_ref().ok().map(Files::digest);
@@ -411,15 +413,11 @@ fn build(options: &TlsOptions, files: &Files) -> Result<Arc<ServerConfig>, Webho
         e => fail(TlsFile::Key, TlsProblem::NotPem, Some(Box::new(e))),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Cannot fail with ring's provider, which has suites for both versions; mapped rather than
+    // unwrapped so that it could never become a panic.
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| {
-            fail(
-                TlsFile::Certificate,
-                TlsProblem::KeyMismatch,
-                Some(Box::new(e)),
-            )
-        })?;
+        .map_err(|e| fail(TlsFile::Key, TlsProblem::KeyMismatch, Some(Box::new(e))))?;
     let builder = match (&options.client_auth, &files.ca) {
         (Some(auth), Some(ca)) => {
             builder.with_client_cert_verifier(client_verifier(options, auth, ca, provider)?)
