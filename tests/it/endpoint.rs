@@ -805,6 +805,14 @@ async fn startup_errors_name_the_variable_and_exit_64() {
             vec![
                 ("WHATSAPP_APP_SECRET", SECRET),
                 ("WHATSAPP_VERIFY_TOKEN", TOKEN),
+                ("WA_MAX_ITEMS", "0"),
+            ],
+            "WA_MAX_ITEMS",
+        ),
+        (
+            vec![
+                ("WHATSAPP_APP_SECRET", SECRET),
+                ("WHATSAPP_VERIFY_TOKEN", TOKEN),
                 ("WA_ADMIN_LISTEN", "nowhere"),
             ],
             "WA_ADMIN_LISTEN",

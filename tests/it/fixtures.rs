@@ -183,7 +183,8 @@ fn actual(job: &StoredJob) -> Expected {
     }
 }
 
-/// Every fixture (VECTORS.md signature) makes exactly its jobs, payloads sliced; redelivery adds none.
+/// Every fixture (VECTORS.md signature) makes exactly its jobs, payloads sliced, under 4 job
+/// bytes per body byte; redelivery adds none.
 #[tokio::test]
 async fn every_fixture_becomes_its_jobs() {
     let vectors = vectors();
@@ -197,6 +198,7 @@ async fn every_fixture_becomes_its_jobs() {
     let ingress = Ingress::start("fixtures").await;
     let client = http1();
     let mut total = 0;
+    let mut worst = 0f64;
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let body = std::fs::read(file).unwrap();
@@ -231,6 +233,18 @@ async fn every_fixture_becomes_its_jobs() {
         want.sort_by_key(key);
         got.sort_by_key(key);
         assert_eq!(got, want, "{name}");
+        // Real bodies stay far below the bound hostile ones are held to (docs/security.md).
+        let job_bytes: usize = ingress.queue.pending_raw().await[total..]
+            .iter()
+            .map(String::len)
+            .sum();
+        let ratio = job_bytes as f64 / body.len() as f64;
+        assert!(
+            ratio < 4.0,
+            "{name}: {job_bytes} job bytes for {} body bytes",
+            body.len()
+        );
+        worst = worst.max(ratio);
         total += want.len();
 
         // Meta's redelivery: 200 and nothing new.
@@ -241,6 +255,7 @@ async fn every_fixture_becomes_its_jobs() {
             "{name} again"
         );
     }
+    println!("fixtures: at most {worst:.2} job bytes per body byte");
 }
 
 /// Meta's wire form (`\uXXXX`, `\/`) is verified and stored with its escapes, fields decoded.

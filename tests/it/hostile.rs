@@ -349,3 +349,194 @@ async fn repeated_events_count_again_after_the_event_window() {
         .unwrap();
     assert!(ttl > 7 * 24 * 3600, "message marker ttl {ttl}");
 }
+
+// ------------------------------------------------------------------ work per body byte
+
+/// A signed body of one `messages` change whose value is `value` (without its braces).
+fn one_change(value: &str) -> String {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"104512367890123","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp",{value}}}}}]}}]}}"#
+    )
+}
+
+/// `n` copies of `item(i)`, comma-separated.
+fn list(n: usize, item: impl Fn(usize) -> String) -> String {
+    (0..n).map(item).collect::<Vec<_>>().join(",")
+}
+
+/// `n` messages that are nothing but `{}`: three bytes of body per job.
+fn tiny_items(n: usize) -> String {
+    one_change(&format!(r#""messages":[{}]"#, list(n, |_| "{}".into())))
+}
+
+/// `n` messages of 22 bytes each (`{"id":"m000000000001"}`): the issue's 363 KB body at 17 000.
+fn many_messages(n: usize) -> String {
+    one_change(&format!(
+        r#""messages":[{}]"#,
+        list(n, |i| format!(r#"{{"id":"m{i:012}"}}"#))
+    ))
+}
+
+/// `n` small messages under a 20 KB `display_phone_number` every job would repeat.
+fn huge_metadata(n: usize) -> String {
+    let number = "9".repeat(20_000);
+    one_change(&format!(
+        r#""metadata":{{"display_phone_number":"{number}","phone_number_id":"1"}},"messages":[{}]"#,
+        list(n, |i| format!(r#"{{"id":"m{i}"}}"#))
+    ))
+}
+
+/// `n` messages and `n` contacts; with `matching`, contact `i` is message `i`'s sender (Meta's
+/// order), else no contact matches any sender (each lookup must search). Same size either way.
+fn contacts_body(n: usize, matching: bool) -> String {
+    let c = if matching { 's' } else { 'c' };
+    one_change(&format!(
+        r#""contacts":[{}],"messages":[{}]"#,
+        list(n, |i| format!(
+            r#"{{"profile":{{"name":"n"}},"wa_id":"{c}{i}"}}"#
+        )),
+        list(n, |i| format!(
+            r#"{{"id":"m{i}","from":"s{i}","type":"text"}}"#
+        ))
+    ))
+}
+
+/// Hostile signed bodies (many tiny items, huge repeated metadata, more parts than
+/// `max_items`) are 413 with nothing in Redis; a real compact body stays far below the
+/// job-byte bound.
+#[tokio::test]
+async fn hostile_bodies_are_413_before_redis() {
+    let ingress = Ingress::start("hostile").await;
+    for (what, body) in [
+        ("tiny items", tiny_items(5_000)),
+        ("huge metadata", huge_metadata(500)),
+        ("over max_items", tiny_items(20_000)),
+    ] {
+        assert_eq!(ingress.post(body).await.status, 413, "{what}");
+    }
+    assert!(ingress.queue.pending_raw().await.is_empty());
+    assert_eq!(ingress.webhook.metrics().requests("too_large"), 3);
+
+    let body = contacts_body(1_000, true);
+    assert_eq!(ingress.post(body.clone()).await.status, 200);
+    let job_bytes: usize = ingress
+        .queue
+        .pending_raw()
+        .await
+        .iter()
+        .map(String::len)
+        .sum();
+    assert!(
+        job_bytes < 4 * body.len(),
+        "{job_bytes} job bytes for a {} byte body",
+        body.len()
+    );
+}
+
+/// CPU time this thread has run, in nanoseconds (Linux schedstat): work, not wall time, so
+/// other processes on the machine do not count.
+fn thread_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    stat.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat run time")
+}
+
+/// The least CPU time of three runs of `handle` on `body` (on this thread: the test runtime is
+/// current-thread, and no Redis call is made since only errors are accepted).
+async fn cpu_of(webhook: &wa_webhook::Webhook, body: &str) -> u64 {
+    let mut best = u64::MAX;
+    for _ in 0..3 {
+        let req = signed_post("http://x", body.to_owned());
+        let before = thread_cpu_ns();
+        let answer = webhook.handle(req).await;
+        best = best.min(thread_cpu_ns() - before);
+        assert_eq!(answer.status(), 200);
+    }
+    best
+}
+
+/// Senders missing from `contacts` cost about what matching ones do (contacts are looked up
+/// through a map, not a scan per message): 20 000 of each, CPU time within 3x of the same-size
+/// body in Meta's order.
+#[tokio::test]
+async fn unmatched_contacts_cost_linear_cpu() {
+    let ingress = Ingress::start_with("contacts-cpu", &support::redis_url(), |c| {
+        c.max_items = 100_000;
+        c.accept = "error".parse().unwrap();
+    })
+    .await;
+    let (benign, hostile) = (contacts_body(20_000, true), contacts_body(20_000, false));
+    assert_eq!(benign.len(), hostile.len());
+    let benign_ns = cpu_of(&ingress.webhook, &benign).await;
+    let hostile_ns = cpu_of(&ingress.webhook, &hostile).await;
+    println!("contacts: {benign_ns} ns in order, {hostile_ns} ns unmatched");
+    assert!(
+        hostile_ns <= 3 * benign_ns,
+        "unmatched senders took {hostile_ns} ns, in-order ones {benign_ns} ns"
+    );
+}
+
+/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// How much a process's peak resident memory rose while `posted` ran: the peak is reset
+/// (`clear_refs` 5) first. Resident memory does not depend on the machine's load.
+async fn peak_rise(pid: u32, posted: impl std::future::Future<Output = u16>) -> (u64, u16) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+    let before = proc_status_bytes(pid, "VmRSS");
+    let status = posted.await;
+    let peak = proc_status_bytes(pid, "VmHWM");
+    (peak.saturating_sub(before), status)
+}
+
+/// Peak memory per hostile body, in the real `wa-ingress`: the issue's 363 KB body of 17 000
+/// messages (42 MB before), the huge-metadata body and an accepted 1 000-message batch each
+/// raise the peak RSS by at most 16 times their size plus 4 MiB (allocator and buffer slack).
+#[tokio::test]
+async fn peak_memory_is_bounded_by_the_body() {
+    let url = support::redis_url();
+    let queue = support::QueueKeys {
+        name: unique("peak-rss"),
+        url: url.clone(),
+    };
+    let mut p = Process::spawn(&base_env(&url, &queue.name));
+    let base = format!("http://{}", p.wait_listening(PATIENCE).await);
+    let client = http1();
+    // Warm up: connections to Redis, buffers, the runtime's threads.
+    let warm = contacts_body(1_000, true);
+    assert_eq!(send(&client, signed_post(&base, warm)).await.status, 200);
+    let cases = [
+        ("17k messages", many_messages(17_000), 413),
+        ("huge metadata", huge_metadata(500), 413),
+        ("1000-message batch", contacts_body(1_000, false), 200),
+    ];
+    for (what, body, want) in cases {
+        let len = body.len() as u64;
+        let post = async {
+            send(&client, signed_post(&base, body))
+                .await
+                .status
+                .as_u16()
+        };
+        let (rise, status) = peak_rise(p.pid(), post).await;
+        println!("peak rss: {what}: {len} body bytes, peak rose {rise} bytes");
+        assert_eq!(status, want, "{what}");
+        assert!(
+            rise <= 16 * len + (4 << 20),
+            "{what}: peak RSS rose {rise} bytes for a {len} byte body"
+        );
+    }
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE).await, Some(0));
+    queue.delete_all();
+}

@@ -63,6 +63,9 @@ struct Args {
     /// Largest accepted body, in bytes
     #[arg(long, env = "WA_MAX_BODY", default_value_t = wa_webhook::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Most parts of a body (entries, changes, contacts and notifications together); 413 past it
+    #[arg(long, env = "WA_MAX_ITEMS", default_value_t = wa_webhook::DEFAULT_MAX_ITEMS)]
+    max_items: usize,
     /// Body bytes all requests may hold at once; past it new requests get 503
     #[arg(long, env = "WA_MAX_BUFFERED", default_value_t = 256 * 1024 * 1024)]
     max_buffered: usize,
@@ -201,6 +204,9 @@ fn build(args: &Args) -> Result<Webhook, String> {
     if args.max_body == 0 {
         return Err("WA_MAX_BODY (--max-body) must be at least 1".into());
     }
+    if args.max_items == 0 {
+        return Err("WA_MAX_ITEMS (--max-items) must be at least 1".into());
+    }
     if args.event_dedup_ttl.as_secs() == 0 {
         return Err("WA_EVENT_DEDUP_TTL (--event-dedup-ttl) must be at least 1s".into());
     }
@@ -216,6 +222,7 @@ fn build(args: &Args) -> Result<Webhook, String> {
     config.path.clone_from(&args.path);
     config.max_body = args.max_body;
     config.max_buffered = args.max_buffered;
+    config.max_items = args.max_items;
     config.enqueue_timeout = args.enqueue_timeout;
     config.accept = args.accept;
     config.event_dedup_ttl = args.event_dedup_ttl;

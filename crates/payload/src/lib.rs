@@ -136,6 +136,10 @@ pub enum PayloadError {
         /// what was wrong, without quoting the input
         detail: String,
     },
+    /// the body holds more entries, changes, contacts and notifications than the limit given
+    /// to [`Body::parse_limited`]
+    #[error("body holds more than {0} entries, changes, contacts and notifications")]
+    TooManyParts(usize),
 }
 
 /// What a notification is; one job is made per notification.
@@ -270,7 +274,16 @@ impl std::fmt::Debug for Body<'_> {
 impl<'a> Body<'a> {
     /// Parses a body; fails only when it is not a JSON object.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PayloadError> {
-        let walk = walk::walk(bytes)?;
+        Self::parse_limited(bytes, usize::MAX)
+    }
+
+    /// Parses a body holding at most `max_parts` entries, changes, contacts and notifications
+    /// together; a body with more fails with [`PayloadError::TooManyParts`] as soon as the walk
+    /// reaches the one too many. The walk keeps a few dozen bytes per part, and a part takes as
+    /// little as three bytes of body (`{},`), so this is what bounds the walk's memory and time
+    /// for a hostile body, whatever its size.
+    pub fn parse_limited(bytes: &'a [u8], max_parts: usize) -> Result<Self, PayloadError> {
+        let walk = walk::walk(bytes, max_parts)?;
         Ok(Body { bytes, walk })
     }
 

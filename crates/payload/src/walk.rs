@@ -10,7 +10,10 @@
 //! produced is rolled back should the field turn out to be another one.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::de::{first_byte, json_type_name};
 use crate::scan::{Scan, Scanner};
@@ -64,6 +67,69 @@ pub(crate) struct Walk<'a> {
     pub(crate) anomalies: Vec<Anomaly>,
     /// all anomalies, kept or not
     pub(crate) anomaly_count: usize,
+    /// contacts by sender id, built on the first item whose contact is not at its position
+    pub(crate) contact_index: OnceLock<ContactIndex>,
+    /// entries, changes, contacts and items the walk may still store
+    parts_left: usize,
+    /// the walk stopped because `parts_left` ran out
+    over_limit: bool,
+}
+
+/// Which id of a contact a sender is matched on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum IdKind {
+    WaId,
+    UserId,
+}
+
+/// Every change's contacts by sender id. Meta lists contacts in the order of the messages, so
+/// an item's contact is looked for at its own position first; a body that does not (senders
+/// missing from `contacts`, contacts shuffled) would otherwise cost a scan of the change's
+/// contacts per item, quadratic in the body. The index makes every lookup O(1) after one pass
+/// over the contacts, and is built only when the positional guess misses. Keys are a keyed
+/// hash of the id (the key is random per index, so collisions cannot be aimed); a hit is
+/// checked against the id itself.
+#[derive(Debug, Default)]
+pub(crate) struct ContactIndex {
+    hasher: RandomState,
+    /// (change, which id, hash of the id) -> index into `Walk::contacts`; the first contact
+    /// with an id wins, as a scan in order would find it.
+    by_id: HashMap<(usize, IdKind, u64), usize>,
+}
+
+impl ContactIndex {
+    fn build(changes: &[ChangeCtx<'_>], contacts: &[Contact<'_>]) -> Self {
+        let mut index = ContactIndex::default();
+        for (change, ctx) in changes.iter().enumerate() {
+            for at in ctx.contacts.clone() {
+                let c = &contacts[at];
+                for (kind, id) in [(IdKind::WaId, &c.wa_id), (IdKind::UserId, &c.user_id)] {
+                    if let Some(id) = id {
+                        let key = (change, kind, index.hasher.hash_one(id.as_ref()));
+                        index.by_id.entry(key).or_insert(at);
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// The first contact of `change` whose `kind` id is `id`.
+    fn find<'c, 'a>(
+        &self,
+        contacts: &'c [Contact<'a>],
+        change: usize,
+        kind: IdKind,
+        id: &str,
+    ) -> Option<&'c Contact<'a>> {
+        let at = *self.by_id.get(&(change, kind, self.hasher.hash_one(id)))?;
+        let c = contacts.get(at)?;
+        let own = match kind {
+            IdKind::WaId => &c.wa_id,
+            IdKind::UserId => &c.user_id,
+        };
+        (own.as_deref() == Some(id)).then_some(c)
+    }
 }
 
 /// Anomalies kept with their paths. A body of a million odd items must not cost a million
@@ -71,6 +137,17 @@ pub(crate) struct Walk<'a> {
 pub(crate) const MAX_ANOMALIES: usize = 64;
 
 impl Walk<'_> {
+    /// Counts one entry, change, contact or item about to be stored; past the limit the walk
+    /// stops, so what a body costs to walk is bounded by the limit, not by its size alone.
+    fn count_part(&mut self, s: &Scanner<'_>) -> Scan<()> {
+        if self.parts_left == 0 {
+            self.over_limit = true;
+            return s.fail("too many parts");
+        }
+        self.parts_left -= 1;
+        Ok(())
+    }
+
     fn note(&mut self, path: String, problem: Problem) {
         self.anomaly_count += 1;
         if self.anomalies.len() < MAX_ANOMALIES {
@@ -79,8 +156,9 @@ impl Walk<'_> {
     }
 }
 
-/// Walks a whole body. Fails only when it is not a JSON object (or not JSON at all).
-pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
+/// Walks a whole body, storing at most `max_parts` entries, changes, contacts and items. Fails
+/// when it is not a JSON object (or not JSON at all), or holds more parts.
+pub(crate) fn walk(bytes: &[u8], max_parts: usize) -> Result<Walk<'_>, PayloadError> {
     let first = first_byte(bytes);
     if first != Some(b'{') {
         return Err(PayloadError::NotAnObject(format!(
@@ -99,6 +177,7 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
     let mut w = Walk {
         items: Vec::with_capacity(expected),
         contacts: Vec::with_capacity(expected),
+        parts_left: max_parts,
         ..Walk::default()
     };
     s.ws();
@@ -111,7 +190,11 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk<'_>, PayloadError> {
             }
         })
         .map_err(|e| {
-            PayloadError::NotAnObject(format!("invalid JSON at byte {}: {}", e.at, e.what))
+            if w.over_limit {
+                PayloadError::TooManyParts(max_parts)
+            } else {
+                PayloadError::NotAnObject(format!("invalid JSON at byte {}: {}", e.at, e.what))
+            }
         })?;
     Ok(w)
 }
@@ -199,6 +282,7 @@ fn one_entry<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, e: usize) -> Scan<()> {
         w.note(format!("entry[{e}]"), Problem::NotAnObject);
         return s.skip_value();
     }
+    w.count_part(s)?;
     let idx = w.entries.len();
     w.entries.push(EntryCtx::default());
     let mut seen = [false; 3];
@@ -257,6 +341,7 @@ fn one_change<'a>(
         w.note(at(), Problem::NotAnObject);
         return s.skip_value();
     }
+    w.count_part(s)?;
     let change = w.changes.len();
     w.changes.push(ChangeCtx {
         entry,
@@ -319,6 +404,7 @@ fn one_change<'a>(
     // value that carries none of `messages`/`statuses`/`errors` (a shape Meta may add), is handed
     // on whole so that nothing the body carries is dropped.
     if !is_messages || !out.has_items {
+        w.count_part(s)?;
         match raw_value(s, start, end) {
             Some(raw) => w.items.push(Item {
                 kind: Kind::Change,
@@ -440,6 +526,7 @@ fn contact<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, path: impl Fn() -> String)
         }
         Ok(())
     })?;
+    w.count_part(s)?;
     w.contacts.push(contact);
     Ok(())
 }
@@ -501,6 +588,7 @@ fn item<'a>(
         })?,
         Kind::Error | Kind::Change => s.skip_value()?,
     }
+    w.count_part(s)?;
     match raw_value(s, start, s.pos()) {
         Some(raw) => w.items.push(Item {
             kind,
@@ -554,17 +642,9 @@ impl<'a> Walk<'a> {
         };
         match item.kind {
             Kind::Message | Kind::Status => {
-                let contacts = self
-                    .contacts
-                    .get(change.contacts.clone())
-                    .unwrap_or_default();
-                n.contact = find_contact(
-                    contacts,
-                    item.pos,
-                    n.from.as_deref(),
-                    n.from_user_id.as_deref(),
-                )
-                .cloned();
+                n.contact = self
+                    .contact_of(item, n.from.as_deref(), n.from_user_id.as_deref())
+                    .cloned();
             }
             Kind::Error | Kind::Change => n.type_ = change.field.clone(),
         }
@@ -572,31 +652,49 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The contact whose `wa_id` is the sender's (`from`) or whose `user_id` is the sender's
-/// (`from_user_id`). Meta lists contacts in the order of the messages, so the item's own position
-/// is tried first; that keeps a 1000-message change linear. When the item names no sender at all
-/// and the change has exactly one contact, that contact is taken; otherwise an unmatched sender
-/// gets none (better no name than someone else's).
-fn find_contact<'c, 'a>(
-    contacts: &'c [Contact<'a>],
-    pos: usize,
-    wa_id: Option<&str>,
-    user_id: Option<&str>,
-) -> Option<&'c Contact<'a>> {
-    let hit = |c: &Contact<'_>| {
-        (wa_id.is_some() && c.wa_id.as_deref() == wa_id)
-            || (user_id.is_some() && c.user_id.as_deref() == user_id)
-    };
-    if let Some(c) = contacts.get(pos).filter(|c| hit(c)) {
-        return Some(c);
+impl<'a> Walk<'a> {
+    /// The contact whose `wa_id` is the sender's (`from`) or whose `user_id` is the sender's
+    /// (`from_user_id`): the item's own position first (Meta lists contacts in message order),
+    /// then the [`ContactIndex`]. When the item names no sender at all and the change has
+    /// exactly one contact, that contact is taken; otherwise an unmatched sender gets none
+    /// (better no name than someone else's).
+    fn contact_of(
+        &self,
+        item: &Item<'a>,
+        wa_id: Option<&str>,
+        user_id: Option<&str>,
+    ) -> Option<&Contact<'a>> {
+        let range = self.changes[item.change].contacts.clone();
+        let contacts = self.contacts.get(range).unwrap_or_default();
+        let hit = |c: &Contact<'_>| {
+            (wa_id.is_some() && c.wa_id.as_deref() == wa_id)
+                || (user_id.is_some() && c.user_id.as_deref() == user_id)
+        };
+        if let Some(c) = contacts.get(item.pos).filter(|c| hit(c)) {
+            return Some(c);
+        }
+        if wa_id.is_none() && user_id.is_none() {
+            return (contacts.len() == 1).then(|| &contacts[0]);
+        }
+        if contacts.is_empty() {
+            return None;
+        }
+        let index = self
+            .contact_index
+            .get_or_init(|| ContactIndex::build(&self.changes, &self.contacts));
+        let by_wa = wa_id.and_then(|id| index.find(&self.contacts, item.change, IdKind::WaId, id));
+        let by_user =
+            user_id.and_then(|id| index.find(&self.contacts, item.change, IdKind::UserId, id));
+        // A scan in order would return whichever of the two matches comes first.
+        match (by_wa, by_user) {
+            (Some(a), Some(b)) => Some(if std::ptr::from_ref(a) <= std::ptr::from_ref(b) {
+                a
+            } else {
+                b
+            }),
+            (a, b) => a.or(b),
+        }
     }
-    if let Some(c) = contacts.iter().find(|c| hit(c)) {
-        return Some(c);
-    }
-    if wa_id.is_none() && user_id.is_none() && contacts.len() == 1 {
-        return contacts.first();
-    }
-    None
 }
 
 #[cfg(test)]
@@ -611,5 +709,39 @@ mod tests {
         let raw = checked_raw_value(text).expect("serde_json still reads its raw-value map");
         assert_eq!(raw.get(), text);
         assert!(std::ptr::eq(raw.get(), text), "borrowed, not copied");
+    }
+
+    /// Contacts out of message order are found by id (through the index), the first of two
+    /// contacts with the same id wins, a `user_id` matches `from_user_id`, and a sender
+    /// missing from `contacts` gets none.
+    #[test]
+    fn contacts_out_of_order_are_found_by_id() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{
+          "contacts":[{"profile":{"name":"B"},"wa_id":"2"},{"profile":{"name":"A"},"wa_id":"1"},
+                      {"profile":{"name":"A2"},"wa_id":"1"},{"profile":{"name":"U"},"user_id":"u9"}],
+          "messages":[{"id":"m1","from":"1"},{"id":"m2","from":"2"},{"id":"m3","from":"3"},
+                      {"id":"m4","from_user_id":"u9"},{"id":"m5","from_user_id":"u9"}]}}]}]}"#;
+        let w = walk(body, usize::MAX).unwrap();
+        let names: Vec<Option<String>> = w
+            .items
+            .iter()
+            .map(|item| {
+                let n = w.notification(item);
+                n.contact.and_then(|c| c.name).map(|c| c.into_owned())
+            })
+            .collect();
+        let want = [Some("A"), Some("B"), None, Some("U"), Some("U")];
+        assert_eq!(names, want.map(|n| n.map(str::to_owned)));
+    }
+
+    /// `max_parts` counts entries, changes, contacts and items together: a body of exactly that
+    /// many walks, one more fails as too many (not as bad JSON).
+    #[test]
+    fn parts_are_limited() {
+        // 1 entry + 1 change + 1 contact + 2 messages = 5 parts.
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{
+          "contacts":[{"wa_id":"1"}],"messages":[{"id":"a","from":"1"},{"id":"b","from":"1"}]}}]}]}"#;
+        assert_eq!(walk(body, 5).unwrap().items.len(), 2);
+        assert!(matches!(walk(body, 4), Err(PayloadError::TooManyParts(4))));
     }
 }

@@ -198,9 +198,32 @@ impl<'a> NewJob<'a> {
         serde_json::to_writer(buf, &self.wire()).map_err(|e| QueueError::InvalidJob(e.to_string()))
     }
 
+    /// The length of the job's compact contract JSON, found by encoding it into a counter
+    /// (nothing is allocated): what [`write_json`](Self::write_json) would append.
+    pub fn encoded_len(&self) -> Result<usize, QueueError> {
+        let mut count = ByteCount(0);
+        serde_json::to_writer(&mut count, &self.wire())
+            .map_err(|e| QueueError::InvalidJob(e.to_string()))?;
+        Ok(count.0)
+    }
+
     /// The job's compact contract JSON.
     pub fn to_json(&self) -> Result<String, QueueError> {
         serde_json::to_string(&self.wire()).map_err(|e| QueueError::InvalidJob(e.to_string()))
+    }
+}
+
+/// An `io::Write` that only counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -528,6 +551,10 @@ mod tests {
         let mut buf = Vec::new();
         job.write_json(&mut buf).unwrap();
         assert_eq!(buf, json.as_bytes());
+        assert_eq!(job.encoded_len().unwrap(), json.len());
+        // Escapes count as written: a quote, a backslash and control characters.
+        job.text = Some("\"\\\n\u{1}".into());
+        assert_eq!(job.encoded_len().unwrap(), job.to_json().unwrap().len());
     }
 
     /// A job encoded by the producer decodes with every field and the payload byte for byte.

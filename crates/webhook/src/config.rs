@@ -15,6 +15,9 @@ pub const DEFAULT_PATH: &str = "/api/whatsapp/webhook";
 /// is answered 413.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// The default cap on a body's parts (entries, changes, contacts and notifications together).
+pub const DEFAULT_MAX_ITEMS: usize = 10_000;
+
 /// The default dedup window of id-less events: one hour, far beyond Meta's immediate retry
 /// and well short of the day in which the same error may genuinely happen again.
 pub const DEFAULT_EVENT_DEDUP_TTL: Duration = Duration::from_secs(3600);
@@ -39,6 +42,10 @@ pub struct Config {
     /// Largest accepted body in bytes; a larger one is answered 413 without reading on.
     /// Default 4 MiB (4194304).
     pub max_body: usize,
+    /// Most parts a body may hold: entries, changes, contacts and notifications together
+    /// (Meta's batches carry at most 1 000 updates, a few thousand parts); a body with more is
+    /// answered 413 as soon as the walk reaches the one too many. Default 10 000.
+    pub max_items: usize,
     /// How long one enqueue round trip (and a `/readyz` PING) may take before the answer is 503.
     /// Default 2 s.
     pub enqueue_timeout: Duration,
@@ -79,6 +86,7 @@ impl Default for Config {
         Self {
             path: DEFAULT_PATH.to_owned(),
             max_body: DEFAULT_MAX_BODY,
+            max_items: DEFAULT_MAX_ITEMS,
             enqueue_timeout: Duration::from_secs(2),
             max_buffered: 256 * 1024 * 1024,
             accept: Accept::ALL,

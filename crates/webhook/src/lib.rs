@@ -112,10 +112,12 @@
 //!    than [`Config::request_timeout`].
 //! 4. The signature is checked over exactly the bytes received: wrong is 403
 //!    `Invalid Signature`. A verified body moves to the budget of verified bodies.
-//! 5. The body is walked with wa-payload: not a JSON object is 400; an `object` other than
-//!    `whatsapp_business_account` is 200 with nothing enqueued (counted in `/metrics`).
+//! 5. The body is walked with wa-payload: not a JSON object is 400, more than
+//!    [`Config::max_items`] parts is 413; an `object` other than `whatsapp_business_account`
+//!    is 200 with nothing enqueued (counted in `/metrics`).
 //! 6. One job per notification whose kind is in [`Config::accept`], all in one enqueue call;
-//!    none at all is 200 without asking Redis.
+//!    none at all is 200 without asking Redis. Jobs whose JSON would pass
+//!    [`JOB_BYTES_PER_BODY_BYTE`] times the body (plus [`JOB_BYTES_SLACK`]) are 413.
 //! 7. 200 once Redis confirmed every job as new or duplicate; 503 on a Redis error or timeout.
 //!
 //! # The jobs
@@ -195,9 +197,12 @@ use http_body_util::Full;
 use tracing::Instrument;
 
 pub use body::{BODY_RATE_WINDOW, MIN_BODY_RATE};
-pub use config::{Accept, Config, DEFAULT_EVENT_DEDUP_TTL, DEFAULT_MAX_BODY, DEFAULT_PATH};
+pub use config::{
+    Accept, Config, DEFAULT_EVENT_DEDUP_TTL, DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, DEFAULT_PATH,
+};
 pub use jobs::content_id;
 pub use metrics::Metrics;
+pub use post::{JOB_BYTES_PER_BODY_BYTE, JOB_BYTES_SLACK};
 pub use server::{ADMIN_MAX_CONNECTIONS, Server, serve};
 pub use tls::{
     ClientAuth, DEFAULT_POLL_INTERVAL, META_CLIENT_SUBJECT, Tls, TlsFile, TlsOptions, TlsProblem,

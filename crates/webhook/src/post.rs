@@ -9,12 +9,30 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 use http_body::Body as HttpBody;
+use wa_payload::PayloadError;
 use wa_queue::{Enqueued, JobKind, NewJob};
 use wa_signature::Signature;
 
 use crate::body::{self, ReadError};
 use crate::metrics::{Fate, Outcome, SigFailure};
 use crate::{Reply, Webhook, jobs, reply, text};
+
+/// The jobs of a body may take this many bytes of JSON per byte of the body (plus
+/// [`JOB_BYTES_SLACK`]); past it the body is answered 413. Every job repeats its change's
+/// context (account, phone number ids, contact name), so a hostile body of many tiny items
+/// under huge metadata would otherwise put megabytes into Redis per kilobyte received. Real
+/// bodies stay under 4 (the fixtures are measured by the tests).
+pub const JOB_BYTES_PER_BODY_BYTE: usize = 8;
+
+/// What the jobs of any body may take beyond [`JOB_BYTES_PER_BODY_BYTE`], so a small body's
+/// envelope overhead never counts against it.
+pub const JOB_BYTES_SLACK: usize = 64 * 1024;
+
+/// The most bytes of job JSON a body of `len` bytes may produce.
+pub(crate) fn max_job_bytes(len: usize) -> usize {
+    len.saturating_mul(JOB_BYTES_PER_BODY_BYTE)
+        .saturating_add(JOB_BYTES_SLACK)
+}
 
 const SIGNATURE_MISSING: &str = "Missing Signature";
 const SIGNATURE_INVALID: &str = "Invalid Signature";
@@ -32,6 +50,10 @@ pub(crate) enum Rejection {
     WrongSignature,
     /// a body over the limit (413)
     TooLarge,
+    /// a body of more parts than [`Config::max_items`](crate::Config::max_items) (413)
+    TooManyItems,
+    /// a body whose jobs would pass [`JOB_BYTES_PER_BODY_BYTE`] times its size (413)
+    JobsTooLarge,
     /// a body whose stream broke, or that is not a JSON object (400)
     BadBody,
     /// a budget of held body bytes is spent (503)
@@ -48,7 +70,9 @@ impl Rejection {
             Rejection::MissingSignature => StatusCode::UNAUTHORIZED,
             Rejection::MalformedSignature | Rejection::WrongSignature => StatusCode::FORBIDDEN,
             Rejection::DuplicateSignature | Rejection::BadBody => StatusCode::BAD_REQUEST,
-            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::TooLarge | Rejection::TooManyItems | Rejection::JobsTooLarge => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Rejection::Overloaded | Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Slow => StatusCode::REQUEST_TIMEOUT,
         }
@@ -59,7 +83,9 @@ impl Rejection {
             Rejection::MissingSignature => Outcome::MissingSignature,
             Rejection::MalformedSignature | Rejection::WrongSignature => Outcome::InvalidSignature,
             Rejection::DuplicateSignature | Rejection::BadBody => Outcome::BadRequest,
-            Rejection::TooLarge => Outcome::TooLarge,
+            Rejection::TooLarge | Rejection::TooManyItems | Rejection::JobsTooLarge => {
+                Outcome::TooLarge
+            }
             Rejection::Overloaded => Outcome::Overloaded,
             Rejection::Slow => Outcome::Timeout,
             Rejection::Unavailable => Outcome::Unavailable,
@@ -201,12 +227,16 @@ impl Webhook {
         // Build the jobs in a block so that nothing but the jobs (which borrow `bytes`) lives
         // across the enqueue await.
         let jobs = {
-            let payload = wa_payload::Body::parse(&bytes).map_err(|_| Rejection::BadBody)?;
+            let payload =
+                wa_payload::Body::parse_limited(&bytes, config.max_items).map_err(|e| match e {
+                    PayloadError::TooManyParts(_) => Rejection::TooManyItems,
+                    _ => Rejection::BadBody,
+                })?;
             if payload.object() != Some("whatsapp_business_account") {
                 return Ok(Accepted::OtherObject);
             }
             self.log_anomalies(&payload);
-            self.jobs_of(&payload)
+            self.jobs_of(&payload, max_job_bytes(bytes.len()))?
         };
         *count = jobs.len();
         if !jobs.is_empty() {
@@ -229,24 +259,40 @@ impl Webhook {
     }
 
     /// One job per notification whose kind is accepted; the others are counted as filtered.
-    fn jobs_of<'b>(&self, payload: &wa_payload::Body<'b>) -> Vec<NewJob<'b>> {
+    /// Stops with [`Rejection::JobsTooLarge`] as soon as the jobs' JSON passes `max_bytes`.
+    fn jobs_of<'b>(
+        &self,
+        payload: &wa_payload::Body<'b>,
+        max_bytes: usize,
+    ) -> Result<Vec<NewJob<'b>>, Rejection> {
         let received_at = crate::now_ms();
         let accept = self.inner.config.accept;
         let event_ttl = self.inner.config.event_dedup_ttl;
         let mut filtered = [0u64; 4];
         let mut jobs = Vec::new();
+        let mut bytes = 0usize;
         for n in payload.notifications() {
             let kind = jobs::job_kind(n.kind);
-            if accept.contains(kind) {
-                jobs.push(jobs::build(n, kind, received_at, event_ttl));
-            } else {
+            if !accept.contains(kind) {
                 filtered[kind.index()] += 1;
+                continue;
             }
+            let job = jobs::build(n, kind, received_at, event_ttl);
+            bytes += job.encoded_len().map_err(|_| Rejection::BadBody)?;
+            if bytes > max_bytes {
+                tracing::warn!(
+                    max_bytes,
+                    jobs = jobs.len() + 1,
+                    "a body's jobs would pass their bound; answering 413"
+                );
+                return Err(Rejection::JobsTooLarge);
+            }
+            jobs.push(job);
         }
         for (kind, n) in JobKind::ALL.into_iter().zip(filtered) {
             self.metrics().notifications(kind, Fate::Filtered, n);
         }
-        jobs
+        Ok(jobs)
     }
 
     /// One enqueue call within the enqueue timeout; the outcomes are counted per kind.
