@@ -180,6 +180,58 @@ async fn mtls_admits_only_the_configured_client() {
     }
 }
 
+/// A CA rotation without a restart: a client of the new CA is refused until the new CA is
+/// added to the bundle file beside the old one; then clients of both are admitted; once the old
+/// CA is removed its clients are refused again.
+#[tokio::test]
+async fn client_ca_bundle_rotates_without_a_restart() {
+    let server_ca = Ca::new("server CA");
+    let (old_ca, new_ca) = (Ca::new("Meta CA 2025"), Ca::new("Meta CA 2026"));
+    let (old_client, new_client) = (
+        old_ca.client(META_CLIENT_SUBJECT),
+        new_ca.client(META_CLIENT_SUBJECT),
+    );
+    let files = ServerFiles::write(&server_ca.server(), &old_ca.pem);
+    let ingress = ingress(
+        "ca-rotation",
+        &files,
+        Some(ClientAuth::meta(&files.client_ca)),
+    )
+    .await;
+    let admitted = |client: &Leaf, wamid: &str| {
+        let config = client_config(&server_ca, Some(client), H1);
+        let post = signed_post(&ingress.base, text_body(wamid, "rotation"));
+        async move { request_once(ingress.addr, config, post).await.is_ok() }
+    };
+
+    assert!(admitted(&old_client, "wamid.ROT.1").await);
+    assert!(!admitted(&new_client, "wamid.ROT.REFUSED.1").await);
+    replace(&files.client_ca, &format!("{}{}", old_ca.pem, new_ca.pem));
+    eventually("the new CA's client is admitted", || {
+        admitted(&new_client, "wamid.ROT.2")
+    })
+    .await;
+    assert!(admitted(&old_client, "wamid.ROT.3").await);
+    replace(&files.client_ca, &new_ca.pem);
+    eventually("the old CA's client is refused", || async {
+        // Admitted (and enqueued) while the poll has not yet seen the new bundle.
+        !admitted(&old_client, "wamid.ROT.UNTIL.RELOAD").await
+    })
+    .await;
+    assert!(admitted(&new_client, "wamid.ROT.4").await);
+
+    let jobs = ingress.queue.pending().await;
+    let mut wamids: Vec<_> = jobs.iter().filter_map(|j| j.wamid.as_deref()).collect();
+    wamids.retain(|w| *w != "wamid.ROT.UNTIL.RELOAD");
+    wamids.sort_unstable();
+    assert_eq!(
+        wamids,
+        ["wamid.ROT.1", "wamid.ROT.2", "wamid.ROT.3", "wamid.ROT.4"]
+    );
+    let untrusted = ingress.webhook.metrics().client_cert_refusals("untrusted");
+    assert!(untrusted >= 2, "{untrusted} untrusted refusals");
+}
+
 /// Certificate files replaced on disk (no signal) are picked up by the poll: new connections
 /// are served the new certificate, and a connection opened before goes on with the old one
 /// and finishes its requests.
