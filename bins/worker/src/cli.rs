@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at /metrics and liveness at /healthz on this address
     #[arg(long, env = "WA_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a metrics connection may take to send its request head before it is closed
+    #[arg(long, env = "WA_METRICS_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub metrics_header_timeout: Duration,
 }
 
 /// The handler: exactly one; `--stdout` when none is given.

@@ -33,7 +33,11 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
                 admin: crate::connect_admin(g, queue.clone()).await?,
                 queue: g.queue.clone(),
             };
-            tokio::spawn(metrics::serve(listener, Arc::new(sources)));
+            tokio::spawn(metrics::serve(
+                listener,
+                Arc::new(sources),
+                args.metrics_header_timeout,
+            ));
             tracing::info!(%addr, "serving /metrics and /healthz");
             Some(durations)
         }

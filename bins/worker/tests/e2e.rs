@@ -499,37 +499,98 @@ async fn sigterm_lets_running_handlers_finish() {
     assert_eq!(all, want.into_iter().collect());
 }
 
-/// `--metrics-listen` serves /healthz and Prometheus text with job counts and queue depths.
-#[tokio::test(flavor = "multi_thread")]
-async fn metrics_endpoint_reports_counts() {
-    let q = TestQueue::new("metrics").await;
+/// GETs `path` from the metrics listener at `addr`: status and body, or None when it fails.
+async fn metrics_get(addr: String, path: &'static str) -> Option<(StatusCode, String)> {
+    let stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.ok()?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A free address on 127.0.0.1 for `--metrics-listen`.
+fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let addr = format!("127.0.0.1:{port}");
+    format!("127.0.0.1:{port}")
+}
+
+/// The metrics listener serves at most 64 connections and closes one that sends no request
+/// head within `--metrics-header-timeout`: 64 silent or half-sent connections are closed, and
+/// a scrape waiting behind them is then answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_listener_sheds_idle_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let q = TestQueue::new("metrics-idle").await;
+    let addr = free_addr();
+    let mut w = q.worker(
+        &[
+            "--discard",
+            "--metrics-listen",
+            &addr,
+            "--metrics-header-timeout",
+            "500ms",
+        ],
+        false,
+    );
+    eventually("metrics up", LONG, || async {
+        metrics_get(addr.clone(), "/healthz")
+            .await
+            .is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let mut idle = Vec::new();
+    for i in 0..64 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n")
+                .await
+                .unwrap();
+        }
+        idle.push(s);
+    }
+    let scrape = tokio::time::timeout(
+        Duration::from_secs(20),
+        metrics_get(addr.clone(), "/healthz"),
+    );
+    assert_eq!(
+        scrape.await.expect("scrape answered").map(|(s, _)| s),
+        Some(StatusCode::OK)
+    );
+    for mut s in idle {
+        let mut buf = [0u8; 256];
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) => continue,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "an idle metrics connection is still open");
+    }
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+}
+
+/// `--metrics-listen` serves /healthz and Prometheus text with job counts and queue depths.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_endpoint_reports_counts() {
+    let q = TestQueue::new("metrics").await;
+    let addr = free_addr();
     q.enqueue(&ids("x", 25)).await;
     let mut w = q.worker(&["--discard", "--metrics-listen", &addr], false);
     q.wait_drained(LONG).await;
-    let get = |path: &'static str| {
-        let addr = addr.clone();
-        async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .ok()?;
-            tokio::spawn(conn);
-            let req = Request::get(path)
-                .header("host", "x")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let resp = send.send_request(req).await.ok()?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await.ok()?.to_bytes();
-            Some((status, String::from_utf8_lossy(&body).into_owned()))
-        }
-    };
+    let get = |path: &'static str| metrics_get(addr.clone(), path);
     eventually("metrics up", LONG, || async {
         get("/healthz").await.is_some_and(|(s, _)| s == 200)
     })
