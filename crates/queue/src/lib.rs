@@ -116,6 +116,7 @@
 
 mod admin;
 mod consumer;
+mod dead;
 mod job;
 mod keys;
 mod producer;
@@ -124,8 +125,9 @@ mod script;
 
 use std::time::Duration;
 
-pub use admin::{Admin, DeadJob, Stats};
+pub use admin::{Admin, Stats};
 pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome, Settled};
+pub use dead::{DeadFilter, DeadJob, DeadPage, entry_key};
 pub use job::{Job, JobKind, NewJob, now_ms};
 pub use keys::QueueName;
 pub use producer::{Enqueued, Producer, ProducerOptions};

@@ -85,9 +85,9 @@ macro_rules! scripts {
             LazyLock::new(|| Lua::new(include_str!(concat!("lua/", $file))));)*
 
         /// Every Lua script of the contract as `(file name, source)`: what a port to another
-        /// language can load as is (see `docs/queue-contract.md`). `fetch.lua` and
-        /// `settle.lua` are the simplest way for a port to take and settle jobs; this crate's
-        /// consumer does the same through `exchange.lua`, by position.
+        /// language can load as is (see `docs/queue-contract.md`). `fetch.lua`, `settle.lua`
+        /// and `replay.lua` are the simplest way for a port to take, settle and replay jobs;
+        /// this crate does the same by position, through `exchange.lua` and `dead.lua`.
         pub const SCRIPTS: &[(&str, &str)] = &[
             $(($file, include_str!(concat!("lua/", $file))),)*
             $(($port, include_str!(concat!("lua/", $port))),)*
@@ -102,9 +102,9 @@ scripts! {
     PROMOTE = "promote.lua";
     EXPIRED = "expired.lua";
     RELEASE = "release.lua";
-    REPLAY = "replay.lua";
+    DEAD = "dead.lua";
     // for ports only
-    ["fetch.lua", "settle.lua"]
+    ["fetch.lua", "settle.lua", "replay.lua"]
 }
 
 /// Maps a Redis error to ours without leaking the dependency's type.

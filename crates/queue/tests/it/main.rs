@@ -3,6 +3,7 @@
 
 mod consumer;
 mod contract_doc;
+mod dead;
 mod fault;
 mod lost;
 mod position;
