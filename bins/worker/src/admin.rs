@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wa_queue::{Admin, DeadJob};
+use wa_queue::{Admin, DeadFilter, DeadJob};
 
-use crate::cli::{DeadCommand, StatsArgs};
+use crate::cli::{DeadCommand, DeadFilterArgs, DeadSelect, StatsArgs, Usage};
 
 pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Result<()> {
     let st = admin.stats().await.context("reading queue stats")?;
@@ -68,44 +68,163 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
 pub async fn dead(admin: &Admin, cmd: &DeadCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        DeadCommand::List { json, limit } => {
-            let jobs = admin.dead_list(*limit).await.context("listing dead jobs")?;
+        DeadCommand::List {
+            filter,
+            json,
+            limit,
+        } => {
+            let jobs = oldest_matching(admin, &filter.to_filter(), *limit)
+                .await
+                .context("listing dead jobs")?;
             if *json {
                 let docs: Vec<_> = jobs.iter().map(dead_doc).collect();
                 serde_json::to_writer(&mut out, &docs)?;
                 writeln!(out)?;
             } else {
-                writeln!(
-                    out,
-                    "{:<48} {:<8} {:>7}  {:<20} error",
-                    "id", "kind", "attempt", "died"
-                )?;
-                for d in &jobs {
-                    let (id, kind, attempt) = match &d.job {
-                        Ok(j) => (j.id.as_str(), j.kind.as_str(), j.attempt.to_string()),
-                        Err(_) => ("(unreadable)", "-", "-".to_owned()),
-                    };
-                    let died = d.died_at.map_or_else(|| "-".to_owned(), ago);
-                    let error = d.error.as_deref().unwrap_or("-");
-                    writeln!(out, "{id:<48} {kind:<8} {attempt:>7}  {died:<20} {error}")?;
+                print_table(&mut out, &jobs)?;
+            }
+        }
+        DeadCommand::Show { id, json } => {
+            let filter = DeadFilter::default().ids([id.clone()]);
+            let jobs = admin
+                .dead_find(&filter)
+                .await
+                .context("reading dead jobs")?;
+            if jobs.is_empty() {
+                anyhow::bail!("no dead job has the id or key {id:?}");
+            }
+            for d in &jobs {
+                if *json {
+                    serde_json::to_writer(&mut out, &dead_doc(d))?;
+                    writeln!(out)?;
+                } else {
+                    print_job(&mut out, d)?;
                 }
             }
         }
-        DeadCommand::Replay { all, ids } => {
-            let n = if *all {
-                admin.replay_all().await
-            } else {
-                admin.replay(ids).await
-            }
-            .context("replaying dead jobs")?;
+        DeadCommand::Replay { select } => {
+            let filter = select.to_filter()?;
+            let n = admin
+                .dead_replay(&filter)
+                .await
+                .context("replaying dead jobs")?;
             writeln!(out, "replayed {n}")?;
         }
-        DeadCommand::Purge => {
-            let n = admin.purge_dead().await.context("purging dead jobs")?;
-            writeln!(out, "purged {n}")?;
+        DeadCommand::Purge { select, yes } => {
+            let filter = select.to_filter()?;
+            let by_ids_only = !select.ids.is_empty() && select.filter.to_filter().is_empty();
+            if by_ids_only || *yes {
+                let n = admin
+                    .dead_purge(&filter)
+                    .await
+                    .context("purging dead jobs")?;
+                writeln!(out, "purged {n}")?;
+            } else {
+                let n = admin
+                    .dead_page(&filter, 0, 0)
+                    .await
+                    .context("counting dead jobs")?
+                    .total;
+                writeln!(
+                    out,
+                    "{n} dead jobs match; nothing purged (add --yes to purge them)"
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// The oldest `limit` dead jobs `filter` matches, oldest first.
+async fn oldest_matching(
+    admin: &Admin,
+    filter: &DeadFilter,
+    limit: usize,
+) -> Result<Vec<DeadJob>, wa_queue::QueueError> {
+    if filter.is_empty() {
+        return admin.dead_list(limit).await;
+    }
+    let mut jobs = admin.dead_find(filter).await?; // newest first
+    jobs.reverse();
+    jobs.truncate(limit);
+    Ok(jobs)
+}
+
+fn print_table(out: &mut impl Write, jobs: &[DeadJob]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<16} {:<48} {:<8} {:>7}  {:<20} error",
+        "key", "id", "kind", "attempt", "died"
+    )?;
+    for d in jobs {
+        let (id, kind, attempt) = match &d.job {
+            Ok(j) => (j.id.as_str(), j.kind.as_str(), j.attempt.to_string()),
+            Err(_) => ("(unreadable)", "-", "-".to_owned()),
+        };
+        let died = d.died_at.map_or_else(|| "-".to_owned(), ago);
+        let error = one_line(d.error.as_deref().unwrap_or("-"));
+        writeln!(
+            out,
+            "{:<16} {:<48} {kind:<8} {attempt:>7}  {died:<20} {error}",
+            d.key,
+            one_line(id)
+        )?;
+    }
+    Ok(())
+}
+
+/// One dead job for people: its fields, then the payload as indented JSON.
+fn print_job(out: &mut impl Write, d: &DeadJob) -> std::io::Result<()> {
+    writeln!(out, "key             {}", d.key)?;
+    let died = d.died_at.map_or_else(|| "-".to_owned(), ago);
+    writeln!(out, "died            {died}")?;
+    writeln!(
+        out,
+        "error           {}",
+        one_line(d.error.as_deref().unwrap_or("-"))
+    )?;
+    let Ok(j) = &d.job else {
+        writeln!(out, "unreadable      {}", one_line(&d.raw))?;
+        return writeln!(out);
+    };
+    let fields = [
+        ("id", Some(j.id.as_str())),
+        ("kind", Some(j.kind.as_str())),
+        ("type", j.type_.as_deref()),
+        ("wamid", j.wamid.as_deref()),
+        ("from", j.from.as_deref()),
+        ("from_user_id", j.from_user_id.as_deref()),
+        ("contact_name", j.contact_name.as_deref()),
+        ("phone_number_id", j.phone_number_id.as_deref()),
+        ("waba_id", j.waba_id.as_deref()),
+        ("timestamp", j.timestamp.as_deref()),
+        ("text", j.text.as_deref()),
+        ("last_error", j.last_error.as_deref()),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            writeln!(out, "{name:<15} {}", one_line(v))?;
+        }
+    }
+    writeln!(out, "attempts        {}", j.attempt)?;
+    let payload: serde_json::Value =
+        serde_json::from_str(j.payload.get()).unwrap_or(serde_json::Value::Null);
+    let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
+    writeln!(out, "payload\n{pretty}\n")
+}
+
+/// A value on one line of a terminal: control characters (newlines, escapes) as `\u{..}`, so
+/// a message text cannot rewrite what the operator sees.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// One dead job for `dead list --json`: the job as the contract's JSON, or, when it could not be
@@ -158,4 +277,42 @@ fn ago(ms: u64) -> String {
         "{} ago",
         humantime::format_duration(Duration::from_secs(secs))
     )
+}
+
+impl DeadFilterArgs {
+    pub fn to_filter(&self) -> DeadFilter {
+        let mut f = DeadFilter::default();
+        if let Some(kind) = &self.kind {
+            f = f.kind(kind);
+        }
+        if let Some(id) = &self.phone_number_id {
+            f = f.phone_number_id(id);
+        }
+        if let Some(text) = &self.error {
+            f = f.error_contains(text);
+        }
+        if let Some(age) = self.older_than {
+            f = f.older_than(age);
+        }
+        if let Some(age) = self.newer_than {
+            f = f.newer_than(age);
+        }
+        f
+    }
+}
+
+impl DeadSelect {
+    /// The filter of an action; naming nothing (no ids, no condition, no `--all`) is a usage
+    /// error, so that a bare `dead replay` or `dead purge` never means "everything".
+    fn to_filter(&self) -> Result<DeadFilter, Usage> {
+        let filter = self.filter.to_filter().ids(self.ids.iter().cloned());
+        if filter.is_empty() && !self.all {
+            return Err(Usage(
+                "say which dead jobs: ids, a filter (--kind, --phone-number-id, --error, \
+                 --older-than, --newer-than) or --all"
+                    .into(),
+            ));
+        }
+        Ok(filter)
+    }
 }

@@ -152,23 +152,70 @@ pub struct StatsArgs {
 pub enum DeadCommand {
     /// List dead jobs, oldest first
     List {
+        #[command(flatten)]
+        filter: DeadFilterArgs,
         /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
-        /// At most this many
+        /// At most this many (the oldest that match)
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Move dead jobs back to pending with attempt 0
-    Replay {
-        /// Every dead job
-        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
-        all: bool,
-        /// Job ids to replay
-        ids: Vec<String>,
+    /// Show dead jobs by job id or entry key: fields, attempts, last error, payload
+    Show {
+        /// A job id, or the key `dead list` prints for an entry
+        id: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
-    /// Delete every dead job
-    Purge,
+    /// Move dead jobs back to pending with attempt 0: by ids, by filter, or --all
+    Replay {
+        #[command(flatten)]
+        select: DeadSelect,
+    },
+    /// Delete dead jobs: by ids, or by filter or --all together with --yes
+    Purge {
+        #[command(flatten)]
+        select: DeadSelect,
+        /// Really delete what a filter or --all selects (without it: print the count, change
+        /// nothing)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which dead jobs an action takes: ids (or entry keys), a filter, both (an id must also
+/// match the filter), or every one.
+#[derive(Debug, Args)]
+pub struct DeadSelect {
+    /// Every dead job
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Job ids or entry keys
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: DeadFilterArgs,
+}
+
+/// Conditions on dead jobs; every one given must hold.
+#[derive(Debug, Args)]
+pub struct DeadFilterArgs {
+    /// Only jobs of this kind (message, status, error, change)
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs for this phone_number_id
+    #[arg(long, value_name = "ID")]
+    pub phone_number_id: Option<String>,
+    /// Only jobs whose last error contains this text (ignoring case)
+    #[arg(long, value_name = "TEXT")]
+    pub error: Option<String>,
+    /// Only jobs that died more than this long ago ("1h", "2d")
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub older_than: Option<Duration>,
+    /// Only jobs that died less than this long ago
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub newer_than: Option<Duration>,
 }
 
 /// A lease: at least 100ms (renewals happen every third of it).

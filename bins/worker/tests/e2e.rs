@@ -151,7 +151,7 @@ async fn unknown_version_lands_in_dead() {
     assert_eq!(terminate(&mut w, LONG).await, 0);
     let dead = q.cli_json(&["dead", "list", "--json"]).await;
     assert_eq!(dead.as_array().unwrap().len(), 1, "{dead}");
-    let purged = q.cli(&["dead", "purge"]).await;
+    let purged = q.cli(&["dead", "purge", "--all", "--yes"]).await;
     assert_eq!(String::from_utf8_lossy(&purged.stdout).trim(), "purged 1");
     assert_eq!(q.stats().await.dead, 0);
 }

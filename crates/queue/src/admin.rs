@@ -8,12 +8,14 @@ use serde::Serialize;
 
 use crate::consumer::{bounded, manager};
 use crate::job::{now_ms, received_at};
+use crate::keys::DONE_FIELD;
 use crate::{QueueError, QueueName};
 
 /// How long one admin call to Redis may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// LLEN pending, ZCARD delayed, LLEN dead, consumers with expiry, rightmost pending, TIME.
+/// LLEN pending, ZCARD delayed, LLEN dead, consumers with expiry, rightmost pending, TIME,
+/// the `done` count.
 type StatsReply = (
     u64,
     u64,
@@ -21,6 +23,7 @@ type StatsReply = (
     Vec<(String, f64)>,
     Option<String>,
     (u64, u64),
+    Option<u64>,
 );
 
 /// Queue depths and consumers.
@@ -39,6 +42,14 @@ pub struct Stats {
     pub live_consumers: u64,
     /// age of the oldest pending job, ms (from its `received_at`)
     pub oldest_pending_ms: Option<u64>,
+    /// lease expiry per consumer id (ms since the epoch, by Redis's clock), in the order of
+    /// `processing`
+    pub leases: Vec<u64>,
+    /// Redis's clock when the stats were read, ms since the epoch
+    pub server_time_ms: u64,
+    /// jobs acknowledged so far, as counted by the queue's `counts` hash (`None` when no
+    /// consumer has written it: wa-queue's run loop does, once a second)
+    pub done: Option<u64>,
 }
 
 /// Operations on a queue: stats, dead letters.
@@ -70,7 +81,7 @@ impl Admin {
     pub async fn stats(&self) -> Result<Stats, QueueError> {
         let q = &self.queue;
         let mut c = self.conn.clone();
-        let (pending, delayed, dead, consumers, oldest, time): StatsReply = bounded(
+        let (pending, delayed, dead, consumers, oldest, time, done): StatsReply = bounded(
             TIMEOUT,
             redis::pipe()
                 .llen(q.pending())
@@ -79,6 +90,7 @@ impl Admin {
                 .zrange_withscores(q.consumers(), 0, -1)
                 .lindex(q.pending(), -1)
                 .cmd("TIME")
+                .hget(q.counts(), DONE_FIELD)
                 .query_async(&mut c),
         )
         .await?;
@@ -87,6 +99,7 @@ impl Admin {
             .iter()
             .filter(|(_, exp)| *exp as u64 >= server_now)
             .count();
+        let leases = consumers.iter().map(|(_, exp)| *exp as u64).collect();
         let mut processing = Vec::with_capacity(consumers.len());
         if !consumers.is_empty() {
             let mut p = redis::pipe();
@@ -107,6 +120,9 @@ impl Admin {
             processing,
             live_consumers: live_consumers as u64,
             oldest_pending_ms,
+            leases,
+            server_time_ms: server_now,
+            done,
         })
     }
 }

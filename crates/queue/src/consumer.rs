@@ -45,6 +45,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
 use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
+use crate::keys::DONE_FIELD;
 use crate::producer::open_client;
 use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE, redis_err};
 use crate::{QueueError, QueueName};
@@ -301,6 +302,7 @@ pub struct Consumer {
     pending: String,
     consumers: String,
     delayed: String,
+    counts: String,
     dead: String,
     opts: ConsumerOptions,
     conn: ConnectionManager,
@@ -459,6 +461,7 @@ impl Consumer {
             pending: queue.pending(),
             consumers: queue.consumers(),
             delayed: queue.delayed(),
+            counts: queue.counts(),
             dead: queue.dead(),
             queue,
             opts,
@@ -958,6 +961,24 @@ impl Consumer {
             PROMOTE.call(&mut c, 2, |c| {
                 c.arg(&self.delayed).arg(&self.pending).arg(1000);
             }),
+        )
+        .await
+    }
+
+    /// Adds `n` to the queue's count of acknowledged jobs (`done` in the `counts` hash), which
+    /// dashboards turn into a completion rate. Nothing is sent for 0.
+    pub async fn count_done(&self, n: u64) -> Result<(), QueueError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        bounded(
+            self.opts.op_timeout,
+            redis::cmd("HINCRBY")
+                .arg(&self.counts)
+                .arg(DONE_FIELD)
+                .arg(n)
+                .query_async::<()>(&mut c),
         )
         .await
     }

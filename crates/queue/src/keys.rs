@@ -26,6 +26,9 @@ fn check(what: &str, value: &str) -> Result<(), QueueError> {
     Ok(())
 }
 
+/// The field of the `counts` hash that holds the jobs acknowledged so far.
+pub(crate) const DONE_FIELD: &str = "done";
+
 impl QueueName {
     /// A queue named `name` under the default prefix `wa`.
     pub fn new(name: impl Into<String>) -> Result<Self, QueueError> {
@@ -90,6 +93,11 @@ impl QueueName {
         format!("{}dead", self.base())
     }
 
+    /// `<prefix>:{<name>}:counts`: a hash of running totals (`done`: jobs acknowledged)
+    pub fn counts(&self) -> String {
+        format!("{}counts", self.base())
+    }
+
     /// `<prefix>:{<name>}:seen:<id>`
     pub fn seen(&self, id: &str) -> String {
         format!("{}seen:{id}", self.base())
@@ -109,6 +117,7 @@ mod tests {
         assert_eq!(q.consumers(), "wa:{whatsapp}:consumers");
         assert_eq!(q.delayed(), "wa:{whatsapp}:delayed");
         assert_eq!(q.dead(), "wa:{whatsapp}:dead");
+        assert_eq!(q.counts(), "wa:{whatsapp}:counts");
         assert_eq!(q.seen("wamid.X"), "wa:{whatsapp}:seen:wamid.X");
         let q = QueueName::with_prefix("acme", "q").unwrap();
         assert_eq!(q.pending(), "acme:{q}:pending");

@@ -436,10 +436,11 @@ async fn renew_leases(consumer: Arc<Consumer>, counters: Arc<Counters>) {
     }
 }
 
-/// Promoter and reaper every `every`.
+/// Promoter, reaper and the queue's `done` count every `every`.
 async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: Duration) {
     let mut interval = tokio::time::interval(every.max(Duration::from_millis(10)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut published_done = 0;
     loop {
         interval.tick().await;
         let chores = async {
@@ -448,6 +449,9 @@ async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: D
             if reaped > 0 {
                 tracing::info!(jobs = reaped, "took back the jobs of lapsed consumers");
             }
+            let done = counters.done.load(Relaxed);
+            consumer.count_done(done - published_done).await?;
+            published_done = done;
             Ok::<_, QueueError>(())
         };
         if let Err(e) = chores.await {
