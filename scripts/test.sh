@@ -24,6 +24,18 @@ fi
 
 wa_redis_up
 
+# The dashboard's browser test drives Debian's headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    wa_log "chromium or chromedriver is missing: installing Debian's chromium and chromium-driver"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+  else
+    wa_log "the dashboard's browser test needs chromium and chromedriver (Debian: 'sudo apt-get"
+    wa_log "install chromium chromium-driver'); it will fail without them."
+  fi
+fi
+
 wa_log "building the binaries the process-level tests run"
 cargo build --workspace --bins --locked
 

@@ -237,10 +237,25 @@ pub async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (Strin
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
+/// The business number `text_body` and `status_body` use by default.
+pub const PHONE_NUMBER_ID: &str = "109876543210987";
+
 /// A text-message webhook body with the given wamid (one message).
 pub fn text_body(wamid: &str, text: &str) -> String {
+    text_body_to(PHONE_NUMBER_ID, wamid, text)
+}
+
+/// A text-message webhook body to business number `phone_number_id` (one message).
+pub fn text_body_to(phone_number_id: &str, wamid: &str, text: &str) -> String {
     format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"104512367890123","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001234","phone_number_id":"109876543210987"}},"contacts":[{{"profile":{{"name":"Test User"}},"wa_id":"15551230000"}}],"messages":[{{"from":"15551230000","id":"{wamid}","timestamp":"1768993210","type":"text","text":{{"body":"{text}"}}}}]}},"field":"messages"}}]}}]}}"#
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"104512367890123","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001234","phone_number_id":"{phone_number_id}"}},"contacts":[{{"profile":{{"name":"Test User"}},"wa_id":"15551230000"}}],"messages":[{{"from":"15551230000","id":"{wamid}","timestamp":"1768993210","type":"text","text":{{"body":"{text}"}}}}]}},"field":"messages"}}]}}]}}"#
+    )
+}
+
+/// A `delivered` status webhook body for message `wamid` of business number `phone_number_id`.
+pub fn status_body_to(phone_number_id: &str, wamid: &str) -> String {
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"104512367890123","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001234","phone_number_id":"{phone_number_id}"}},"statuses":[{{"id":"{wamid}","status":"delivered","timestamp":"1768993211","recipient_id":"15551230000"}}]}},"field":"messages"}}]}}]}}"#
     )
 }
 
@@ -502,12 +517,22 @@ pub fn base_env<'a>(redis: &'a str, queue: &'a str) -> Vec<(&'a str, &'a str)> {
 
 /// The `wa-ingress` binary built next to this test executable.
 pub fn ingress_bin() -> PathBuf {
+    target_bin("wa-ingress")
+}
+
+/// The `wa-worker` binary built next to this test executable.
+pub fn worker_bin() -> PathBuf {
+    target_bin("wa-worker")
+}
+
+/// A binary of the workspace built next to this test executable.
+fn target_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/it-<hash> -> target/debug/wa-ingress
+    // target/debug/deps/it-<hash> -> target/debug/<name>
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|dir| dir.join(format!("wa-ingress{}", std::env::consts::EXE_SUFFIX)))
+        .map(|dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
         .expect("target dir");
     assert!(
         bin.exists(),
@@ -517,7 +542,8 @@ pub fn ingress_bin() -> PathBuf {
     bin
 }
 
-/// A running `wa-ingress` process whose stdout and stderr are captured; SIGKILLed when dropped.
+/// A running `wa-ingress` (or `wa-worker`) process whose stdout and stderr are captured;
+/// SIGKILLed when dropped.
 pub struct Process {
     child: Child,
     output: Arc<Mutex<String>>,
@@ -525,9 +551,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns the binary with `envs` (and nothing of the caller's `WHATSAPP_*`/`WA_*`).
+    /// Spawns `wa-ingress` with `envs` (and nothing of the caller's `WHATSAPP_*`/`WA_*`).
     pub fn spawn(envs: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(ingress_bin());
+        Self::spawn_bin(ingress_bin(), &[], envs)
+    }
+
+    /// Spawns `bin` with `args` and `envs` (and nothing of the caller's `WHATSAPP_*`/`WA_*`).
+    pub fn spawn_bin(bin: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("WA_")
                 || k.starts_with("WHATSAPP_")
@@ -541,7 +573,7 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn wa-ingress");
+        let mut child = cmd.spawn().expect("spawn the binary");
         let output = Arc::new(Mutex::new(String::new()));
         let mut readers = Vec::new();
         let stdout = child
@@ -604,11 +636,11 @@ impl Process {
                 return addr;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wa-ingress exited ({status}) before logging {marker:?}:\n{out}");
+                panic!("the process exited ({status}) before logging {marker:?}:\n{out}");
             }
             assert!(
                 Instant::now() < deadline,
-                "wa-ingress did not log {marker:?}:\n{out}"
+                "the process did not log {marker:?}:\n{out}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -622,7 +654,7 @@ impl Process {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "kill -{sig} wa-ingress");
+        assert!(ok, "kill -{sig} {}", self.pid());
     }
 
     /// Waits up to `limit` for the exit; returns the exit code (None: killed by a signal).
@@ -637,7 +669,7 @@ impl Process {
             }
             assert!(
                 Instant::now() < deadline,
-                "wa-ingress did not exit within {limit:?}:\n{}",
+                "the process did not exit within {limit:?}:\n{}",
                 self.output()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -56,9 +56,21 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Queue depths and consumers
     Stats(StatsArgs),
-    /// Dead letters: list, replay, purge
+    /// Dead letters: list, show, replay, purge
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Serve the queue's web dashboard (overview, consumers, dead letters and actions)
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Address to serve the dashboard on; anything but loopback needs --token
+    #[arg(long, env = "WA_DASHBOARD_LISTEN", default_value = "127.0.0.1:9100")]
+    pub listen: SocketAddr,
+    /// Token to log in with (login form, or `Authorization: Bearer <token>`)
+    #[arg(long, env = "WA_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Args)]
@@ -240,7 +252,7 @@ impl Cli {
     /// Parses the command line, with `run` as the default subcommand: `wa-worker`,
     /// `wa-worker --exec ./handle.sh` and `wa-worker run --exec ./handle.sh` are the same.
     pub fn parse_with_default(args: Vec<std::ffi::OsString>) -> Result<Self, clap::Error> {
-        const NAMES: [&str; 4] = ["run", "stats", "dead", "help"];
+        const NAMES: [&str; 5] = ["run", "stats", "dead", "dashboard", "help"];
         const INFO: [&str; 4] = ["-h", "--help", "-V", "--version"];
         let names_a_command = args.iter().skip(1).any(|a| {
             a.to_str()

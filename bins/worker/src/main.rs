@@ -6,6 +6,7 @@
 
 mod admin;
 mod cli;
+mod dashboard;
 mod handler;
 mod metrics;
 mod run;
@@ -87,6 +88,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin::stats(&connect_admin(&g, queue).await?, &g.queue, &args).await
         }
         Some(Command::Dead(cmd)) => admin::dead(&connect_admin(&g, queue).await?, &cmd).await,
+        Some(Command::Dashboard(args)) => dashboard::run(&g, queue, args).await,
         None => unreachable!("parse_with_default always yields a command"),
     }
 }
