@@ -147,7 +147,9 @@ impl DeadSet {
         let mut all = vec!["dashboard", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut p = self.worker(&all);
-        let addr = p.wait_addr("wa-worker dashboard listening", "addr", LONG).await;
+        let addr = p
+            .wait_addr("wa-worker dashboard listening", "addr", LONG)
+            .await;
         (p, format!("http://{addr}"))
     }
 }

@@ -11,7 +11,8 @@
 #   e.g. bins/worker/bench/drain.sh -n 200000 -r 3 -- --stdout
 #        bins/worker/bench/drain.sh -n 200000 -- --discard --threads 2
 # Env: REDIS_URL (default redis://127.0.0.1:6379), WA_WORKER (default target/release/wa-worker;
-#      build it first: cargo build --release -p wa-worker).
+#      build it first: cargo build --release -p wa-worker), WA_BENCH_QUEUE (default a fresh
+#      name; every key of the queue is deleted at the end either way).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 
@@ -32,7 +33,7 @@ url=${REDIS_URL:-redis://127.0.0.1:6379}
 bin=${WA_WORKER:-target/release/wa-worker}
 [ -x "$bin" ] || { echo "no $bin: cargo build --release -p wa-worker" >&2; exit 1; }
 rc() { redis-cli -u "$url" "$@"; }
-queue="bench-drain-$$-$RANDOM"
+queue=${WA_BENCH_QUEUE:-bench-drain-$$-$RANDOM}
 tmp=$(mktemp -d)
 cleanup() {
   [ -n "${pid:-}" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true

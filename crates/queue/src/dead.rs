@@ -375,7 +375,7 @@ impl Admin {
     /// entry is taken out by its exact bytes, so an entry replayed or purged by someone else
     /// meanwhile is skipped, never another one in its place.
     pub async fn dead_replay(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
-        self.take_out(filter, |raw| rewrite_replay(raw)).await
+        self.take_out(filter, rewrite_replay).await
     }
 
     /// Deletes the dead jobs `filter` matches (by their exact bytes); returns how many.

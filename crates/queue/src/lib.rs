@@ -93,7 +93,8 @@
 //! - A failing job is retried with exponential backoff and jitter (or after the delay of
 //!   [`Outcome::RetryAfter`]), then dead after [`ConsumerOptions::max_attempts`] deliveries; an
 //!   unreadable job or unknown `v` goes to dead at once. Nothing is dropped; dead jobs can be
-//!   listed, replayed and purged.
+//!   listed, filtered ([`DeadFilter`]: kind, `phone_number_id`, error text, age), paged,
+//!   replayed and purged through [`Admin`], each entry taken out by its exact bytes.
 //! - A delivery lost with its worker (it died, or lost its lease) counts as a delivery: the
 //!   reaper raises the job's `lost` count ([`Job::lost`]) and sends a job lost too often to dead,
 //!   so a job that crashes every worker does not go round forever. A consumer that finds its
@@ -105,7 +106,7 @@
 //! # Keys
 //!
 //! [`QueueName`] builds every key: `<prefix>:{<name>}:pending`, `processing:<consumer>`,
-//! `consumers`, `delayed`, `dead`, `seen:<id>`. The braces are a Redis Cluster hash tag, so each
+//! `consumers`, `delayed`, `dead`, `seen:<id>`, `counts`. The braces are a Redis Cluster hash tag, so each
 //! multi-key script touches one slot. The Lua scripts are in [`SCRIPTS`]; the whole contract,
 //! for workers in other languages, is in `docs/queue-contract.md`.
 //!

@@ -151,9 +151,11 @@ pub async fn run<H: Handler>(
     let eager = concurrency + batch;
     let (tx, mut rx) = mpsc::unbounded_channel::<(Box<Delivery>, Outcome)>();
     let renewer = tokio::spawn(renew_leases(consumer.clone(), counters.clone()));
+    let published = Arc::new(AtomicU64::new(start.done));
     let housekeeper = tokio::spawn(housekeeping(
         consumer.clone(),
         counters.clone(),
+        published.clone(),
         opts.housekeeping,
     ));
     let mut tasks = JoinSet::new();
@@ -359,6 +361,9 @@ pub async fn run<H: Handler>(
         }
     };
     counters.returned.fetch_add(returned as u64, Relaxed);
+    if let Err(e) = publish_done(&consumer, &counters, &published).await {
+        tracing::warn!(error = %e, "could not add the last acknowledged jobs to the queue's count");
+    }
     let end = counters.summary();
     Ok(RunSummary {
         done: end.done - start.done,
@@ -436,11 +441,30 @@ async fn renew_leases(consumer: Arc<Consumer>, counters: Arc<Counters>) {
     }
 }
 
+/// Adds the jobs acknowledged since the last call (`published` of them were counted) to the
+/// queue's `done` count.
+async fn publish_done(
+    consumer: &Consumer,
+    counters: &Counters,
+    published: &AtomicU64,
+) -> Result<(), QueueError> {
+    let done = counters.done.load(Relaxed);
+    consumer
+        .count_done(done.saturating_sub(published.load(Relaxed)))
+        .await?;
+    published.store(done, Relaxed);
+    Ok(())
+}
+
 /// Promoter, reaper and the queue's `done` count every `every`.
-async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: Duration) {
+async fn housekeeping(
+    consumer: Arc<Consumer>,
+    counters: Arc<Counters>,
+    published: Arc<AtomicU64>,
+    every: Duration,
+) {
     let mut interval = tokio::time::interval(every.max(Duration::from_millis(10)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut published_done = 0;
     loop {
         interval.tick().await;
         let chores = async {
@@ -449,9 +473,7 @@ async fn housekeeping(consumer: Arc<Consumer>, counters: Arc<Counters>, every: D
             if reaped > 0 {
                 tracing::info!(jobs = reaped, "took back the jobs of lapsed consumers");
             }
-            let done = counters.done.load(Relaxed);
-            consumer.count_done(done - published_done).await?;
-            published_done = done;
+            publish_done(&consumer, &counters, &published).await?;
             Ok::<_, QueueError>(())
         };
         if let Err(e) = chores.await {

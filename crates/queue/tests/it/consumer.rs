@@ -353,12 +353,24 @@ async fn run_end_to_end_leaves_no_keys() {
     let left: Vec<String> = keys(&url, &q).await;
     assert!(
         left.iter()
-            .all(|k| k.starts_with(&format!("{}seen:", q.base()))),
+            .all(|k| k.starts_with(&format!("{}seen:", q.base())) || *k == q.counts()),
         "{left:?}"
     );
-    assert_eq!(left.len(), 202);
+    assert_eq!(left.len(), 203);
+    let mut c = conn(&url).await;
+    let done: u64 = redis::cmd("HGET")
+        .arg(q.counts())
+        .arg("done")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        done, 200,
+        "the queue's done count: every ack of the run, none twice"
+    );
+    let marker = left.iter().find(|k| k.contains(":seen:")).unwrap();
     let ttl: i64 = redis::cmd("TTL")
-        .arg(&left[0])
+        .arg(marker)
         .query_async(&mut c)
         .await
         .unwrap();

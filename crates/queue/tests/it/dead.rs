@@ -12,8 +12,12 @@ const ENTRIES: usize = 2500;
 /// Dead entry `i`: kinds alternate message/status, three phone numbers, every tenth error says
 /// "timeout", died at `1_000_000 + i` ms.
 fn entry(i: usize) -> String {
-    let kind = if i % 2 == 0 { "message" } else { "status" };
-    let error = if i % 10 == 0 {
+    let kind = if i.is_multiple_of(2) {
+        "message"
+    } else {
+        "status"
+    };
+    let error = if i.is_multiple_of(10) {
         "handler Timeout after 30s"
     } else {
         "exit 1"
