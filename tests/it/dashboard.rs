@@ -170,11 +170,14 @@ fn screenshot(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The ids the dead table shows, once it shows `n` rows.
+/// The ids the dead table shows, once it is on screen, shows `n` rows and no page is on its
+/// way.
 async fn rows(b: &Browser, n: usize) -> BTreeSet<String> {
     let script = format!(
         "const r = [...document.querySelectorAll('#dead-table tbody tr')];
-         return r.length === {n} ? r.map((tr) => tr.cells[1].textContent) : null;"
+         const view = document.querySelector('#view-dead');
+         const done = !view.hidden && !view.dataset.loading;
+         return done && r.length === {n} ? r.map((tr) => tr.cells[1].textContent) : null;"
     );
     let v = b.wait_for(&format!("{n} rows"), &script).await;
     v.as_array()

@@ -169,6 +169,17 @@ function describe(filter) {
 }
 
 async function loadDead() {
+  // Marked while a page is on its way, so that nothing (a person, a test) acts on the old one.
+  const view = $('#view-dead');
+  view.dataset.loading = 'yes';
+  try {
+    await showDead();
+  } finally {
+    delete view.dataset.loading;
+  }
+}
+
+async function showDead() {
   const params = new URLSearchParams(dead.filter);
   params.set('offset', dead.offset);
   params.set('limit', PAGE);
