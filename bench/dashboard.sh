@@ -154,21 +154,23 @@ drain_once() {
   # drain.sh deletes the queue's keys when it ends: the dead list is made again each time.
   rc del "wa:{$queue}:dead" >/dev/null
   fill_dead
-  WA_BENCH_QUEUE=$queue WA_WORKER=$bin bins/worker/bench/drain.sh -n "$drain" -r "$drain_runs" -- --discard
+  printf '%-10s ' "$1"
+  WA_BENCH_QUEUE=$queue WA_WORKER=$bin bins/worker/bench/drain.sh -n "$drain" -r 1 -- --discard
 }
 echo
-echo "== drain of $drain jobs, $drain_runs runs each, $dead dead jobs beside them"
-echo "-- no dashboard"
-drain_once
-echo "-- dashboard open (the page's overview every 5 s)"
-start_dashboard
-( while :; do curl -s -o /dev/null "$base/api/overview"; sleep 5; done ) &
-load_pid=$!
-drain_once
-kill "$load_pid"; wait "$load_pid" 2>/dev/null || true; load_pid=""
-echo "-- dashboard with an operator filtering back to back (kind=status, the whole list each time)"
-( while :; do curl -s -o /dev/null "$base/api/dead?limit=50&kind=status"; done ) &
-load_pid=$!
-drain_once
-kill "$load_pid"; wait "$load_pid" 2>/dev/null || true; load_pid=""
-stop_dashboard
+echo "== drain of $drain jobs with $dead dead jobs beside them, the three ways interleaved"
+echo "   (none: no dashboard; open: a dashboard and its page's overview every 5 s;"
+echo "    filtering: a dashboard and an operator filtering kind=status back to back)"
+for run in $(seq "$drain_runs"); do
+  drain_once none
+  start_dashboard
+  ( while :; do curl -s -o /dev/null "$base/api/overview"; sleep 5; done ) &
+  load_pid=$!
+  drain_once open
+  kill "$load_pid"; wait "$load_pid" 2>/dev/null || true
+  ( while :; do curl -s -o /dev/null "$base/api/dead?limit=50&kind=status"; done ) &
+  load_pid=$!
+  drain_once filtering
+  kill "$load_pid"; wait "$load_pid" 2>/dev/null || true; load_pid=""
+  stop_dashboard
+done
