@@ -8,6 +8,7 @@ mod admin;
 mod cli;
 mod dashboard;
 mod handler;
+mod http;
 mod metrics;
 mod run;
 

@@ -15,11 +15,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
 use wa_queue::{Admin, Counters};
 
 /// Upper bounds of the duration buckets, seconds.
@@ -78,62 +75,18 @@ pub struct Sources {
     pub queue: String,
 }
 
-/// Scrapes served at once; further connections wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 64;
-
-/// Serves until the process ends (the worker's shutdown does not wait for scrapes).
-///
-/// A scrape is one request per connection (no keep-alive: Prometheus reconnects), and a
-/// connection that has not delivered its request head within `header_timeout` of its accept is
-/// closed, so silent or half-sent connections cannot hold the [`MAX_CONNECTIONS`] slots.
+/// Serves until the process ends (the worker's shutdown does not wait for scrapes), with the
+/// limits of [`crate::http::serve`].
 pub async fn serve(listener: TcpListener, sources: Arc<Sources>, header_timeout: Duration) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(false);
-    let http = Arc::new(http);
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // the semaphore is ours and never closed
-        };
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let sources = sources.clone();
-        let http = http.clone();
-        tokio::spawn(async move {
-            let head = Arc::new(Notify::new());
-            let service = {
-                let head = head.clone();
-                service_fn(move |req| {
-                    head.notify_one();
-                    answer(req, sources.clone())
-                })
-            };
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            // hyper's own header timeout starts with the first byte; this one with the accept.
-            let answered = tokio::select! {
-                _ = conn.as_mut() => true,
-                () = head.notified() => false,
-                () = tokio::time::sleep(header_timeout) => {
-                    tracing::debug!("metrics: no request head in time; closing");
-                    true
-                }
-            };
-            if !answered {
-                let _ = conn.await;
-            }
-            drop(slot);
-        });
-    }
+    let handle = move |req| answer(req, sources.clone());
+    crate::http::serve(
+        "metrics",
+        listener,
+        header_timeout,
+        handle,
+        std::future::pending(),
+    )
+    .await;
 }
 
 async fn answer(
