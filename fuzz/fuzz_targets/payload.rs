@@ -1,12 +1,15 @@
-//! Fuzzes the payload walk: `Body::parse` and every notification it yields.
+//! Fuzzes the payload walk: `Body::parse`, `Body::parse_limited` and every notification they
+//! yield.
 //!
 //! Checks that no input panics, that every field of every notification can be read, that
 //! each notification's raw object is a slice of the input itself (byte for byte as received,
-//! never a re-encoded copy), and that walking a body twice yields the same notifications.
+//! never a re-encoded copy), that a notification's contact is its sender's (the lookup by
+//! position and through the index), that walking a body twice yields the same notifications,
+//! and that a part limit either walks the same body or refuses it as too many parts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wa_payload::Body;
+use wa_payload::{Body, PayloadError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = Body::parse(data) else {
@@ -40,6 +43,10 @@ fuzz_target!(|data: &[u8]| {
             len += s.len();
         }
         if let Some(c) = &n.contact {
+            let anonymous = n.from.is_none() && n.from_user_id.is_none();
+            let by_wa_id = n.from.is_some() && c.wa_id == n.from;
+            let by_user_id = n.from_user_id.is_some() && c.user_id == n.from_user_id;
+            assert!(anonymous || by_wa_id || by_user_id, "someone else's contact");
             len += [&c.name, &c.username, &c.wa_id, &c.user_id]
                 .into_iter()
                 .flatten()
@@ -54,5 +61,19 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.len(), walked.len(), "second walk differs");
     for (a, w) in again.iter().zip(&walked) {
         assert_eq!(*a, (w.0, w.1), "second walk differs");
+    }
+    // A limit from the input itself: the same notifications, or too many parts.
+    let limit = data.len() % 64;
+    match Body::parse_limited(data, limit) {
+        Ok(limited) => {
+            let kept: Vec<_> = limited
+                .notifications()
+                .map(|n| (n.kind, n.raw.get().len()))
+                .collect();
+            assert_eq!(kept, again, "a limited walk differs");
+            assert!(kept.len() <= limit, "more notifications than the limit");
+        }
+        Err(PayloadError::TooManyParts(n)) => assert_eq!(n, limit),
+        Err(e) => panic!("a body that parses failed under a limit: {e}"),
     }
 });

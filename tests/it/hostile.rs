@@ -169,7 +169,7 @@ fn post_head(len: usize, signature: Option<&str>) -> Vec<u8> {
 }
 
 /// A POST without a signature is answered 401 with `Connection: close` while its announced
-/// megabyte of body has not been sent at all.
+/// megabyte of body has not been sent at all; over HTTP/2 it is 401 too.
 #[tokio::test]
 async fn unsigned_post_is_refused_before_its_body() {
     let ingress = Ingress::start_with("early-401", &support::redis_url(), |c| {
@@ -184,6 +184,11 @@ async fn unsigned_post_is_refused_before_its_body() {
         "{answer:?}"
     );
     assert!(closed, "connection left open after the 401");
+    // HTTP/2 has no `Connection` header: the same answer, the stream reset instead.
+    let unsigned = http::Request::post(format!("{}{PATH}", ingress.base))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    assert_eq!(send(&support::http2(), unsigned).await.status, 401);
 }
 
 /// Two `X-Hub-Signature-256` headers, both valid for the body: 400 and nothing enqueued.
