@@ -125,7 +125,7 @@ async fn admin_listener_takes_the_probes() {
     assert_eq!(on_admin.status, 404, "the webhook on the admin listener");
     let on_public = send(&client, signed_post(&public, body)).await;
     assert_eq!(on_public.status, 200);
-    let ids: Vec<String> = queue.pending().await.into_iter().map(|j| j.id).collect();
+    let ids = queue.pending_ids().await;
     queue.delete_all();
     assert_eq!(ids, [wamid]);
 }
@@ -241,13 +241,7 @@ async fn stalled_uploads_do_not_starve_a_signed_webhook() {
         ingress.post(text_body(&wamid, "gets through")).await.status,
         200
     );
-    let ids: Vec<String> = ingress
-        .queue
-        .pending()
-        .await
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let ids = ingress.queue.pending_ids().await;
     assert_eq!(ids, [wamid]);
 
     for mut c in unsigned {
@@ -283,13 +277,7 @@ async fn failed_enqueue_keeps_the_redelivery() {
         .await
         .unwrap();
     assert_eq!(ingress.post(body).await.status, 200);
-    let ids: Vec<String> = ingress
-        .queue
-        .pending()
-        .await
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let ids = ingress.queue.pending_ids().await;
     assert_eq!(ids, [wamid]);
 }
 

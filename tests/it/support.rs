@@ -134,6 +134,11 @@ impl QueueKeys {
             .collect()
     }
 
+    /// The ids of every pending job, oldest first.
+    pub async fn pending_ids(&self) -> Vec<String> {
+        self.pending().await.into_iter().map(|j| j.id).collect()
+    }
+
     /// Deletes every key of the queue (blocking: called from Drop).
     pub fn delete_all(&self) {
         let Ok(client) = redis::Client::open(self.url.as_str()) else {
