@@ -74,6 +74,34 @@ async fn idle_keep_alive_connection_is_closed() {
     );
 }
 
+/// An HTTP/2 connection that answered one request and then stays idle is closed after the
+/// header timeout too (the client's connection task ends).
+#[tokio::test]
+async fn idle_http2_connection_is_closed() {
+    let ingress = Ingress::start_with("idle-h2", &support::redis_url(), |c| {
+        c.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let stream = TcpStream::connect(ingress.addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("/healthz")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(req).await.expect("h2 request");
+    assert_eq!(answer.status(), 200);
+    let ended = tokio::time::timeout(PATIENCE, conn).await;
+    assert!(
+        ended.is_ok(),
+        "HTTP/2 connection still open after {PATIENCE:?}"
+    );
+}
+
 /// SIGTERM with idle connections (silent, HTTP/2 preface, a keep-alive one that was served)
 /// exits 0 at once rather than after the 60 s grace period or the 60 s header timeout.
 #[tokio::test]
