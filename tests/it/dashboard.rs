@@ -163,10 +163,16 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-/// Where the screenshots of docs/operations.md live.
+/// Where a screenshot goes: `docs/img/` (the ones docs/operations.md shows) when
+/// `WA_UPDATE_SCREENSHOTS=1`, else `target/screenshots/`, so that a test run leaves the
+/// checkout as it found it.
 fn screenshot(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img");
-    std::fs::create_dir_all(&dir).expect("docs/img");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var("WA_UPDATE_SCREENSHOTS").as_deref() {
+        Ok("1") => root.join("docs/img"),
+        _ => root.join("target/screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("the screenshot folder");
     dir.join(name)
 }
 
