@@ -12,4 +12,5 @@ mod fault;
 mod fixtures;
 mod hostile;
 mod https;
+mod production_redis;
 mod python_worker;

@@ -2,7 +2,8 @@
 //! the endpoint itself is `wa_webhook`.
 //!
 //! Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT), 64 for a configuration error,
-//! 1 when the listen address cannot be bound.
+//! 78 when Redis is configured to lose data (`--redis-check strict`), 1 when the listen
+//! address cannot be bound.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use wa_queue::QueueError;
+use wa_queue::cli::RedisArgs;
 use wa_webhook::{
     Accept, Challenge, ClientAuth, Config, Producer, ProducerOptions, QueueName, Tls, TlsFile,
     TlsOptions, Verifier, Webhook, WebhookError,
@@ -25,15 +28,11 @@ struct Args {
     /// Token Meta's GET handshake must present
     #[arg(long, env = "WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
     verify_token: Option<String>,
-    /// Redis URL (may hold a password)
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Answer 200 only once this many replicas hold the jobs (WAIT after the enqueue), else 503
+    #[arg(long, env = "WA_MIN_REPLICAS", default_value_t = 0)]
+    min_replicas: u32,
     /// Address to listen on
     #[arg(long, env = "WA_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -108,6 +107,8 @@ struct Args {
 
 /// EX_USAGE from sysexits.h.
 const EX_USAGE: u8 = 64;
+/// EX_CONFIG from sysexits.h: Redis is configured to lose data.
+const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -141,6 +142,12 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let producer = webhook.producer();
+        let check = producer.watch_config(args.redis.check(), args.redis.redis_check_interval);
+        if let Err(QueueError::LosesData(line)) = check.await {
+            eprintln!("error: {line} (or start with --redis-check warn)");
+            return ExitCode::from(EX_CONFIG);
+        }
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -215,9 +222,10 @@ fn build(args: &Args) -> Result<Webhook, String> {
     let mut options = ProducerOptions::default();
     options.dedup_ttl = args.dedup_ttl;
     options.timeout = args.enqueue_timeout;
+    options.min_replicas = args.min_replicas;
+    let redis = args.redis.options()?;
     // Does not connect: a Redis that is down now only makes /readyz and POSTs answer 503.
-    let producer =
-        Producer::new(&args.redis_url, queue, options).map_err(|e| format!("REDIS_URL: {e}"))?;
+    let producer = Producer::new(redis, queue, options).map_err(|e| format!("REDIS_URL: {e}"))?;
     let mut config = Config::default();
     config.path.clone_from(&args.path);
     config.max_body = args.max_body;
@@ -365,7 +373,13 @@ mod tests {
             }
             let env = arg.get_env().unwrap_or_else(|| panic!("--{id} has no env"));
             let env = env.to_string_lossy();
-            if ["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "REDIS_URL"].contains(&env.as_ref())
+            if [
+                "WHATSAPP_APP_SECRET",
+                "WHATSAPP_VERIFY_TOKEN",
+                "REDIS_URL",
+                "WA_REDIS_SENTINEL_PASSWORD",
+            ]
+            .contains(&env.as_ref())
             {
                 assert!(arg.is_hide_env_values_set(), "{env} shows its value");
             }

@@ -20,16 +20,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_display_order = 100)]
 pub struct Global {
-    /// Redis URL (may hold a password; never logged)
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true,
-        hide_default_value = true,
-        global = true
-    )]
-    pub redis_url: Secret,
+    #[command(flatten)]
+    pub redis: wa_queue::cli::RedisArgs,
     /// Queue name
     #[arg(long, env = "WA_QUEUE", default_value = "whatsapp", global = true)]
     pub queue: String,
@@ -328,8 +320,7 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// A value that must not be shown: the Redis URL (it may carry a password) and the forward
-/// secret. `Debug` prints a placeholder, and there is no `Display`.
+/// A value that must not be shown: the forward secret. `Debug` prints a placeholder, and there is no `Display`.
 #[derive(Clone)]
 pub struct Secret(String);
 

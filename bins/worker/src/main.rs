@@ -2,7 +2,8 @@
 //! exec, forward), with retries, dead letters and the commands to look after them.
 //!
 //! Exit codes: 0 done (including a stop by SIGTERM/SIGINT), 64 configuration error,
-//! 1 anything else (Redis unreachable at start, ...).
+//! 78 Redis configured to lose data (`--redis-check strict`), 1 anything else (Redis
+//! unreachable at start, ...).
 
 mod admin;
 mod cli;
@@ -59,6 +60,10 @@ fn main() -> ExitCode {
             eprintln!("wa-worker: {e:#}");
             ExitCode::from(64)
         }
+        Err(e) if matches!(e.downcast_ref(), Some(QueueError::LosesData(_))) => {
+            eprintln!("wa-worker: {e} (or start with --redis-check warn)");
+            ExitCode::from(78)
+        }
         Err(e) => {
             eprintln!("wa-worker: {e:#}");
             ExitCode::FAILURE
@@ -95,7 +100,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn connect_admin(g: &Global, queue: QueueName) -> anyhow::Result<Admin> {
-    Admin::connect(g.redis_url.expose(), queue)
+    Admin::connect(g.redis.options().map_err(Usage)?, queue)
         .await
         .context("connecting to Redis (--redis-url/REDIS_URL)")
 }

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use wa_queue::{Admin, Counters};
+use wa_queue::{Admin, ConfigHealth, Counters};
 
 /// Upper bounds of the duration buckets, seconds.
 const BUCKETS: [f64; 16] = [
@@ -73,6 +73,8 @@ pub struct Sources {
     pub durations: Arc<Histogram>,
     pub admin: Admin,
     pub queue: String,
+    /// the Redis configuration check's verdict (`wa_redis_config_ok`)
+    pub health: ConfigHealth,
 }
 
 /// Serves until the process ends (the worker's shutdown does not wait for scrapes), with the
@@ -162,6 +164,7 @@ async fn render(s: &Sources) -> String {
     }
     s.durations
         .render(&mut out, "wa_worker_handler_duration_seconds");
+    s.health.render(&mut out);
 
     let q = escape(&s.queue);
     let stats = tokio::time::timeout(Duration::from_secs(2), s.admin.stats()).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use wa_queue::{Consumer, ConsumerOptions, Counters, QueueName, RunOptions};
+use wa_queue::{ConfigHealth, Consumer, ConsumerOptions, Counters, QueueName, RunOptions};
 
 use crate::cli::{Global, RunArgs, Usage};
 use crate::handler::{AnyHandler, Kind};
@@ -19,6 +19,9 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
     let name = kind.name();
     let concurrency = args.concurrency.unwrap_or(default_concurrency);
     let counters = Arc::new(Counters::default());
+    let redis = g.redis.options().map_err(Usage)?;
+    let health = ConfigHealth::new(g.redis.check());
+    health.watch(&redis, g.redis.redis_check_interval).await?;
     let durations = match args.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -31,6 +34,7 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
                 counters: counters.clone(),
                 durations: durations.clone(),
                 admin: crate::connect_admin(g, queue.clone()).await?,
+                health: health.clone(),
                 queue: g.queue.clone(),
             };
             tokio::spawn(metrics::serve(
@@ -52,7 +56,7 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
     copts.block = args.block.min(args.lease / 3);
     copts.batch = args.batch as usize;
     copts.lanes = args.lanes.into();
-    let consumer = Consumer::connect(g.redis_url.expose(), queue, copts)
+    let consumer = Consumer::connect(&redis, queue, copts)
         .await
         .context("connecting to Redis (--redis-url/REDIS_URL)")?;
     tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency, "worker started");

@@ -3,10 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-use crate::consumer::{bounded, manager};
+use crate::conn::{Conn, IntoRedisOptions, bounded};
 use crate::job::{now_ms, received_at};
 use crate::keys::DONE_FIELD;
 use crate::{QueueError, QueueName};
@@ -56,7 +55,7 @@ pub struct Stats {
 #[derive(Clone)]
 pub struct Admin {
     pub(crate) queue: QueueName,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
 }
 
 impl fmt::Debug for Admin {
@@ -69,8 +68,11 @@ impl fmt::Debug for Admin {
 
 impl Admin {
     /// Connects.
-    pub async fn connect(redis_url: &str, queue: QueueName) -> Result<Self, QueueError> {
-        let conn = manager(redis_url, TIMEOUT).await?;
+    pub async fn connect(
+        redis: impl IntoRedisOptions,
+        queue: QueueName,
+    ) -> Result<Self, QueueError> {
+        let conn = redis.into_redis_options()?.connect(TIMEOUT).await?;
         Ok(Self { queue, conn })
     }
 

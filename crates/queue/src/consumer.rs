@@ -39,15 +39,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
-use redis::AsyncConnectionConfig;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
+use crate::conn::{Conn, IntoRedisOptions, Waits, bounded};
 use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
 use crate::keys::DONE_FIELD;
-use crate::producer::open_client;
-use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE, redis_err};
+use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE};
 use crate::{QueueError, QueueName};
 
 /// What a handler decided.
@@ -305,8 +302,8 @@ pub struct Consumer {
     counts: String,
     dead: String,
     opts: ConsumerOptions,
-    conn: ConnectionManager,
-    blocking: Pool,
+    conn: Conn,
+    blocking: Waits,
     lanes: Vec<LaneCell>,
 }
 
@@ -317,7 +314,7 @@ struct LaneCell {
     /// the lane's own connection: Redis answers one connection's calls in the order they
     /// came and holds a large answer back while it runs the next call in line, so lanes
     /// sharing one connection would take turns instead of overlapping
-    conn: ConnectionManager,
+    conn: Conn,
     /// the current id and whether it is registered, readable without waiting for a call on
     /// the wire
     current: std::sync::Mutex<Current>,
@@ -368,37 +365,6 @@ fn new_consumer_id() -> String {
     )
 }
 
-pub(crate) async fn bounded<T>(
-    t: Duration,
-    f: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, QueueError> {
-    match tokio::time::timeout(t, f).await {
-        Ok(r) => r.map_err(redis_err),
-        Err(_) => Err(QueueError::Timeout(t)),
-    }
-}
-
-/// A multiplexed connection that reconnects by itself, connected now.
-pub(crate) async fn manager(
-    redis_url: &str,
-    op_timeout: Duration,
-) -> Result<ConnectionManager, QueueError> {
-    let conn = lazy_manager(redis_url, op_timeout)?;
-    let mut c = conn.clone();
-    bounded(op_timeout, redis::cmd("PING").query_async::<()>(&mut c)).await?;
-    Ok(conn)
-}
-
-/// A multiplexed connection that reconnects by itself, connecting at its first use.
-fn lazy_manager(redis_url: &str, op_timeout: Duration) -> Result<ConnectionManager, QueueError> {
-    let client = open_client(redis_url)?;
-    let cfg = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_connection_timeout(Some(op_timeout))
-        .set_response_timeout(Some(op_timeout));
-    ConnectionManager::new_lazy_with_config(client, cfg).map_err(redis_err)
-}
-
 /// The exchange script's answer: a status and how many jobs it took.
 fn parse_exchange(v: &redis::Value) -> Result<(i64, usize), QueueError> {
     use redis::Value;
@@ -418,26 +384,15 @@ fn parse_exchange(v: &redis::Value) -> Result<(i64, usize), QueueError> {
 impl Consumer {
     /// Connects and registers a new unique consumer id with a lease.
     pub async fn connect(
-        redis_url: &str,
+        redis: impl IntoRedisOptions,
         queue: QueueName,
         opts: ConsumerOptions,
     ) -> Result<Self, QueueError> {
         opts.validate()?;
-        let conn = manager(redis_url, opts.op_timeout).await?;
+        let redis = redis.into_redis_options()?;
+        let conn = redis.connect(opts.op_timeout).await?;
         // The blocking connection must outlive the block: response timeout = block + op timeout.
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(opts.op_timeout))
-            .set_response_timeout(Some(opts.block + opts.op_timeout));
-        let mgr = Manager::new_with_config(redis_url, cfg)
-            .map_err(|e| QueueError::Config(format!("invalid redis url ({})", e.category())))?;
-        let blocking = Pool::builder(mgr)
-            .max_size(2)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(opts.op_timeout))
-            .create_timeout(Some(opts.op_timeout))
-            .recycle_timeout(Some(opts.op_timeout))
-            .build()
-            .map_err(|e| QueueError::Config(format!("connection pool: {e}")))?;
+        let blocking = Waits::new(redis.clone(), opts.op_timeout, opts.block + opts.op_timeout);
         let lanes = (0..opts.lanes)
             .map(|index| -> Result<LaneCell, QueueError> {
                 let lane = Lane::new(index, 0, &queue);
@@ -447,7 +402,7 @@ impl Consumer {
                     conn: if index == 0 {
                         conn.clone()
                     } else {
-                        lazy_manager(redis_url, opts.op_timeout)?
+                        redis.lazy(opts.op_timeout, 1)?
                     },
                     current: std::sync::Mutex::new(Current {
                         id,
@@ -838,11 +793,7 @@ impl Consumer {
     /// Waits until pending has work, at most the block time; true if it has. Moves nothing
     /// (a `BLMOVE` of pending onto itself, right to right), so it is safe to abandon.
     pub(crate) async fn wait_for_work(&self) -> Result<bool, QueueError> {
-        let mut c = self
-            .blocking
-            .get()
-            .await
-            .map_err(|e| QueueError::Redis(e.to_string()))?;
+        let mut c = self.blocking.get().await?;
         let secs = format!("{:.3}", self.opts.block.as_secs_f64().max(0.01));
         let cmd = redis::cmd("BLMOVE")
             .arg(&self.pending)
@@ -853,9 +804,10 @@ impl Consumer {
             .to_owned();
         let got: Option<Vec<u8>> = bounded(
             self.opts.block + self.opts.op_timeout,
-            cmd.query_async(&mut *c),
+            cmd.query_async(&mut c),
         )
         .await?;
+        self.blocking.put(c);
         Ok(got.is_some())
     }
 

@@ -18,7 +18,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 
 use crate::admin::{Admin, TIMEOUT};
-use crate::consumer::bounded;
+use crate::conn::bounded;
 use crate::job::{dead_fields, now_ms, rewrite_replay};
 use crate::script::DEAD;
 use crate::{Job, QueueError};

@@ -116,6 +116,10 @@
 //! (blocking waits for work) are always on.
 
 mod admin;
+mod check;
+#[cfg(feature = "cli")]
+pub mod cli;
+mod conn;
 mod consumer;
 mod dead;
 mod job;
@@ -127,6 +131,8 @@ mod script;
 use std::time::Duration;
 
 pub use admin::{Admin, Stats};
+pub use check::{CheckMode, ConfigHealth, RedisConfig, SAFE_POLICY, check_config};
+pub use conn::{IntoRedisOptions, RedisOptions};
 pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome, Settled};
 pub use dead::{DeadFilter, DeadJob, DeadPage, entry_key};
 pub use job::{Job, JobKind, NewJob, now_ms};
@@ -139,7 +145,7 @@ pub use script::SCRIPTS;
 pub const CONTRACT_VERSION: u32 = 1;
 
 /// Errors of queue operations.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
     /// Redis could not be reached or answered with an error
@@ -154,4 +160,16 @@ pub enum QueueError {
     /// the configuration is unusable (bad URL, empty queue name, ...)
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// fewer replicas than [`ProducerOptions::min_replicas`] confirmed a write in time (the
+    /// write may still be on the primary: calling again is safe)
+    #[error("only {got} of {wanted} replicas confirmed the write in time")]
+    NotReplicated {
+        /// replicas asked for
+        wanted: u32,
+        /// replicas that confirmed
+        got: u32,
+    },
+    /// Redis is configured to drop data the queue needs (see [`check_config`])
+    #[error("{0}")]
+    LosesData(String),
 }

@@ -17,9 +17,10 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::check::{CheckMode, ConfigHealth};
+use crate::conn::{Conn, IntoRedisOptions, RedisOptions};
 use crate::job::NewJob;
 use crate::script::{ENQUEUE, redis_err};
 use crate::{QueueError, QueueName};
@@ -51,6 +52,11 @@ pub struct ProducerOptions {
     pub max_batch_bytes: usize,
     /// coalesced calls on the wire at once (default 2: one on the wire while the next fills)
     pub max_in_flight: usize,
+    /// replicas that must hold every write before a call succeeds (default 0: the primary's
+    /// answer is enough). With N > 0 each script call is followed, on the same connection and
+    /// in the same round trip, by `WAIT N <3/4 of timeout>`; fewer than N acknowledgements make the
+    /// call fail with [`QueueError::NotReplicated`]
+    pub min_replicas: u32,
 }
 
 impl Default for ProducerOptions {
@@ -62,6 +68,7 @@ impl Default for ProducerOptions {
             max_batch: 512,
             max_batch_bytes: 1 << 20,
             max_in_flight: 2,
+            min_replicas: 0,
         }
     }
 }
@@ -76,14 +83,16 @@ struct Inner {
     queue: QueueName,
     pending: String,
     opts: ProducerOptions,
-    client: redis::Client,
+    redis: RedisOptions,
+    /// the Redis configuration check's verdict, once [`Producer::watch_config`] ran
+    health: OnceLock<ConfigHealth>,
     /// Connection and dispatcher, made on first use: both need a Tokio runtime, and
     /// [`Producer::new`] may run before one exists.
     started: OnceLock<Result<Started, String>>,
 }
 
 struct Started {
-    conn: ConnectionManager,
+    conn: Conn,
     tx: mpsc::Sender<Request>,
 }
 
@@ -107,16 +116,10 @@ impl fmt::Debug for Producer {
     }
 }
 
-/// Opens a redis-rs client without echoing the URL (it may hold a password).
-pub(crate) fn open_client(redis_url: &str) -> Result<redis::Client, QueueError> {
-    redis::Client::open(redis_url)
-        .map_err(|e| QueueError::Config(format!("invalid redis url ({})", e.category())))
-}
-
 impl Producer {
     /// Creates a producer; does not fail when Redis is down (calls will, until it is back).
     pub fn new(
-        redis_url: &str,
+        redis: impl IntoRedisOptions,
         queue: QueueName,
         opts: ProducerOptions,
     ) -> Result<Self, QueueError> {
@@ -126,13 +129,15 @@ impl Producer {
         if opts.dedup_ttl.as_secs() == 0 {
             return Err(QueueError::Config("dedup ttl is under one second".into()));
         }
-        let client = open_client(redis_url)?;
+        let redis = redis.into_redis_options()?;
+        redis.validate()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pending: queue.pending(),
                 queue,
                 opts,
-                client,
+                redis,
+                health: OnceLock::new(),
                 started: OnceLock::new(),
             }),
         })
@@ -155,12 +160,7 @@ impl Producer {
                 // sees `Timeout` first, and a batch stuck on a hung Redis still frees its
                 // in-flight slot soon after.
                 let t = t + t / 10 + Duration::from_millis(10);
-                let cfg = ConnectionManagerConfig::new()
-                    .set_number_of_retries(0)
-                    .set_connection_timeout(Some(t))
-                    .set_response_timeout(Some(t));
-                let conn = ConnectionManager::new_lazy_with_config(inner.client.clone(), cfg)
-                    .map_err(|e| e.to_string())?;
+                let conn = inner.redis.lazy(t, 0).map_err(|e| e.to_string())?;
                 let (tx, rx) = mpsc::channel(4096);
                 tokio::spawn(dispatch(
                     rx,
@@ -220,15 +220,13 @@ impl Producer {
             } else {
                 let mut conn = started.conn.clone();
                 let ttl = self.inner.opts.dedup_ttl.as_secs();
-                let out: Vec<i64> = ENQUEUE
-                    .call(&mut conn, 1 + keys.len(), |c| {
-                        c.arg(&self.inner.pending).arg(&keys).arg(ttl).arg(&encoded);
-                        if let Some(ttls) = &ttls {
-                            c.arg(ttls);
-                        }
-                    })
-                    .await
-                    .map_err(redis_err)?;
+                let fill = |c: &mut redis::Cmd| {
+                    c.arg(&self.inner.pending).arg(&keys).arg(ttl).arg(&encoded);
+                    if let Some(ttls) = &ttls {
+                        c.arg(ttls);
+                    }
+                };
+                let out = call_enqueue(&mut conn, &self.inner.opts, 1 + keys.len(), fill).await?;
                 outcomes(&out, jobs.len())
             }
         };
@@ -253,6 +251,28 @@ impl Producer {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    /// Checks this producer's Redis now and every `interval` (see [`ConfigHealth::watch`]):
+    /// `Err(QueueError::LosesData)` when `mode` is strict and Redis may evict jobs. Once
+    /// called, [`config_health`](Self::config_health) reports the verdict.
+    pub async fn watch_config(
+        &self,
+        mode: CheckMode,
+        interval: Duration,
+    ) -> Result<(), QueueError> {
+        let health = self.inner.health.get_or_init(|| ConfigHealth::new(mode));
+        health.watch(&self.inner.redis, interval).await
+    }
+
+    /// The Redis configuration check's verdict ([`ConfigHealth::unchecked`] until
+    /// [`watch_config`](Self::watch_config) ran).
+    pub fn config_health(&self) -> ConfigHealth {
+        self.inner
+            .health
+            .get()
+            .cloned()
+            .unwrap_or_else(ConfigHealth::unchecked)
     }
 
     /// PING within the timeout (for readiness).
@@ -294,7 +314,7 @@ fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
 /// `max_in_flight` calls outstanding. Ends when every `Producer` clone is gone.
 async fn dispatch(
     mut rx: mpsc::Receiver<Request>,
-    conn: ConnectionManager,
+    conn: Conn,
     pending: String,
     opts: ProducerOptions,
 ) {
@@ -333,15 +353,20 @@ async fn dispatch(
         }
         let conn = conn.clone();
         let pending = pending.clone();
-        let ttl = opts.dedup_ttl.as_secs();
+        let opts = opts.clone();
         tokio::spawn(async move {
-            send_batch(conn, &pending, ttl, batch).await;
+            send_batch(conn, &pending, &opts, batch).await;
             drop(permit);
         });
     }
 }
 
-async fn send_batch(mut conn: ConnectionManager, pending: &str, ttl: u64, mut batch: Vec<Request>) {
+async fn send_batch(
+    mut conn: Conn,
+    pending: &str,
+    opts: &ProducerOptions,
+    mut batch: Vec<Request>,
+) {
     // A caller that gave up (timed out, request cancelled) already answered its client: do
     // not enqueue its jobs behind its back.
     batch.retain(|r| !r.reply.is_closed());
@@ -350,33 +375,33 @@ async fn send_batch(mut conn: ConnectionManager, pending: &str, ttl: u64, mut ba
     }
     let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
     let own_ttls = batch.iter().any(|r| r.ttls.is_some());
-    let result: Result<Vec<i64>, _> = ENQUEUE
-        .call(&mut conn, 1 + total, |c| {
-            c.arg(pending);
+    let ttl = opts.dedup_ttl.as_secs();
+    let fill = |c: &mut redis::Cmd| {
+        c.arg(pending);
+        for r in &batch {
+            c.arg(&r.keys);
+        }
+        c.arg(ttl);
+        for r in &batch {
+            c.arg(&r.jobs);
+        }
+        // All or none: a request without TTLs of its own takes the default for each job.
+        if own_ttls {
             for r in &batch {
-                c.arg(&r.keys);
-            }
-            c.arg(ttl);
-            for r in &batch {
-                c.arg(&r.jobs);
-            }
-            // All or none: a request without TTLs of its own takes the default for each job.
-            if own_ttls {
-                for r in &batch {
-                    match &r.ttls {
-                        Some(ttls) => {
-                            c.arg(ttls);
-                        }
-                        None => {
-                            for _ in &r.jobs {
-                                c.arg(ttl);
-                            }
+                match &r.ttls {
+                    Some(ttls) => {
+                        c.arg(ttls);
+                    }
+                    None => {
+                        for _ in &r.jobs {
+                            c.arg(ttl);
                         }
                     }
                 }
             }
-        })
-        .await;
+        }
+    };
+    let result = call_enqueue(&mut conn, opts, 1 + total, fill).await;
     match result {
         Ok(out) if out.len() == total => {
             let mut at = 0;
@@ -392,10 +417,43 @@ async fn send_batch(mut conn: ConnectionManager, pending: &str, ttl: u64, mut ba
             }
         }
         Err(e) => {
-            let msg = e.to_string();
             for r in batch {
-                let _ = r.reply.send(Err(QueueError::Redis(msg.clone())));
+                let _ = r.reply.send(Err(e.clone()));
             }
         }
     }
+}
+
+/// One enqueue script call; with `min_replicas` > 0, `WAIT` right behind it on the same
+/// connection (one round trip), and an error unless enough replicas acknowledged.
+///
+/// `WAIT` counts the replicas that hold every write this connection made so far, so it also
+/// covers a duplicate whose original write went out earlier on this connection, and an answer
+/// of 0 after a failover (a new connection, no write yet) asks for nothing stale.
+async fn call_enqueue(
+    conn: &mut Conn,
+    opts: &ProducerOptions,
+    nkeys: usize,
+    fill: impl Fn(&mut redis::Cmd),
+) -> Result<Vec<i64>, QueueError> {
+    if opts.min_replicas == 0 {
+        return ENQUEUE.call(conn, nkeys, fill).await.map_err(redis_err);
+    }
+    // Within the call's own timeout, so that too few replicas read as such, not as a timeout.
+    let wait = redis::cmd("WAIT")
+        .arg(opts.min_replicas)
+        .arg((opts.timeout * 3 / 4).as_millis().max(1) as u64)
+        .to_owned();
+    let (answer, replicas): (redis::Value, u32) = ENQUEUE
+        .call_then(conn, nkeys, fill, &wait)
+        .await
+        .map_err(redis_err)?;
+    if replicas < opts.min_replicas {
+        return Err(QueueError::NotReplicated {
+            wanted: opts.min_replicas,
+            got: replicas,
+        });
+    }
+    redis::from_redis_value(answer)
+        .map_err(|e| QueueError::Redis(format!("enqueue script answered: {e}")))
 }

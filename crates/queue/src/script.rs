@@ -109,5 +109,5 @@ scripts! {
 
 /// Maps a Redis error to ours without leaking the dependency's type.
 pub(crate) fn redis_err(e: redis::RedisError) -> crate::QueueError {
-    crate::QueueError::Redis(e.to_string())
+    crate::conn::redis_error(e)
 }

@@ -98,7 +98,9 @@
 //! `http_body::Body`; that is how the tests drive it without a socket. The webhook routes by
 //! path itself: [`Config::path`], `/healthz` (live), `/readyz` (Redis answered a PING or an
 //! enqueue within the last second, or answers a PING now within the enqueue timeout) and
-//! `/metrics` (Prometheus text); any other path is 404. Mount the paths you want it to see.
+//! `/metrics` (Prometheus text); any other path is 404.
+//! `/readyz` is also 503 while a strict [`Producer::watch_config`] check finds an evicting
+//! `maxmemory-policy`. Mount the paths you want it to see.
 //!
 //! # What a POST goes through
 //!
@@ -354,6 +356,12 @@ impl Webhook {
         &self.inner.metrics
     }
 
+    /// The producer jobs go through (for [`Producer::watch_config`], whose verdict `/readyz`
+    /// and `/metrics` report).
+    pub fn producer(&self) -> &Producer {
+        &self.inner.producer
+    }
+
     /// Answers one request. Never fails: every problem has its status code.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
@@ -446,7 +454,9 @@ impl Webhook {
             }
             (Route::Metrics, _) => {
                 metrics.request(Outcome::Probe);
-                let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+                let mut text = metrics.render();
+                self.inner.producer.config_health().render(&mut text);
+                let mut r = Response::new(Full::new(Bytes::from(text)));
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -478,6 +488,12 @@ impl Webhook {
     /// probe rate. An enqueue's outcome counts as an answer too, so a failed enqueue turns
     /// readiness off at once. Probes that arrive during a PING wait for its answer.
     async fn ready(&self) -> Reply {
+        if !self.inner.producer.config_health().ready() {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Bytes::from_static(b"redis maxmemory-policy evicts jobs\n"),
+            );
+        }
         let ok = match self.recent_redis_check() {
             Some(ok) => ok,
             None => {

@@ -31,7 +31,7 @@ impl TestQueue {
         let suffix = RandomState::new().hash_one(std::process::id());
         let name = format!("t-{test}-{suffix:016x}");
         let queue = QueueName::new(name.clone()).expect("queue name");
-        let admin = Admin::connect(&redis_url(), queue.clone())
+        let admin = Admin::connect(redis_url(), queue.clone())
             .await
             .unwrap_or_else(|e| {
                 panic!("Redis at {} is required for these tests: {e}", redis_url())
@@ -44,7 +44,7 @@ impl TestQueue {
         // Short-lived dedup markers: the tests' ids are never seen again.
         let mut opts = ProducerOptions::default();
         opts.dedup_ttl = Duration::from_secs(600);
-        let producer = Producer::new(&redis_url(), self.queue.clone(), opts).unwrap();
+        let producer = Producer::new(redis_url(), self.queue.clone(), opts).unwrap();
         let payload =
             RawValue::from_string(r#"{"text":{"body":"caf\u00e9 \/ ok"}}"#.into()).unwrap();
         for chunk in ids.chunks(500) {

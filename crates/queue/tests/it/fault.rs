@@ -178,7 +178,7 @@ async fn hung_redis_times_out_then_recovers() {
     let q = queue("fault-hung");
     let mut po = ProducerOptions::default();
     po.timeout = Duration::from_millis(300);
-    let producer = Producer::new(&redis.url(), q.clone(), po).unwrap();
+    let producer = Producer::new(redis.url(), q.clone(), po).unwrap();
     let p = payload(0);
     producer.enqueue(&[job("before".into(), &p)]).await.unwrap();
     redis.signal("STOP");

@@ -121,7 +121,7 @@ async fn duplicates_within_one_call() {
 async fn noscript_after_script_flush() {
     let redis = PrivateRedis::start().await;
     let q = queue("noscript");
-    let producer = Producer::new(&redis.url(), q.clone(), ProducerOptions::default()).unwrap();
+    let producer = Producer::new(redis.url(), q.clone(), ProducerOptions::default()).unwrap();
     let p = payload(1);
     assert_eq!(
         producer.enqueue(&[job("a".into(), &p)]).await.unwrap(),

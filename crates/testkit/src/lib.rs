@@ -1,0 +1,25 @@
+//! Test support shared by the wa-webhook suites (never a normal dependency: the crate is
+//! `publish = false` and used only under `[dev-dependencies]`).
+//!
+//! - [`process`]: child processes that die with the test ([`Guarded`]), free ports, polling
+//!   with a deadline, our binaries next to the test executable.
+//! - [`server`]: private `redis-server`s on loopback: plain, with persistence, with an
+//!   eviction policy, with `CONFIG` renamed away, or with TLS ([`certs`] makes the
+//!   certificates).
+//! - [`sentinel`]: a primary, a replica and three sentinels, for failover tests.
+//!
+//! Every server listens on 127.0.0.1 on a port picked at start (other suites run at the same
+//! time) and lives in its own temporary directory. A server is stopped by its PID when its
+//! value is dropped, and also when the test process ends without dropping it (a topology kept
+//! in a `static` for the whole test binary): each server runs under a small watchdog that
+//! kills it once the test process is gone.
+
+pub mod certs;
+pub mod process;
+pub mod sentinel;
+pub mod server;
+
+pub use certs::TlsFiles;
+pub use process::{Guarded, binary, free_port, wait_until};
+pub use sentinel::Failover;
+pub use server::{RedisServer, ServerOptions, Tls};
