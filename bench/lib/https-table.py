@@ -1,5 +1,6 @@
-"""The table of bench/https.sh: medians per mode, the spread over repetitions, ratios against
-plain HTTP. Usage: python3 bench/lib/https-table.py results.jsonl"""
+"""The table of bench/https.sh (and bench/redis.sh): medians per mode, the spread over
+repetitions, ratios against the first mode.
+Usage: python3 bench/lib/https-table.py results.jsonl [mode=label ...]"""
 
 import json
 import statistics
@@ -8,7 +9,8 @@ import sys
 MODES = (("http", "plain HTTP"), ("https", "HTTPS"), ("mtls", "HTTPS + mutual TLS"))
 
 
-def main(path):
+def main(path, modes=MODES):
+    first = modes[0][0]
     rows = [json.loads(line) for line in open(path)]
 
     def values(mode, key):
@@ -21,11 +23,11 @@ def main(path):
         v = values(mode, key)
         return f"{fmt.format(min(v) / scale)}-{fmt.format(max(v) / scale)}"
 
-    base = {k: med("http", k) for k in ("rps", "p99_us", "cpu_us_per_req")}
+    base = {k: med(first, k) for k in ("rps", "p99_us", "cpu_us_per_req")}
     print("| mode | req/s (spread) | p50 | p99 (spread) | ingress CPU per request (spread) "
-          "| non-2xx + errors | vs plain HTTP: req/s, p99, CPU |")
+          f"| non-2xx + errors | vs {modes[0][1]}: req/s, p99, CPU |")
     print("|---|---|---|---|---|---|---|")
-    for mode, name in MODES:
+    for mode, name in modes:
         rps, p50, p99, cpu = (med(mode, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req"))
         bad = sum(r["non_2xx"] + r["errors"] for r in rows if r["mode"] == mode)
         print(
@@ -35,8 +37,9 @@ def main(path):
             f"| {rps / base['rps']:.2f}x, {p99 / base['p99_us']:.2f}x, "
             f"{cpu / base['cpu_us_per_req']:.2f}x |"
         )
-    print(f"\nmedians of {len(values('http', 'rps'))} repetitions per mode")
+    print(f"\nmedians of {len(values(first, 'rps'))} repetitions per mode")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    pairs = tuple(tuple(a.split("=", 1)) for a in sys.argv[2:])
+    main(sys.argv[1], pairs or MODES)
