@@ -383,7 +383,7 @@ async fn locate(redis: &Redis, queue: &str, ids: &[&String]) -> HashMap<String, 
         .await
         .expect("KEYS");
     let mut found = HashMap::new();
-    for k in keys.iter().filter(|k| !k.contains(":seen:")) {
+    for k in keys.iter().filter(|k| !k.contains(":dedup:")) {
         let kind: String = redis::cmd("TYPE")
             .arg(k)
             .query_async(&mut c)
@@ -423,15 +423,15 @@ async fn locate(redis: &Redis, queue: &str, ids: &[&String]) -> HashMap<String, 
         }
     }
     let mut markers = 0;
-    for id in ids {
-        let e: bool = redis::cmd("EXISTS")
-            .arg(format!("wa:{{{queue}}}:seen:{id}"))
+    for k in keys.iter().filter(|k| k.contains(":dedup:")) {
+        let n: usize = redis::cmd("HLEN")
+            .arg(k)
             .query_async(&mut c)
             .await
-            .expect("EXISTS");
-        markers += usize::from(e);
+            .expect("HLEN");
+        markers += n;
     }
-    found.insert("dedup markers".to_string(), markers);
+    found.insert("dedup markers (the whole queue's)".to_string(), markers);
     found
 }
 

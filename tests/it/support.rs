@@ -104,8 +104,28 @@ impl QueueKeys {
         format!("wa:{{{}}}:pending", self.name)
     }
 
-    pub fn seen(&self, id: &str) -> String {
-        format!("wa:{{{}}}:seen:{id}", self.name)
+    /// The queue's dedup markers' buckets (`dedup:<slot>:<route prefix>`).
+    pub async fn dedup_buckets(&self) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(format!("wa:{{{}}}:dedup:*", self.name))
+            .query_async(&mut redis(&self.url).await)
+            .await
+            .expect("KEYS")
+    }
+
+    /// How many dedup markers the queue's buckets hold.
+    pub async fn markers(&self) -> usize {
+        let mut conn = redis(&self.url).await;
+        let mut n = 0;
+        for bucket in self.dedup_buckets().await {
+            let len: usize = redis::cmd("HLEN")
+                .arg(bucket)
+                .query_async(&mut conn)
+                .await
+                .expect("HLEN");
+            n += len;
+        }
+        n
     }
 
     /// Every pending job, oldest first, as stored.

@@ -98,7 +98,14 @@ impl QueueName {
         format!("{}counts", self.base())
     }
 
-    /// `<prefix>:{<name>}:seen:<id>`
+    /// `<prefix>:{<name>}:dedup:`, where the dedup markers' buckets live
+    /// (`dedup:<slot>:<route prefix>`, see `docs/queue-contract.md`)
+    pub fn dedup(&self) -> String {
+        format!("{}dedup:", self.base())
+    }
+
+    /// `<prefix>:{<name>}:seen:<id>`: a dedup marker as versions before the buckets wrote
+    /// it, honoured until it expires
     pub fn seen(&self, id: &str) -> String {
         format!("{}seen:{id}", self.base())
     }
@@ -118,6 +125,7 @@ mod tests {
         assert_eq!(q.delayed(), "wa:{whatsapp}:delayed");
         assert_eq!(q.dead(), "wa:{whatsapp}:dead");
         assert_eq!(q.counts(), "wa:{whatsapp}:counts");
+        assert_eq!(q.dedup(), "wa:{whatsapp}:dedup:");
         assert_eq!(q.seen("wamid.X"), "wa:{whatsapp}:seen:wamid.X");
         let q = QueueName::with_prefix("acme", "q").unwrap();
         assert_eq!(q.pending(), "acme:{q}:pending");

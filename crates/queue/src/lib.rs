@@ -106,7 +106,8 @@
 //! # Keys
 //!
 //! [`QueueName`] builds every key: `<prefix>:{<name>}:pending`, `processing:<consumer>`,
-//! `consumers`, `delayed`, `dead`, `seen:<id>`, `counts`. The braces are a Redis Cluster hash tag, so each
+//! `consumers`, `delayed`, `dead`, `counts`, and the dedup markers' buckets under `dedup:`
+//! (`seen:<id>` markers of older versions are honoured until they expire). The braces are a Redis Cluster hash tag, so each
 //! multi-key script touches one slot. The Lua scripts are in [`SCRIPTS`]; the whole contract,
 //! for workers in other languages, is in `docs/queue-contract.md`.
 //!
@@ -122,6 +123,7 @@ pub mod cli;
 mod conn;
 mod consumer;
 mod dead;
+mod dedup;
 mod job;
 mod keys;
 mod producer;

@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::check::{CheckMode, ConfigHealth};
 use crate::conn::{Conn, IntoRedisOptions, RedisOptions};
+use crate::dedup::Marker;
 use crate::job::NewJob;
 use crate::script::{ENQUEUE, redis_err};
 use crate::{QueueError, QueueName};
@@ -82,6 +83,8 @@ pub struct Producer {
 struct Inner {
     queue: QueueName,
     pending: String,
+    /// where the dedup markers' buckets live
+    dedup: String,
     opts: ProducerOptions,
     redis: RedisOptions,
     /// the Redis configuration check's verdict, once [`Producer::watch_config`] ran
@@ -100,8 +103,9 @@ struct Started {
 struct Request {
     keys: Vec<String>,
     jobs: Vec<Vec<u8>>,
-    /// Each job's marker TTL in seconds, when some job has one of its own.
-    ttls: Option<Vec<u64>>,
+    /// each job's marker TTL, seconds
+    ttls: Vec<u64>,
+    marks: Vec<Marker>,
     bytes: usize,
     reply: oneshot::Sender<Result<Vec<Enqueued>, QueueError>>,
 }
@@ -134,6 +138,7 @@ impl Producer {
         Ok(Self {
             inner: Arc::new(Inner {
                 pending: queue.pending(),
+                dedup: queue.dedup(),
                 queue,
                 opts,
                 redis,
@@ -165,7 +170,7 @@ impl Producer {
                 tokio::spawn(dispatch(
                     rx,
                     conn.clone(),
-                    inner.pending.clone(),
+                    [inner.pending.clone(), inner.dedup.clone()],
                     inner.opts.clone(),
                 ));
                 Ok(Started { conn, tx })
@@ -186,6 +191,7 @@ impl Producer {
         let base = self.inner.queue.base();
         let mut keys = Vec::with_capacity(jobs.len());
         let mut encoded = Vec::with_capacity(jobs.len());
+        let mut marks = Vec::with_capacity(jobs.len());
         let mut bytes = 0;
         let ttls = self.marker_ttls(jobs)?;
         for job in jobs {
@@ -193,6 +199,7 @@ impl Producer {
                 return Err(QueueError::InvalidJob("empty job id".into()));
             }
             keys.push(format!("{base}seen:{}", job.id));
+            marks.push(Marker::of(job));
             let mut buf = Vec::with_capacity(256 + job.payload.get().len());
             job.write_json(&mut buf)?;
             bytes += buf.len();
@@ -207,6 +214,7 @@ impl Producer {
                     keys,
                     jobs: encoded,
                     ttls,
+                    marks,
                     bytes,
                     reply,
                 };
@@ -219,12 +227,9 @@ impl Producer {
                     .map_err(|_| QueueError::Redis("producer task has stopped".into()))?
             } else {
                 let mut conn = started.conn.clone();
-                let ttl = self.inner.opts.dedup_ttl.as_secs();
                 let fill = |c: &mut redis::Cmd| {
-                    c.arg(&self.inner.pending).arg(&keys).arg(ttl).arg(&encoded);
-                    if let Some(ttls) = &ttls {
-                        c.arg(ttls);
-                    }
+                    c.arg(&self.inner.pending).arg(&keys).arg(&self.inner.dedup);
+                    job_args(c, &encoded, &ttls, &marks);
                 };
                 let out = call_enqueue(&mut conn, &self.inner.opts, 1 + keys.len(), fill).await?;
                 outcomes(&out, jobs.len())
@@ -235,11 +240,8 @@ impl Producer {
             .map_err(|_| QueueError::Timeout(timeout))?
     }
 
-    /// Each job's marker TTL in whole seconds, or `None` when every job takes the default.
-    fn marker_ttls(&self, jobs: &[NewJob<'_>]) -> Result<Option<Vec<u64>>, QueueError> {
-        if jobs.iter().all(|j| j.dedup_ttl.is_none()) {
-            return Ok(None);
-        }
+    /// Each job's marker TTL in whole seconds.
+    fn marker_ttls(&self, jobs: &[NewJob<'_>]) -> Result<Vec<u64>, QueueError> {
         let default = self.inner.opts.dedup_ttl.as_secs();
         jobs.iter()
             .map(|j| match j.dedup_ttl.map(|t| t.as_secs()) {
@@ -249,8 +251,7 @@ impl Producer {
                 )),
                 Some(secs) => Ok(secs),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+            .collect()
     }
 
     /// Checks this producer's Redis now and every `interval` (see [`ConfigHealth::watch`]):
@@ -291,6 +292,17 @@ impl Producer {
     }
 }
 
+/// `enqueue.lua`'s five arguments per job: JSON, marker TTL, slot, route, digest.
+fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]) {
+    for ((json, ttl), mark) in jobs.iter().zip(ttls).zip(marks) {
+        c.arg(json)
+            .arg(ttl)
+            .arg(&mark.slot)
+            .arg(&mark.route)
+            .arg(&mark.digest[..]);
+    }
+}
+
 fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
     if out.len() != expected {
         return Err(QueueError::Redis(format!(
@@ -315,11 +327,12 @@ fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
 async fn dispatch(
     mut rx: mpsc::Receiver<Request>,
     conn: Conn,
-    pending: String,
+    [pending, dedup]: [String; 2],
     opts: ProducerOptions,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
     let pending: Arc<str> = pending.into();
+    let dedup: Arc<str> = dedup.into();
     let mut carry: Option<Request> = None;
     loop {
         // Waiting for a free slot first lets requests pile up meanwhile: that is the batching.
@@ -353,9 +366,10 @@ async fn dispatch(
         }
         let conn = conn.clone();
         let pending = pending.clone();
+        let dedup = dedup.clone();
         let opts = opts.clone();
         tokio::spawn(async move {
-            send_batch(conn, &pending, &opts, batch).await;
+            send_batch(conn, [&pending, &dedup], &opts, batch).await;
             drop(permit);
         });
     }
@@ -363,7 +377,7 @@ async fn dispatch(
 
 async fn send_batch(
     mut conn: Conn,
-    pending: &str,
+    [pending, dedup]: [&str; 2],
     opts: &ProducerOptions,
     mut batch: Vec<Request>,
 ) {
@@ -374,31 +388,14 @@ async fn send_batch(
         return;
     }
     let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
-    let own_ttls = batch.iter().any(|r| r.ttls.is_some());
-    let ttl = opts.dedup_ttl.as_secs();
     let fill = |c: &mut redis::Cmd| {
         c.arg(pending);
         for r in &batch {
             c.arg(&r.keys);
         }
-        c.arg(ttl);
+        c.arg(dedup);
         for r in &batch {
-            c.arg(&r.jobs);
-        }
-        // All or none: a request without TTLs of its own takes the default for each job.
-        if own_ttls {
-            for r in &batch {
-                match &r.ttls {
-                    Some(ttls) => {
-                        c.arg(ttls);
-                    }
-                    None => {
-                        for _ in &r.jobs {
-                            c.arg(ttl);
-                        }
-                    }
-                }
-            }
+            job_args(c, &r.jobs, &r.ttls, &r.marks);
         }
     };
     let result = call_enqueue(&mut conn, opts, 1 + total, fill).await;

@@ -4,6 +4,7 @@
 mod consumer;
 mod contract_doc;
 mod dead;
+mod dedup;
 mod fault;
 mod lost;
 mod position;

@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use wa_queue::{Enqueued, Job, Producer, ProducerOptions, QueueError};
 
-use crate::support::{self, PrivateRedis, cleanup, conn, job, payload, queue, redis_url};
+use crate::support::{
+    self, PrivateRedis, bucket_ttl, cleanup, conn, job, markers, payload, queue, redis_url,
+};
 
 /// 64 producers enqueueing the same 200 ids at once push each id exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,12 +88,9 @@ async fn pending_holds_contract_json() {
         .unwrap();
     assert_eq!(raw, j.to_json().unwrap());
     assert_eq!(Job::from_json(&raw).unwrap().payload.get(), p.get());
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(q.seen("wamid.1"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let ttl = bucket_ttl(&url, &q, &format!("d{}", today().await)).await;
     assert!(ttl > 7 * 24 * 3600, "ttl {ttl}");
+    assert_eq!(markers(&url, &q).await, 1);
     cleanup(&url, &q).await;
 }
 
@@ -169,19 +168,14 @@ async fn redis_down_is_a_quick_error() {
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
-/// The marker TTL of every `seen` key of `ids`, in seconds (-2: no such key).
-async fn marker_ttls(url: &str, q: &wa_queue::QueueName, ids: &[&str]) -> Vec<i64> {
-    let mut c = conn(url).await;
-    let mut out = Vec::new();
-    for id in ids {
-        let ttl: i64 = redis::cmd("TTL")
-            .arg(q.seen(id))
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        out.push(ttl);
-    }
-    out
+/// Today's number (days since the epoch) by Redis's clock: the slot of jobs without a
+/// timestamp.
+async fn today() -> u64 {
+    let (secs, _): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut conn(&redis_url()).await)
+        .await
+        .unwrap();
+    secs / 86_400
 }
 
 /// A call that fails (a string where `pending` should be) leaves no marker behind, coalesced
@@ -205,7 +199,7 @@ async fn failed_enqueue_leaves_no_marker() {
             .unwrap();
         let e = producer.enqueue(&jobs).await.unwrap_err();
         assert!(matches!(e, QueueError::Redis(_)), "{e}");
-        assert_eq!(marker_ttls(&url, &q, &["x", "y"]).await, [-2, -2]);
+        assert_eq!(markers(&url, &q).await, 0);
         let _: () = redis::cmd("DEL")
             .arg(q.pending())
             .query_async(&mut c)
@@ -225,17 +219,26 @@ async fn jobs_may_carry_their_own_marker_ttl() {
     let q = queue("ownttl");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
     let p = payload(1);
-    let mut short = job("short".into(), &p);
+    // Each in a slot of its own (minutes 1, 2, 3), so each bucket's TTL is its marker's.
+    let at = |id: &str, minute: u64| {
+        let mut j = job(id.into(), &p);
+        j.timestamp = Some((minute * 60).to_string().into());
+        j
+    };
+    let mut short = at("short", 1);
     short.dedup_ttl = Some(Duration::from_secs(60));
-    let plain = job("plain".into(), &p);
-    let pair = [short, plain];
-    let alone = [job("alone".into(), &p)];
+    let pair = [short, at("plain", 2)];
+    let alone = [at("alone", 3)];
     let (a, b) = tokio::join!(producer.enqueue(&pair), producer.enqueue(&alone));
     assert_eq!(a.unwrap(), [Enqueued::New, Enqueued::New]);
     assert_eq!(b.unwrap(), [Enqueued::New]);
-    let ttls = marker_ttls(&url, &q, &["short", "plain", "alone"]).await;
+    let mut ttls = Vec::new();
+    for slot in ["m1", "m2", "m3"] {
+        ttls.push(bucket_ttl(&url, &q, slot).await);
+    }
     cleanup(&url, &q).await;
-    assert!((1..=60).contains(&ttls[0]), "{ttls:?}");
+    // a bucket is given 1/64 of its TTL more, so that most calls need not renew it
+    assert!((60..=61).contains(&ttls[0]), "{ttls:?}");
     assert!(
         ttls[1] > 7 * 24 * 3600 && ttls[2] > 7 * 24 * 3600,
         "{ttls:?}"

@@ -68,13 +68,46 @@ pub fn fast_opts() -> wa_queue::ConsumerOptions {
     o
 }
 
+/// Whether `key` holds dedup markers: a bucket (`dedup:`) or an old-layout `seen:` key.
+pub fn is_marker_key(key: &str) -> bool {
+    key.contains(":dedup:") || key.contains(":seen:")
+}
+
+/// The dedup markers `q` holds: entries of its buckets plus old-layout `seen:` keys.
+pub async fn markers(url: &str, q: &QueueName) -> usize {
+    let mut c = conn(url).await;
+    let mut n = 0;
+    for k in keys(url, q).await {
+        n += if k.contains(":dedup:") {
+            redis::cmd("HLEN")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .unwrap()
+        } else {
+            usize::from(k.contains(":seen:"))
+        };
+    }
+    n
+}
+
+/// The TTL, in seconds, of `q`'s level-0 bucket of `slot` (`m<minute>` or `d<day>`); -2 when
+/// it does not exist.
+pub async fn bucket_ttl(url: &str, q: &QueueName, slot: &str) -> i64 {
+    redis::cmd("TTL")
+        .arg(format!("{}{slot}:", q.dedup()))
+        .query_async(&mut conn(url).await)
+        .await
+        .unwrap()
+}
+
 /// Asserts that `q` has no key left but dedup markers and the `counts` hash (nothing in hand,
 /// no consumer, nothing pending, delayed or dead), then deletes every key of `q`.
 pub async fn assert_only_markers_left(url: &str, q: &QueueName) {
     let left: Vec<String> = keys(url, q)
         .await
         .into_iter()
-        .filter(|k| !k.contains(":seen:") && *k != q.counts())
+        .filter(|k| !is_marker_key(k) && *k != q.counts())
         .collect();
     assert!(left.is_empty(), "{left:?}");
     cleanup(url, q).await;
