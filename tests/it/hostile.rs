@@ -333,11 +333,11 @@ async fn repeated_events_count_again_after_the_event_window() {
         1,
         "a redelivery inside the window was enqueued"
     );
-    // The event has no timestamp: its marker is in a bucket of the day's slot (`dedup:d<day>:`).
+    // The event has no timestamp: its marker is in a bucket of a clock slot (`dedup:s<step>.<n>:`).
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let buckets = ingress.queue.dedup_buckets().await;
-        if !buckets.iter().any(|b| b.contains(":dedup:d")) {
+        if !buckets.iter().any(|b| b.contains(":dedup:s")) {
             break;
         }
         assert!(

@@ -7,13 +7,15 @@
 //! small hash cost a few bytes each: Redis keeps a hash of up to `hash-max-listpack-entries`
 //! (default 128) short fields as one compact listpack, with one expiry for all of them.
 //!
-//! A bucket is named by the job's **slot** (the minute of the notification's own timestamp,
-//! which a redelivery carries unchanged; the day by Redis's clock for a job without one) and a
-//! prefix of its **route** (hex digits of the id's hash). Level 0 of a slot is one bucket, level
-//! 1 sixteen, level 2 256, ...: a marker goes into the first bucket on its path with room, so
-//! buckets fill up at any rate and stay listpacks. `enqueue.lua` walks the path and makes every
-//! bucket on a new marker's path live at least the marker's TTL, so the marker is found for its
-//! whole window, exactly as the key was.
+//! A bucket is named by the job's **slot** and a prefix of its **route** (hex digits of the id's
+//! hash). The slot of a job with a timestamp is the minute of the notification's own time, which
+//! a redelivery carries unchanged. A job without one (a content-hashed event) is filed by Redis's
+//! clock, in slots an eighth of its TTL wide that `enqueue.lua` names and searches back to the
+//! TTL: its window must follow that TTL however much else is marked meanwhile, not a calendar
+//! day. Level 0 of a slot is one bucket, level 1 sixteen, level 2 256, ...: a marker goes into
+//! the first bucket on its path with room, so buckets fill up at any rate and stay listpacks.
+//! `enqueue.lua` walks the path and makes every bucket on a new marker's path live as long as
+//! the marker must, so the marker is found for its whole window, as the key was.
 //!
 //! The digest and the route come from different bytes of the id's SHA-256, so ids that share a
 //! bucket share no digest bits by construction; see `docs/queue-contract.md` for the chance of
@@ -29,7 +31,7 @@ pub(crate) const SLOT_SECONDS: u64 = 60;
 /// A job's marker as `enqueue.lua` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Marker {
-    /// `m<minute>`, or empty for a job without a timestamp (the script picks the day)
+    /// `m<minute>`, or empty for a job without a timestamp (the script picks its slot)
     pub(crate) slot: String,
     /// 16 hex digits: bytes 8..16 of the id's SHA-256
     pub(crate) route: String,

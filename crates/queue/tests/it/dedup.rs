@@ -1,12 +1,15 @@
 //! The dedup markers' buckets: old-layout markers honoured, bursts that stay listpacks, paths
-//! that live as long as the markers under them, jobs without a timestamp across midnight.
+//! that live as long as the markers under them, the window of jobs without a timestamp, the
+//! queue's hash tag on every bucket.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ring::digest::{SHA256, digest};
-use wa_queue::{Enqueued, NewJob, Producer, ProducerOptions, QueueName};
+use wa_queue::{Enqueued, NewJob, Producer, ProducerOptions, QueueName, SCRIPTS};
 
-use crate::support::{cleanup, conn, job, keys, markers, payload, queue, redis_url};
+use crate::support::{
+    cleanup, clock_slot, conn, job, keys, markers, payload, queue, redis_now, redis_url,
+};
 
 /// A marker's digest (bytes 0..8 of the id's SHA-256) and route (bytes 8..16 in hex), as the
 /// contract defines them.
@@ -157,27 +160,118 @@ async fn a_full_bucket_on_the_path_lives_as_long_as_the_marker() {
     cleanup(&url, &q).await;
 }
 
-/// A job without a timestamp is filed under today's slot, and a marker from yesterday's slot
-/// (its TTL still covers it) makes it a duplicate: dedup does not stop at midnight.
+/// A job without a timestamp is looked for in every slot its TTL reaches back to (here 8 days
+/// in slots of a day), and in none further back.
 #[tokio::test]
-async fn jobs_without_a_timestamp_are_found_across_midnight() {
+async fn jobs_without_a_timestamp_are_looked_for_back_to_their_ttl() {
     let url = redis_url();
-    let q = queue("midnight");
+    let q = queue("clockslots");
+    let ttl = ProducerOptions::default().dedup_ttl.as_secs();
+    let now = redis_now(&url).await;
     let mut c = conn(&url).await;
-    let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
-    let (digest, _) = digest_and_route("event.1");
-    let _: () = redis::cmd("HSET")
-        .arg(format!("{}d{}:", q.dedup(), secs / 86_400 - 1))
-        .arg(&digest)
-        .arg("1")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    for (id, back) in [("event.oldest", 8), ("event.older", 9)] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{}{}:", q.dedup(), clock_slot(ttl, now, back)))
+            .arg(digest_and_route(id).0)
+            .arg("1")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
     let p = payload(1);
     let out = producer(&q)
-        .enqueue(&[job("event.1".into(), &p), job("event.2".into(), &p)])
+        .enqueue(&[
+            job("event.oldest".into(), &p),
+            job("event.older".into(), &p),
+            job("event.new".into(), &p),
+        ])
         .await
         .unwrap();
-    assert_eq!(out, [Enqueued::Duplicate, Enqueued::New]);
+    assert_eq!(out, [Enqueued::Duplicate, Enqueued::New, Enqueued::New]);
     cleanup(&url, &q).await;
+}
+
+/// A job without a timestamp and with a short TTL is a duplicate while its marker is at most
+/// TTL seconds old and new again once it is TTL + step old (Redis's clock, step = ceil(TTL / 8)),
+/// although other such jobs are marked in the same buckets all along: their markers do not
+/// stretch its window.
+#[tokio::test]
+async fn jobs_without_a_timestamp_count_again_after_ttl_and_a_step() {
+    const TTL: u64 = 4;
+    const STEP: u64 = 1;
+    let url = redis_url();
+    let q = queue("eventwindow");
+    let producer = producer(&q);
+    let p = payload(1);
+    let event = |id: String| {
+        let mut j = job(id, &p);
+        j.dedup_ttl = Some(Duration::from_secs(TTL));
+        j
+    };
+    let once = |id: String| {
+        let producer = producer.clone();
+        let j = event(id);
+        async move { producer.enqueue(&[j]).await.unwrap()[0] }
+    };
+    let marked_from = redis_now(&url).await;
+    assert_eq!(once("event.repeat".into()).await, Enqueued::New);
+    let marked_to = redis_now(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut within = 0;
+    for other in 0.. {
+        assert_eq!(once(format!("event.other{other}")).await, Enqueued::New);
+        let from = redis_now(&url).await;
+        let out = once("event.repeat".into()).await;
+        let to = redis_now(&url).await;
+        if to - marked_from <= TTL {
+            assert_eq!(out, Enqueued::Duplicate, "{}s after", to - marked_from);
+            within += 1;
+        }
+        if from - marked_to >= TTL + STEP {
+            assert_eq!(out, Enqueued::New, "{}s after", from - marked_to);
+        }
+        if out == Enqueued::New {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still a duplicate after 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(within > 0, "no repeat was tried within the TTL");
+    cleanup(&url, &q).await;
+}
+
+/// The script builds the buckets' names from the base it is given, so it refuses a base
+/// without pending's hash tag (in Redis Cluster its buckets would live in another slot) and
+/// writes nothing.
+#[tokio::test]
+async fn a_dedup_base_without_the_queues_hash_tag_is_refused() {
+    let url = redis_url();
+    let q = queue("tagless");
+    let other = queue("tagless-other");
+    let (digest, route) = digest_and_route("wamid.1");
+    let enqueue = SCRIPTS
+        .iter()
+        .find(|(name, _)| *name == "enqueue.lua")
+        .map(|(_, src)| *src)
+        .unwrap();
+    let mut c = conn(&url).await;
+    for base in ["wa:dedup:".to_owned(), other.dedup()] {
+        let e = redis::cmd("EVAL")
+            .arg(enqueue)
+            .arg(2)
+            .arg(q.pending())
+            .arg(q.seen("wamid.1"))
+            .arg(&base)
+            .arg("{}")
+            .arg(60)
+            .arg("m1")
+            .arg(&route)
+            .arg(&digest)
+            .query_async::<Vec<i64>>(&mut c)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("hash tag"), "{base}: {e}");
+    }
+    assert!(keys(&url, &q).await.is_empty());
+    assert!(keys(&url, &other).await.is_empty());
 }

@@ -91,8 +91,25 @@ pub async fn markers(url: &str, q: &QueueName) -> usize {
     n
 }
 
-/// The TTL, in seconds, of `q`'s level-0 bucket of `slot` (`m<minute>` or `d<day>`); -2 when
-/// it does not exist.
+/// Redis's clock, whole seconds (`TIME`): what `enqueue.lua` files jobs without a timestamp by.
+pub async fn redis_now(url: &str) -> u64 {
+    let (secs, _): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut conn(url).await)
+        .await
+        .unwrap();
+    secs
+}
+
+/// The slot `enqueue.lua` files a job without a timestamp and with marker TTL `ttl` seconds
+/// under at `now` (Redis's clock) shifted by `back` slots: `s<step>.<index>`, step =
+/// ceil(ttl / 8), as the contract defines it.
+pub fn clock_slot(ttl: u64, now: u64, back: u64) -> String {
+    let step = ttl.div_ceil(8);
+    format!("s{step}.{}", now / step - back)
+}
+
+/// The TTL, in seconds, of `q`'s level-0 bucket of `slot` (`m<minute>` or `s<step>.<index>`);
+/// -2 when it does not exist.
 pub async fn bucket_ttl(url: &str, q: &QueueName, slot: &str) -> i64 {
     redis::cmd("TTL")
         .arg(format!("{}{slot}:", q.dedup()))
