@@ -41,6 +41,10 @@ pub(crate) enum ReadError {
     Slow,
 }
 
+/// The bytes of one budget permit: the body budgets count KiB, so a semaphore's permit count
+/// (a `u32` per acquire) covers bodies of up to 4 TiB.
+pub(crate) const BUDGET_UNIT: usize = 1024;
+
 /// A body read in full, and its charge on a budget (KiB permits, returned when dropped).
 pub(crate) struct Read<'s> {
     pub(crate) bytes: Bytes,
@@ -139,7 +143,7 @@ fn charge<'s>(
     len: usize,
     n: usize,
 ) -> Result<(), ReadError> {
-    let kib = (len + n).div_ceil(1024) - len.div_ceil(1024);
+    let kib = (len + n).div_ceil(BUDGET_UNIT) - len.div_ceil(BUDGET_UNIT);
     if kib == 0 {
         return Ok(());
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use wa_queue::JobKind;
+use wa_queue::{JobKind, ProducerOptions};
 
 use crate::WebhookError;
 
@@ -100,6 +100,21 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The options of the endpoint's producer: the defaults, with the producer's own timeout
+    /// set to [`enqueue_timeout`](Self::enqueue_timeout), so the timeout is set in one place.
+    ///
+    /// ```
+    /// let config = wa_webhook::Config::default();
+    /// assert_eq!(config.producer_options().timeout, config.enqueue_timeout);
+    /// ```
+    pub fn producer_options(&self) -> ProducerOptions {
+        let mut options = ProducerOptions::default();
+        options.timeout = self.enqueue_timeout;
+        options
+    }
+}
+
 /// A set of job kinds (`message`, `status`, `error`, `change`): the `WA_ACCEPT` filter.
 ///
 /// Parses from a comma-separated list; `all` (or `*`) is every kind.
@@ -115,25 +130,14 @@ impl Default for Config {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Accept(u8);
 
-const KINDS: [(JobKind, &str); 4] = [
-    (JobKind::Message, "message"),
-    (JobKind::Status, "status"),
-    (JobKind::Error, "error"),
-    (JobKind::Change, "change"),
-];
-
+/// The bit of `kind` in the set: bit [`JobKind::index`].
 fn bit(kind: JobKind) -> u8 {
-    match kind {
-        JobKind::Message => 1,
-        JobKind::Status => 2,
-        JobKind::Error => 4,
-        JobKind::Change => 8,
-    }
+    1 << kind.index()
 }
 
 impl Accept {
     /// Every kind.
-    pub const ALL: Accept = Accept(15);
+    pub const ALL: Accept = Accept((1 << JobKind::ALL.len()) - 1);
     /// No kind (every notification is dropped).
     pub const NONE: Accept = Accept(0);
 
@@ -164,10 +168,9 @@ impl FromStr for Accept {
                 set = Accept::ALL;
                 continue;
             }
-            let kind = KINDS
-                .iter()
-                .find(|(_, name)| word.eq_ignore_ascii_case(name))
-                .map(|(kind, _)| *kind)
+            let kind = JobKind::ALL
+                .into_iter()
+                .find(|kind| word.eq_ignore_ascii_case(kind.as_str()))
                 .ok_or_else(|| WebhookError::UnknownKind(word.to_owned()))?;
             set = set.with(kind);
         }
@@ -181,12 +184,12 @@ impl FromStr for Accept {
 impl fmt::Display for Accept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for (kind, name) in KINDS {
+        for kind in JobKind::ALL {
             if self.contains(kind) {
                 if !first {
                     f.write_str(",")?;
                 }
-                f.write_str(name)?;
+                f.write_str(kind.as_str())?;
                 first = false;
             }
         }

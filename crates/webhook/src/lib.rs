@@ -11,14 +11,14 @@
 //! Build the four parts, then [`serve`] them on a listener until a shutdown future resolves:
 //!
 //! ```no_run
-//! use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+//! use wa_webhook::{Challenge, Config, Producer, QueueName, Verifier, Webhook};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::default(); // path /api/whatsapp/webhook, 4 MiB, 2 s, all kinds
 //! let verifier = Verifier::from_list("app-secret")?; // a comma list verifies against any
 //! let challenge = Challenge::new("verify-token")?;
-//! let mut options = ProducerOptions::default();
-//! options.timeout = config.enqueue_timeout;
+//! // The producer's timeout is the endpoint's enqueue timeout, set in `Config` only.
+//! let options = config.producer_options();
 //! let producer = Producer::new("redis://127.0.0.1:6379", QueueName::new("whatsapp")?, options)?;
 //! let webhook = Webhook::new(config, verifier, challenge, producer);
 //!
@@ -69,17 +69,23 @@
 //! # Mounting in your own server
 //!
 //! [`Webhook`] is a cheap `Clone` (an `Arc` inside) and a tower `Service` over any request body
-//! that never fails (`Error = Infallible`). In axum:
+//! that never fails (`Error = Infallible`). Mount its parts where your router wants them:
+//! [`Webhook::endpoint`] is the webhook alone (GET handshake, POST notifications) on whatever
+//! path it is mounted at, and [`Webhook::probes`] is `/healthz`, `/readyz` (Redis answered a
+//! PING or an enqueue within the last second, or answers a PING now within the enqueue
+//! timeout; 503 too while a strict [`Producer::watch_config`] check finds an evicting
+//! `maxmemory-policy`) and `/metrics` (Prometheus text). In axum:
 //!
 //! ```no_run
 //! # fn mount(webhook: wa_webhook::Webhook) -> axum::Router {
 //! axum::Router::new()
-//!     .route_service("/api/whatsapp/webhook", webhook.clone())
-//!     .route_service("/metrics", webhook)
+//!     .route_service("/hooks/whatsapp", webhook.endpoint())
+//!     .nest_service("/wa", webhook.probes()) // /wa/healthz, /wa/readyz, /wa/metrics
 //! # }
 //! ```
 //!
-//! With plain hyper, per accepted connection:
+//! With plain hyper, per accepted connection (the whole [`Webhook`] routes by path itself:
+//! [`Config::path`] and the probes, 404 for any other path):
 //!
 //! ```no_run
 //! # async fn conn(stream: tokio::net::TcpStream, webhook: wa_webhook::Webhook) {
@@ -94,13 +100,8 @@
 //! # }
 //! ```
 //!
-//! Or call [`Webhook::handle`] yourself with any `http::Request` whose body implements
-//! `http_body::Body`; that is how the tests drive it without a socket. The webhook routes by
-//! path itself: [`Config::path`], `/healthz` (live), `/readyz` (Redis answered a PING or an
-//! enqueue within the last second, or answers a PING now within the enqueue timeout) and
-//! `/metrics` (Prometheus text); any other path is 404.
-//! `/readyz` is also 503 while a strict [`Producer::watch_config`] check finds an evicting
-//! `maxmemory-policy`. Mount the paths you want it to see.
+//! Or call [`Webhook::handle`] (or [`Routes::handle`]) yourself with any `http::Request` whose
+//! body implements `http_body::Body`; that is how the tests drive it without a socket.
 //!
 //! # What a POST goes through
 //!
@@ -177,31 +178,22 @@
 
 mod body;
 mod config;
+mod error;
 mod jobs;
 mod metrics;
 mod post;
+mod ready;
+mod reply;
+mod route;
 mod server;
 mod tls;
-
-use std::convert::Infallible;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body::Body as HttpBody;
-use http_body_util::Full;
-use tracing::Instrument;
+mod webhook;
 
 pub use body::{BODY_RATE_WINDOW, MIN_BODY_RATE};
 pub use config::{
     Accept, Config, DEFAULT_EVENT_DEDUP_TTL, DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, DEFAULT_PATH,
 };
+pub use error::WebhookError;
 pub use jobs::content_id;
 pub use metrics::Metrics;
 pub use post::{JOB_BYTES_PER_BODY_BYTE, JOB_BYTES_SLACK};
@@ -212,390 +204,7 @@ pub use tls::{
 pub use wa_challenge::Challenge;
 pub use wa_queue::{JobKind, Producer, ProducerOptions, QueueName};
 pub use wa_signature::Verifier;
-
-use metrics::Outcome;
-
-/// Errors of this crate (configuration only: the endpoint itself answers every request).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WebhookError {
-    /// a word of the accept list is not `message`, `status`, `error`, `change` or `all`
-    #[error("unknown notification kind {0:?} (expected message, status, error, change or all)")]
-    UnknownKind(String),
-    /// the accept list names no kind
-    #[error("the accept list is empty")]
-    EmptyAccept,
-    /// a TLS file (certificate chain, private key, client CA bundle) cannot be read or used
-    #[error("{file} {}: {problem}", path.display())]
-    TlsFile {
-        /// which file
-        file: TlsFile,
-        /// where it was read from
-        path: std::path::PathBuf,
-        /// what is wrong with it
-        problem: TlsProblem,
-        /// the underlying error, when there is one
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-    /// the name a client certificate must carry is empty
-    #[error("the client certificate subject is empty")]
-    EmptyClientSubject,
-}
-
-/// The webhook endpoint: a handler, a tower `Service`, and what [`serve`] runs.
-///
-/// Cloning is cheap (an `Arc`); every clone shares the producer and the metrics.
-#[derive(Clone)]
-pub struct Webhook {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: Config,
-    /// The budget of bodies being read, not yet verified, in KiB (see [`Config::max_buffered`]).
-    unverified: tokio::sync::Semaphore,
-    /// The budget of verified bodies waiting for Redis, in KiB (see [`Config::max_buffered`]).
-    verified: tokio::sync::Semaphore,
-    verifier: Verifier,
-    challenge: Challenge,
-    producer: Producer,
-    metrics: Metrics,
-    /// The last word from Redis (a `/readyz` PING or an enqueue): when, and whether it answered.
-    redis_check: std::sync::Mutex<Option<(Instant, bool)>>,
-    /// Held while `/readyz` PINGs, so concurrent probes send one PING.
-    pinging: tokio::sync::Mutex<()>,
-}
-
-impl fmt::Debug for Webhook {
-    // The verifier and challenge hold secrets; their own Debug redacts them, and the config
-    // holds none.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Webhook")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where a request goes, decided from its path alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Webhook,
-    Healthz,
-    Readyz,
-    Metrics,
-    NotFound,
-}
-
-impl Route {
-    fn name(self) -> &'static str {
-        match self {
-            Route::Webhook => "webhook",
-            Route::Healthz => "healthz",
-            Route::Readyz => "readyz",
-            Route::Metrics => "metrics",
-            Route::NotFound => "not_found",
-        }
-    }
-}
-
-/// Which routes a listener offers: all of them, or (with an admin listener) the webhook path on
-/// the public listener and the probes on the admin one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Surface {
-    All,
-    Public,
-    Admin,
-}
-
-impl Surface {
-    /// Whether `route` is served here; a route that is not answers 404.
-    fn offers(self, route: Route) -> bool {
-        match (self, route) {
-            (Surface::All, _) | (_, Route::NotFound) => true,
-            (Surface::Public, r) => r == Route::Webhook,
-            (Surface::Admin, r) => r != Route::Webhook,
-        }
-    }
-}
-
-type Reply = Response<Full<Bytes>>;
-
-impl Webhook {
-    /// Assembles an endpoint. The producer's own timeout should not exceed
-    /// [`Config::enqueue_timeout`]; the endpoint enforces the latter in any case.
-    pub fn new(
-        config: Config,
-        verifier: Verifier,
-        challenge: Challenge,
-        producer: Producer,
-    ) -> Self {
-        let budget = config.max_buffered.div_ceil(1024).max(1);
-        Self {
-            inner: Arc::new(Inner {
-                unverified: tokio::sync::Semaphore::new(budget),
-                verified: tokio::sync::Semaphore::new(budget),
-                config,
-                verifier,
-                challenge,
-                producer,
-                metrics: Metrics::default(),
-                redis_check: std::sync::Mutex::new(None),
-                pinging: tokio::sync::Mutex::new(()),
-            }),
-        }
-    }
-
-    /// The settings this endpoint was built with.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    /// The live counters (what `/metrics` renders).
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
-    }
-
-    /// The producer jobs go through (for [`Producer::watch_config`], whose verdict `/readyz`
-    /// and `/metrics` report).
-    pub fn producer(&self) -> &Producer {
-        &self.inner.producer
-    }
-
-    /// Answers one request. Never fails: every problem has its status code.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
-    where
-        B: HttpBody,
-    {
-        self.handle_on(req, Surface::All).await
-    }
-
-    /// [`handle`](Self::handle) for a listener that offers only some routes.
-    pub(crate) async fn handle_on<B>(&self, req: Request<B>, surface: Surface) -> Reply
-    where
-        B: HttpBody,
-    {
-        let inner = &*self.inner;
-        let _in_flight = inner.metrics.in_flight();
-        let route = Some(self.route_of(req.uri().path()))
-            .filter(|r| surface.offers(*r))
-            .unwrap_or(Route::NotFound);
-        let span = tracing::debug_span!(
-            "request",
-            method = %req.method(),
-            // The path only: the query string of a handshake holds the verify token.
-            path = req.uri().path(),
-            route = route.name(),
-            status = tracing::field::Empty,
-            notifications = tracing::field::Empty,
-        );
-        // The clock is read only for a span that is recorded.
-        let started = (!span.is_disabled()).then(Instant::now);
-        let mut notifications = 0usize;
-        let response = self
-            .dispatch(req, route, &mut notifications)
-            .instrument(span.clone())
-            .await;
-        if let Some(started) = started {
-            span.record("status", response.status().as_u16());
-            span.record("notifications", notifications);
-            span.in_scope(|| {
-                tracing::debug!(
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "answered"
-                );
-            });
-        }
-        response
-    }
-
-    fn route_of(&self, path: &str) -> Route {
-        if path == self.inner.config.path {
-            Route::Webhook
-        } else {
-            match path {
-                "/healthz" => Route::Healthz,
-                "/readyz" => Route::Readyz,
-                "/metrics" => Route::Metrics,
-                _ => Route::NotFound,
-            }
-        }
-    }
-
-    async fn dispatch<B: HttpBody>(
-        &self,
-        req: Request<B>,
-        route: Route,
-        count: &mut usize,
-    ) -> Reply {
-        let metrics = &self.inner.metrics;
-        match (route, req.method()) {
-            (Route::Webhook, &Method::POST) => self.post(req, count).await,
-            (Route::Webhook, &Method::GET) => self.handshake(req.uri().query().unwrap_or("")),
-            (Route::Webhook, _) => {
-                metrics.request(Outcome::MethodNotAllowed);
-                with_allow(reply(StatusCode::METHOD_NOT_ALLOWED, ""), "GET, POST")
-            }
-            (Route::NotFound, _) => {
-                metrics.request(Outcome::NotFound);
-                reply(StatusCode::NOT_FOUND, "")
-            }
-            (_, m) if m != Method::GET => {
-                metrics.request(Outcome::MethodNotAllowed);
-                with_allow(reply(StatusCode::METHOD_NOT_ALLOWED, ""), "GET")
-            }
-            (Route::Healthz, _) => {
-                metrics.request(Outcome::Probe);
-                text(StatusCode::OK, Bytes::from_static(b"ok\n"))
-            }
-            (Route::Readyz, _) => {
-                metrics.request(Outcome::Probe);
-                self.ready().await
-            }
-            (Route::Metrics, _) => {
-                metrics.request(Outcome::Probe);
-                let mut text = metrics.render();
-                self.inner.producer.config_health().render(&mut text);
-                let mut r = Response::new(Full::new(Bytes::from(text)));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                r
-            }
-        }
-    }
-
-    fn handshake(&self, query: &str) -> Reply {
-        let metrics = &self.inner.metrics;
-        match self.inner.challenge.decide(query) {
-            Ok(challenge) => {
-                metrics.request(Outcome::ChallengeOk);
-                text(StatusCode::OK, Bytes::from(challenge))
-            }
-            Err(e) if e.is_bad_request() => {
-                metrics.request(Outcome::ChallengeBadRequest);
-                reply(StatusCode::BAD_REQUEST, "")
-            }
-            Err(_) => {
-                metrics.request(Outcome::ChallengeForbidden);
-                reply(StatusCode::FORBIDDEN, "")
-            }
-        }
-    }
-
-    /// `/readyz`: whether Redis answered, asked at most once per [`READY_CACHE`] whatever the
-    /// probe rate. An enqueue's outcome counts as an answer too, so a failed enqueue turns
-    /// readiness off at once. Probes that arrive during a PING wait for its answer.
-    async fn ready(&self) -> Reply {
-        if !self.inner.producer.config_health().ready() {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Bytes::from_static(b"redis maxmemory-policy evicts jobs\n"),
-            );
-        }
-        let ok = match self.recent_redis_check() {
-            Some(ok) => ok,
-            None => {
-                let _one_ping = self.inner.pinging.lock().await;
-                match self.recent_redis_check() {
-                    Some(ok) => ok, // another probe asked while this one waited
-                    None => {
-                        let ping = tokio::time::timeout(
-                            self.inner.config.enqueue_timeout,
-                            self.inner.producer.ping(),
-                        );
-                        let ok = matches!(ping.await, Ok(Ok(())));
-                        self.note_redis(ok);
-                        ok
-                    }
-                }
-            }
-        };
-        if ok {
-            text(StatusCode::OK, Bytes::from_static(b"ready\n"))
-        } else {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Bytes::from_static(b"redis unavailable\n"),
-            )
-        }
-    }
-
-    /// What Redis last said, if it said it less than [`READY_CACHE`] ago.
-    fn recent_redis_check(&self) -> Option<bool> {
-        let last = *self
-            .inner
-            .redis_check
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        last.filter(|(at, _)| at.elapsed() < READY_CACHE)
-            .map(|(_, ok)| ok)
-    }
-
-    /// Records whether Redis just answered (a PING or an enqueue).
-    fn note_redis(&self, ok: bool) {
-        *self
-            .inner
-            .redis_check
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ok));
-    }
-}
-
-fn reply(status: StatusCode, body: &'static str) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r
-}
-
-fn text(status: StatusCode, body: Bytes) -> Reply {
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn with_allow(mut r: Reply, allow: &'static str) -> Reply {
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    r
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl<B> tower_service::Service<Request<B>> for Webhook
-where
-    B: HttpBody + Send + 'static,
-    B::Data: Send,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
-
-/// How long a `/readyz` answer about Redis is reused: at most one PING per this.
-const READY_CACHE: Duration = Duration::from_secs(1);
-
-/// How long [`serve`] waits after an accept error (out of file descriptors, say) before trying
-/// again, so such a state does not spin a core.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+pub use webhook::{Routes, Webhook};
 
 #[cfg(test)]
 mod tests;

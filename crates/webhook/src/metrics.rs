@@ -46,44 +46,125 @@ pub(crate) enum Outcome {
     Probe,
 }
 
-const OUTCOMES: [(Outcome, &str); 15] = [
-    (Outcome::Accepted, "accepted"),
-    (Outcome::Ignored, "ignored"),
-    (Outcome::MissingSignature, "missing_signature"),
-    (Outcome::InvalidSignature, "invalid_signature"),
-    (Outcome::TooLarge, "too_large"),
-    (Outcome::BadRequest, "bad_request"),
-    (Outcome::Unavailable, "unavailable"),
-    (Outcome::Overloaded, "overloaded"),
-    (Outcome::Timeout, "timeout"),
-    (Outcome::ChallengeOk, "challenge_ok"),
-    (Outcome::ChallengeBadRequest, "challenge_bad_request"),
-    (Outcome::ChallengeForbidden, "challenge_forbidden"),
-    (Outcome::MethodNotAllowed, "method_not_allowed"),
-    (Outcome::NotFound, "not_found"),
-    (Outcome::Probe, "probe"),
-];
+impl Outcome {
+    /// Every outcome, in declaration order (so [`index`](Self::index) is the discriminant).
+    const ALL: [Outcome; 15] = [
+        Outcome::Accepted,
+        Outcome::Ignored,
+        Outcome::MissingSignature,
+        Outcome::InvalidSignature,
+        Outcome::TooLarge,
+        Outcome::BadRequest,
+        Outcome::Unavailable,
+        Outcome::Overloaded,
+        Outcome::Timeout,
+        Outcome::ChallengeOk,
+        Outcome::ChallengeBadRequest,
+        Outcome::ChallengeForbidden,
+        Outcome::MethodNotAllowed,
+        Outcome::NotFound,
+        Outcome::Probe,
+    ];
+
+    /// The outcome's place in [`ALL`](Self::ALL) and in the counters.
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `outcome` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Ignored => "ignored",
+            Outcome::MissingSignature => "missing_signature",
+            Outcome::InvalidSignature => "invalid_signature",
+            Outcome::TooLarge => "too_large",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Overloaded => "overloaded",
+            Outcome::Timeout => "timeout",
+            Outcome::ChallengeOk => "challenge_ok",
+            Outcome::ChallengeBadRequest => "challenge_bad_request",
+            Outcome::ChallengeForbidden => "challenge_forbidden",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::NotFound => "not_found",
+            Outcome::Probe => "probe",
+        }
+    }
+}
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SigFailure {
-    Missing = 0,
-    Malformed = 1,
-    Mismatch = 2,
-    Duplicate = 3,
+    Missing,
+    Malformed,
+    Mismatch,
+    Duplicate,
 }
 
-const SIG_REASONS: [&str; 4] = ["missing", "malformed", "mismatch", "duplicate"];
+impl SigFailure {
+    /// Every reason, in declaration order.
+    const ALL: [SigFailure; 4] = [
+        SigFailure::Missing,
+        SigFailure::Malformed,
+        SigFailure::Mismatch,
+        SigFailure::Duplicate,
+    ];
+
+    /// The reason's place in [`ALL`](Self::ALL) and in the counters.
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `reason` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            SigFailure::Missing => "missing",
+            SigFailure::Malformed => "malformed",
+            SigFailure::Mismatch => "mismatch",
+            SigFailure::Duplicate => "duplicate",
+        }
+    }
+}
 
 /// What became of a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fate {
-    Enqueued = 0,
-    Duplicate = 1,
-    Filtered = 2,
+    Enqueued,
+    Duplicate,
+    Filtered,
 }
 
-const FATES: [&str; 3] = ["enqueued", "duplicate", "filtered"];
+impl Fate {
+    /// Every fate, in declaration order.
+    const ALL: [Fate; 3] = [Fate::Enqueued, Fate::Duplicate, Fate::Filtered];
+
+    /// The fate's place in [`ALL`](Self::ALL) and in the counters.
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `result` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Fate::Enqueued => "enqueued",
+            Fate::Duplicate => "duplicate",
+            Fate::Filtered => "filtered",
+        }
+    }
+}
+
+/// Notifications of one request counted by kind and fate, added to the metrics at once (one
+/// `fetch_add` per non-zero cell rather than one per notification).
+#[derive(Debug, Default)]
+pub(crate) struct Tally([[u64; Fate::ALL.len()]; JobKind::ALL.len()]);
+
+impl Tally {
+    /// One more notification of `kind` came to `fate`.
+    pub(crate) fn add(&mut self, kind: JobKind, fate: Fate) {
+        self.0[kind.index()][fate.index()] += 1;
+    }
+}
 
 /// Upper bounds of the enqueue latency buckets, in microseconds.
 const BUCKETS_US: [u64; 13] = [
@@ -94,9 +175,9 @@ const BUCKETS_US: [u64; 13] = [
 /// The endpoint's counters. Read them as Prometheus text with [`Metrics::render`].
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [AtomicU64; OUTCOMES.len()],
-    signature_failures: [AtomicU64; SIG_REASONS.len()],
-    notifications: [[AtomicU64; 3]; 4],
+    requests: [AtomicU64; Outcome::ALL.len()],
+    signature_failures: [AtomicU64; SigFailure::ALL.len()],
+    notifications: [[AtomicU64; Fate::ALL.len()]; JobKind::ALL.len()],
     enqueue_buckets: [AtomicU64; BUCKETS_US.len()],
     enqueue_count: AtomicU64,
     enqueue_sum_us: AtomicU64,
@@ -110,16 +191,21 @@ pub struct Metrics {
 
 impl Metrics {
     pub(crate) fn request(&self, outcome: Outcome) {
-        self.requests[outcome as usize].fetch_add(1, Relaxed);
+        self.requests[outcome.index()].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn signature_failure(&self, why: SigFailure) {
-        self.signature_failures[why as usize].fetch_add(1, Relaxed);
+        self.signature_failures[why.index()].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn notifications(&self, kind: JobKind, fate: Fate, n: u64) {
-        if n > 0 {
-            self.notifications[kind.index()][fate as usize].fetch_add(n, Relaxed);
+    /// Adds one request's notifications.
+    pub(crate) fn notifications(&self, tally: &Tally) {
+        for (counters, counts) in self.notifications.iter().zip(&tally.0) {
+            for (counter, n) in counters.iter().zip(counts) {
+                if *n > 0 {
+                    counter.fetch_add(*n, Relaxed);
+                }
+            }
         }
     }
 
@@ -158,10 +244,10 @@ impl Metrics {
 
     /// Requests answered so far with the given outcome label (see [`Metrics::render`]).
     pub fn requests(&self, outcome: &str) -> u64 {
-        OUTCOMES
+        Outcome::ALL
             .iter()
-            .position(|(_, name)| *name == outcome)
-            .map_or(0, |i| self.requests[i].load(Relaxed))
+            .find(|o| o.as_str() == outcome)
+            .map_or(0, |o| self.requests[o.index()].load(Relaxed))
     }
 
     /// Handshakes refused on the client's certificate so far, by reason label (`no_certificate`,
@@ -193,14 +279,14 @@ impl Metrics {
     fn render_into(&self, out: &mut String) -> std::fmt::Result {
         out.push_str("# HELP wa_webhook_requests_total Requests answered, by outcome.\n");
         out.push_str("# TYPE wa_webhook_requests_total counter\n");
-        for (i, (_, name)) in OUTCOMES.iter().enumerate() {
-            let v = self.requests[i].load(Relaxed);
+        for o in Outcome::ALL {
+            let (v, name) = (self.requests[o.index()].load(Relaxed), o.as_str());
             writeln!(out, "wa_webhook_requests_total{{outcome=\"{name}\"}} {v}")?;
         }
         out.push_str("# HELP wa_webhook_signature_failures_total Refused signatures, by reason.\n");
         out.push_str("# TYPE wa_webhook_signature_failures_total counter\n");
-        for (i, name) in SIG_REASONS.iter().enumerate() {
-            let v = self.signature_failures[i].load(Relaxed);
+        for r in SigFailure::ALL {
+            let (v, name) = (self.signature_failures[r.index()].load(Relaxed), r.as_str());
             writeln!(
                 out,
                 "wa_webhook_signature_failures_total{{reason=\"{name}\"}} {v}"
@@ -212,8 +298,8 @@ impl Metrics {
         out.push_str("# TYPE wa_webhook_notifications_total counter\n");
         for kind in JobKind::ALL {
             let (k, kind) = (kind.index(), kind.as_str());
-            for (f, fate) in FATES.iter().enumerate() {
-                let v = self.notifications[k][f].load(Relaxed);
+            for f in Fate::ALL {
+                let (v, fate) = (self.notifications[k][f.index()].load(Relaxed), f.as_str());
                 writeln!(
                     out,
                     "wa_webhook_notifications_total{{kind=\"{kind}\",result=\"{fate}\"}} {v}"
@@ -328,7 +414,11 @@ mod tests {
         m.request(Outcome::Accepted);
         m.request(Outcome::Accepted);
         m.signature_failure(SigFailure::Mismatch);
-        m.notifications(JobKind::Status, Fate::Duplicate, 3);
+        let mut tally = Tally::default();
+        for _ in 0..3 {
+            tally.add(JobKind::Status, Fate::Duplicate);
+        }
+        m.notifications(&tally);
         m.enqueue_latency(Duration::from_micros(400));
         m.enqueue_latency(Duration::from_secs(10));
         let _g = m.in_flight();
@@ -363,11 +453,17 @@ mod tests {
         }
     }
 
-    /// The label table is in the order of the enum, so `outcome as usize` indexes it.
+    /// Each `ALL` table is in the order of its enum, so `index()` finds a value's place in it.
     #[test]
     fn outcome_table_order() {
-        for (i, (o, _)) in OUTCOMES.iter().enumerate() {
-            assert_eq!(*o as usize, i);
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+        for (i, r) in SigFailure::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        for (i, f) in Fate::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i);
         }
     }
 

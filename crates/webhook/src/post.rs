@@ -10,12 +10,13 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 use http_body::Body as HttpBody;
 use wa_payload::PayloadError;
-use wa_queue::{Enqueued, JobKind, NewJob};
+use wa_queue::{Enqueued, NewJob};
 use wa_signature::Signature;
 
 use crate::body::{self, ReadError};
-use crate::metrics::{Fate, Outcome, SigFailure};
-use crate::{Reply, Webhook, jobs, reply, text};
+use crate::metrics::{Fate, Outcome, SigFailure, Tally};
+use crate::reply::{Reply, reply, text};
+use crate::{Webhook, jobs};
 
 /// The jobs of a body may take this many bytes of JSON per byte of the body (plus
 /// [`JOB_BYTES_SLACK`]); past it the body is answered 413. Every job repeats its change's
@@ -265,16 +266,16 @@ impl Webhook {
         payload: &wa_payload::Body<'b>,
         max_bytes: usize,
     ) -> Result<Vec<NewJob<'b>>, Rejection> {
-        let received_at = crate::now_ms();
+        let received_at = wa_queue::now_ms();
         let accept = self.inner.config.accept;
         let event_ttl = self.inner.config.event_dedup_ttl;
-        let mut filtered = [0u64; 4];
+        let mut filtered = Tally::default();
         let mut jobs = Vec::new();
         let mut bytes = 0usize;
         for n in payload.notifications() {
             let kind = jobs::job_kind(n.kind);
             if !accept.contains(kind) {
-                filtered[kind.index()] += 1;
+                filtered.add(kind, Fate::Filtered);
                 continue;
             }
             let job = jobs::build(n, kind, received_at, event_ttl);
@@ -289,9 +290,7 @@ impl Webhook {
             }
             jobs.push(job);
         }
-        for (kind, n) in JobKind::ALL.into_iter().zip(filtered) {
-            self.metrics().notifications(kind, Fate::Filtered, n);
-        }
+        self.metrics().notifications(&filtered);
         Ok(jobs)
     }
 
@@ -316,23 +315,23 @@ impl Webhook {
                 return Err(self.redis_failed());
             }
         };
-        self.note_redis(true);
+        self.inner.redis_check.note(true);
         let metrics = self.metrics();
         metrics.enqueue_latency(started.elapsed());
-        let mut tally = [[0u64; 2]; 4];
+        let mut tally = Tally::default();
         for (job, outcome) in jobs.iter().zip(&outcomes) {
-            let fate = usize::from(*outcome == Enqueued::Duplicate);
-            tally[job.kind.index()][fate] += 1;
+            let fate = match outcome {
+                Enqueued::New => Fate::Enqueued,
+                Enqueued::Duplicate => Fate::Duplicate,
+            };
+            tally.add(job.kind, fate);
         }
-        for (kind, [new, dup]) in JobKind::ALL.into_iter().zip(tally) {
-            metrics.notifications(kind, Fate::Enqueued, new);
-            metrics.notifications(kind, Fate::Duplicate, dup);
-        }
+        metrics.notifications(&tally);
         Ok(())
     }
 
     fn redis_failed(&self) -> Rejection {
-        self.note_redis(false);
+        self.inner.redis_check.note(false);
         self.metrics().redis_error();
         Rejection::Unavailable
     }

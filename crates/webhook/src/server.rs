@@ -30,8 +30,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::route::Surface;
 use crate::tls::{self, Tls};
-use crate::{ACCEPT_BACKOFF, Config, Surface, Webhook};
+use crate::{Config, Webhook};
+
+/// How long the accept loop waits after an accept error (out of file descriptors, say) before
+/// trying again, so such a state does not spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Connections the admin listener serves at once (probes and scrapes are few and short).
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -120,7 +125,7 @@ impl Server {
             tls: self.tls,
         };
         let admin = Loop {
-            surface: Surface::Admin,
+            surface: Surface::Probes,
             slots: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             cap: ADMIN_MAX_CONNECTIONS,
             tls: None,

@@ -2,14 +2,19 @@
 //! producer points at a closed port); the enqueueing ones are in the workspace's `tests/it`.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::header::CONTENT_LENGTH;
-use http_body::Frame;
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::{BodyExt, Full};
 
 use super::*;
+use crate::reply::Reply;
 
 const SECRET: &str = "unit-secret";
 const TOKEN: &str = "unit-token";
