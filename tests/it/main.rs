@@ -5,6 +5,7 @@ mod browser;
 mod pki;
 mod support;
 
+mod cluster;
 mod custom_worker;
 mod dashboard;
 mod endpoint;

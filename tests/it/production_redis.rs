@@ -16,14 +16,14 @@ use wa_testkit::{Failover, Guarded, RedisServer, ServerOptions, Tls, TlsFiles, b
 use crate::support::{SECRET, TOKEN, get, http1, send, signed_post, text_body, unique};
 
 /// How long a binary may take to start, to exit, or to drain a queue.
-const LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const LIMIT: Duration = Duration::from_secs(30);
 /// How often the tests look again.
 const POLL: Duration = Duration::from_millis(50);
 /// Configuration checks this often in the test that changes the policy under a running process.
 const CHECK_INTERVAL: &str = "200ms";
 
 /// One of our binaries under a watchdog, with its log, in its own temporary directory.
-struct Bin {
+pub(crate) struct Bin {
     process: Guarded,
     base: Option<String>,
     _dir: tempfile::TempDir,
@@ -31,7 +31,7 @@ struct Bin {
 
 impl Bin {
     /// `wa-ingress` on a free port with the test secret and token, plus `env`.
-    fn ingress(env: &[(&str, &str)]) -> Bin {
+    pub(crate) fn ingress(env: &[(&str, &str)]) -> Bin {
         let listen = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(binary("wa-ingress"));
         cmd.env("WHATSAPP_APP_SECRET", SECRET)
@@ -43,7 +43,7 @@ impl Bin {
     }
 
     /// `wa-worker` with `args`, plus `env`.
-    fn worker(args: &[&str], env: &[(&str, &str)]) -> Bin {
+    pub(crate) fn worker(args: &[&str], env: &[(&str, &str)]) -> Bin {
         let mut cmd = Command::new(binary("wa-worker"));
         cmd.args(args);
         Self::spawn(cmd, env)
@@ -66,16 +66,16 @@ impl Bin {
         }
     }
 
-    fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         self.base.as_deref().expect("an ingress")
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.process.output()
     }
 
     /// Waits until `/healthz` answers (the ingress is listening).
-    async fn listening(&mut self) {
+    pub(crate) async fn listening(&mut self) {
         let url = self.base().to_owned();
         let client = http1();
         let deadline = Instant::now() + LIMIT;
@@ -100,7 +100,7 @@ impl Bin {
     }
 
     /// Waits for the exit code.
-    async fn exit_code(&mut self, limit: Duration) -> i32 {
+    pub(crate) async fn exit_code(&mut self, limit: Duration) -> i32 {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(code) = self.process.exited() {
@@ -116,7 +116,7 @@ impl Bin {
     }
 
     /// Waits until the log holds `needle`.
-    async fn logged(&self, needle: &str) {
+    pub(crate) async fn logged(&self, needle: &str) {
         poll(&format!("log line {needle:?}"), || async {
             self.output().contains(needle)
         })
@@ -124,7 +124,7 @@ impl Bin {
     }
 
     /// The ids of the jobs a `--stdout` worker wrote.
-    fn handled(&self) -> HashSet<String> {
+    pub(crate) fn handled(&self) -> HashSet<String> {
         self.output()
             .lines()
             .filter(|l| l.starts_with('{'))
@@ -135,7 +135,7 @@ impl Bin {
 }
 
 /// Polls `ready` until true; panics naming `what` after [`LIMIT`].
-async fn poll<F, Fut>(what: &str, mut ready: F)
+pub(crate) async fn poll<F, Fut>(what: &str, mut ready: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -152,7 +152,7 @@ async fn status(base: &str, path: &str) -> (StatusCode, String) {
     (a.status, String::from_utf8_lossy(&a.body).into_owned())
 }
 
-async fn post(base: &str, wamid: &str) -> StatusCode {
+pub(crate) async fn post(base: &str, wamid: &str) -> StatusCode {
     let body = Bytes::from(text_body(wamid, "hello"));
     send(&http1(), signed_post(base, body)).await.status
 }

@@ -1,5 +1,5 @@
 //! The Redis flags of `wa-ingress` and `wa-worker` (feature `cli`), so both read them the
-//! same way: where Redis is (`REDIS_URL`, or Sentinel), TLS material, and the configuration
+//! same way: where Redis is (`REDIS_URL`, Sentinel or a Redis Cluster), TLS material, and the configuration
 //! check. Flatten [`RedisArgs`] into a clap parser and call [`RedisArgs::options`].
 
 use std::path::{Path, PathBuf};
@@ -62,6 +62,16 @@ pub struct RedisArgs {
         global = true
     )]
     pub redis_master: Option<String>,
+    /// Use a Redis Cluster found through these seed nodes: host:port,host:port,... (REDIS_URL
+    /// then lends only its scheme, user and password)
+    #[arg(
+        long,
+        env = "WA_REDIS_CLUSTER",
+        value_name = "HOST:PORT,...",
+        conflicts_with = "redis_sentinel",
+        global = true
+    )]
+    pub redis_cluster: Option<String>,
     /// The sentinels' own password (requirepass in sentinel.conf), if they have one
     #[arg(
         long,
@@ -88,6 +98,7 @@ impl std::fmt::Debug for RedisArgs {
             .field("redis_client_key", &self.redis_client_key)
             .field("redis_sentinel", &self.redis_sentinel)
             .field("redis_master", &self.redis_master)
+            .field("redis_cluster", &self.redis_cluster)
             .field(
                 "redis_sentinel_password",
                 &self.redis_sentinel_password.as_ref().map(|_| "<redacted>"),
@@ -107,6 +118,11 @@ impl RedisArgs {
             opts = opts
                 .sentinel(sentinels, master, self.redis_sentinel_password.as_deref())
                 .map_err(named("redis-sentinel", "WA_REDIS_SENTINEL"))?;
+        }
+        if let Some(seeds) = &self.redis_cluster {
+            opts = opts
+                .cluster(seeds)
+                .map_err(named("redis-cluster", "WA_REDIS_CLUSTER"))?;
         }
         if let Some(path) = &self.redis_ca_cert {
             let pem = read(path, "redis-ca-cert", "WA_REDIS_CA_CERT")?;

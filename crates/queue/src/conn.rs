@@ -13,6 +13,17 @@
 //! which kind it is, so a further kind (a cluster connection) is one more variant here and no
 //! change to the producer or the consumer.
 //!
+//! # Redis Cluster
+//!
+//! [`RedisOptions::cluster`] takes seed nodes; [`Conn::Cluster`] is redis-rs's cluster
+//! connection, which learns the slot map from the seeds, sends each call to the master of its
+//! key's slot and follows `MOVED` and `ASK` redirects (a reshard, a failover). Every script of
+//! the contract names keys of one hash tag only, so each call has exactly one slot. A blocking
+//! wait must not share a socket with other calls (Redis answers one connection's commands in
+//! order), so [`Waits`] asks the cluster which master serves the waited-on key and keeps a
+//! connection of its own to that node; a wait that meets a redirect says "look again", and the
+//! next call through the cluster connection goes where the slot now lives.
+//!
 //! # TLS
 //!
 //! A `rediss://` URL turns TLS on (rustls on the ring provider). Without a CA of its own the
@@ -28,6 +39,8 @@ use std::time::Duration;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo,
     IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisFuture, RedisResult, TlsCertificates,
@@ -58,6 +71,10 @@ enum Topology {
         master: String,
         password: Option<String>,
     },
+    /// Redis Cluster, found through these seed nodes
+    Cluster {
+        seeds: Vec<(String, u16)>,
+    },
 }
 
 impl fmt::Debug for RedisOptions {
@@ -73,6 +90,7 @@ impl fmt::Debug for RedisOptions {
                 "sentinel_password",
                 &password.as_ref().map(|_| "<redacted>"),
             ),
+            Topology::Cluster { seeds } => d.field("cluster_seeds", seeds),
         };
         let redis = self.info.redis_settings();
         d.field("tls", &self.is_tls())
@@ -131,6 +149,27 @@ impl RedisOptions {
         Ok(self)
     }
 
+    /// Talks to a Redis Cluster found through these seed nodes (`host:port,host:port,...`;
+    /// one reachable seed is enough, the others are tried in turn). As with Sentinel, the
+    /// URL's host and port are ignored and its scheme, user and password apply to every node;
+    /// a cluster has only database 0.
+    pub fn cluster(mut self, seeds: &str) -> Result<Self, QueueError> {
+        if self.is_sentinel() {
+            return Err(QueueError::Config(
+                "Sentinel and Redis Cluster cannot both be used".into(),
+            ));
+        }
+        if self.info.redis_settings().db() != 0 {
+            return Err(QueueError::Config(
+                "Redis Cluster has only database 0: drop the database from the redis url".into(),
+            ));
+        }
+        self.topology = Topology::Cluster {
+            seeds: parse_nodes(seeds)?,
+        };
+        Ok(self)
+    }
+
     /// Trusts this CA (PEM, one or more certificates) instead of the system's roots.
     pub fn ca_pem(mut self, pem: Vec<u8>) -> Result<Self, QueueError> {
         check_certificates(&pem, "CA certificate")?;
@@ -174,6 +213,11 @@ impl RedisOptions {
         matches!(self.topology, Topology::Sentinel { .. })
     }
 
+    /// Whether Redis is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster { .. })
+    }
+
     /// `host:port` of the single server (no password), for logs.
     fn address(&self) -> String {
         match self.info.addr() {
@@ -211,7 +255,16 @@ impl RedisOptions {
     /// A client for the data node at `host:port`: this URL's scheme, user, password,
     /// database and TLS material, another address.
     fn node_client(&self, host: String, port: u16) -> Result<Client, QueueError> {
-        let addr = if self.is_tls() {
+        let addr = self.node_addr(host, port);
+        let mut node = self.clone();
+        node.info = self.info.clone().set_addr(addr);
+        node.topology = Topology::Single;
+        node.client()
+    }
+
+    /// The address of a data node with this URL's scheme.
+    fn node_addr(&self, host: String, port: u16) -> ConnectionAddr {
+        if self.is_tls() {
             ConnectionAddr::TcpTls {
                 host,
                 port,
@@ -220,11 +273,27 @@ impl RedisOptions {
             }
         } else {
             ConnectionAddr::Tcp(host, port)
+        }
+    }
+
+    /// A cluster client for the seed nodes, with this URL's credentials and TLS material.
+    fn cluster_client(&self) -> Result<ClusterClient, QueueError> {
+        let Topology::Cluster { seeds } = &self.topology else {
+            unreachable!("cluster_client without seeds");
         };
-        let mut node = self.clone();
-        node.info = self.info.clone().set_addr(addr);
-        node.topology = Topology::Single;
-        node.client()
+        let nodes = seeds
+            .iter()
+            .map(|(h, p)| self.info.clone().set_addr(self.node_addr(h.clone(), *p)));
+        let mut builder = ClusterClientBuilder::new(nodes)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+            .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
+        if self.is_tls() {
+            builder = builder.certs(self.certificates());
+        }
+        builder
+            .build()
+            .map_err(|e| QueueError::Config(format!("redis cluster client: {}", e.category())))
     }
 
     /// Asks the sentinels (in order, each within `timeout`) where the master is, connects
@@ -305,6 +374,9 @@ impl RedisOptions {
 
     /// Builds the client once, so a bad combination fails now rather than at first use.
     pub(crate) fn validate(&self) -> Result<(), QueueError> {
+        if self.is_cluster() {
+            return self.cluster_client().map(drop);
+        }
         self.client().map(drop)
     }
 
@@ -315,6 +387,15 @@ impl RedisOptions {
         if self.is_sentinel() {
             self.validate()?;
             return Ok(Conn::Sentinel(Following::new(self.clone(), timeout)));
+        }
+        if self.is_cluster() {
+            let cfg = ClusterConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            let conn = self
+                .cluster_client()?
+                .get_pending_async_connection_with_config(cfg);
+            return Ok(Conn::Cluster(conn));
         }
         let cfg = ConnectionManagerConfig::new()
             .set_number_of_retries(retries)
@@ -334,9 +415,11 @@ impl RedisOptions {
     }
 
     /// A connection of its own (not shared with other callers), for a blocking command:
-    /// `response` must outlast the block.
-    pub(crate) async fn dedicated(
+    /// `response` must outlast the block. In a cluster, to the node `node` (see
+    /// [`Waits`]).
+    async fn dedicated(
         &self,
+        node: Option<&Node>,
         connect: Duration,
         response: Duration,
     ) -> Result<MultiplexedConnection, QueueError> {
@@ -346,7 +429,10 @@ impl RedisOptions {
         if self.is_sentinel() {
             return self.find_master(&cfg, connect).await.map_err(redis_error);
         }
-        let client = self.client()?;
+        let client = match node {
+            Some((host, port)) => self.node_client(host.clone(), *port)?,
+            None => self.client()?,
+        };
         match tokio::time::timeout(
             connect,
             client.get_multiplexed_async_connection_with_config(&cfg),
@@ -359,23 +445,50 @@ impl RedisOptions {
     }
 }
 
-/// Idle connections [`Waits`] keeps for the next blocking call.
+/// Redirects and reconnections redis-rs's cluster connection tries within one call (each call
+/// is bounded by our own timeouts as well).
+const CLUSTER_RETRIES: u32 = 6;
+/// Its wait between two tries, ms: shortest and longest (redis-rs's defaults start above a
+/// second, longer than an enqueue may take).
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (20, 500);
+
+/// Idle connections [`Waits`] keeps for the next blocking call (per node, in a cluster).
 const IDLE_WAITS: usize = 2;
 
 /// Connections for blocking calls (`BLMOVE` holds its connection until work arrives, so it
 /// cannot share one): a few kept idle, each checked with a PING before reuse (a Redis
-/// restart or a failover leaves them broken), a new one made when none is idle.
+/// restart or a failover leaves them broken), a new one made when none is idle. In a cluster
+/// each wait goes to the master serving its key, looked up through the cluster connection.
 pub(crate) struct Waits {
     redis: RedisOptions,
+    /// the cluster connection that answers where a slot lives (cluster only)
+    router: Option<Conn>,
     connect: Duration,
     response: Duration,
-    idle: std::sync::Mutex<Vec<MultiplexedConnection>>,
+    /// idle connections, each with its node
+    idle: std::sync::Mutex<Vec<Wait>>,
+}
+
+/// A cluster node's `host` and `port`.
+type Node = (String, u16);
+
+/// A connection for one blocking call, and the node it goes to (`None` outside a cluster).
+pub(crate) struct Wait {
+    node: Option<Node>,
+    pub(crate) conn: MultiplexedConnection,
 }
 
 impl Waits {
-    /// `response` must outlast the longest block.
-    pub(crate) fn new(redis: RedisOptions, connect: Duration, response: Duration) -> Self {
+    /// `response` must outlast the longest block; `conn` is the caller's shared connection
+    /// (asked where a slot lives, in a cluster).
+    pub(crate) fn new(
+        redis: RedisOptions,
+        conn: &Conn,
+        connect: Duration,
+        response: Duration,
+    ) -> Self {
         Self {
+            router: redis.is_cluster().then(|| conn.clone()),
             redis,
             connect,
             response,
@@ -383,30 +496,73 @@ impl Waits {
         }
     }
 
-    /// A connection for one blocking call; hand it back with [`put`](Self::put) if the call
-    /// went well.
-    pub(crate) async fn get(&self) -> Result<MultiplexedConnection, QueueError> {
+    /// A connection for one blocking call on `key`; hand it back with [`put`](Self::put) if
+    /// the call went well.
+    pub(crate) async fn get(&self, key: &str) -> Result<Wait, QueueError> {
+        let node = match &self.router {
+            Some(router) => Some(bounded(self.connect, master_of(router.clone(), key)).await?),
+            None => None,
+        };
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let Some(mut c) = idle else { break };
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let at = idle.iter().position(|w| w.node == node);
+                at.map(|i| idle.swap_remove(i).conn)
+            };
+            let Some(mut conn) = idle else { break };
             let ping = redis::cmd("PING");
-            if bounded(self.connect, ping.query_async::<()>(&mut c))
+            if bounded(self.connect, ping.query_async::<()>(&mut conn))
                 .await
                 .is_ok()
             {
-                return Ok(c);
+                return Ok(Wait { node, conn });
             }
         }
-        self.redis.dedicated(self.connect, self.response).await
+        let conn = self
+            .redis
+            .dedicated(node.as_ref(), self.connect, self.response)
+            .await?;
+        Ok(Wait { node, conn })
     }
 
     /// Keeps a connection whose call went well for the next one.
-    pub(crate) fn put(&self, c: MultiplexedConnection) {
+    pub(crate) fn put(&self, wait: Wait) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_WAITS {
-            idle.push(c);
+        if idle.iter().filter(|w| w.node == wait.node).count() < IDLE_WAITS {
+            idle.push(wait);
         }
     }
+}
+
+/// The master serving `key`'s slot, as the cluster says (`CLUSTER KEYSLOT`, `CLUSTER SLOTS`).
+async fn master_of(mut router: Conn, key: &str) -> RedisResult<Node> {
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut router)
+        .await?;
+    let ranges: Vec<Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut router)
+        .await?;
+    for range in ranges {
+        let Value::Array(range) = range else { continue };
+        let (Some(Value::Int(from)), Some(Value::Int(to)), Some(Value::Array(master))) =
+            (range.first(), range.get(1), range.get(2))
+        else {
+            continue;
+        };
+        if !(*from..=*to).contains(&slot) {
+            continue;
+        }
+        if let (Some(Value::BulkString(host)), Some(Value::Int(port))) =
+            (master.first(), master.get(1))
+            && let Ok(port) = u16::try_from(*port)
+        {
+            return Ok((String::from_utf8_lossy(host).into_owned(), port));
+        }
+    }
+    Err(not_master("no cluster node serves the slot of the queue"))
 }
 
 /// Converts what callers pass as "the Redis to use": a URL (`&str`, `String`) or
@@ -519,6 +675,8 @@ pub(crate) enum Conn {
     Single(ConnectionManager),
     /// the master of the moment, found through Sentinel
     Sentinel(Following),
+    /// a Redis Cluster: each call goes to its slot's master, redirects followed
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -528,6 +686,7 @@ impl ConnectionLike for Conn {
             Conn::Sentinel(f) => {
                 Box::pin(f.call(move |mut c| async move { c.req_packed_command(cmd).await }))
             }
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -539,6 +698,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Sentinel(f) => {
                 Box::pin(f.call(move |mut c| async move {
                     c.req_packed_commands(cmd, offset, count).await
@@ -550,7 +710,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Sentinel(_) => 0,
+            Conn::Sentinel(_) | Conn::Cluster(_) => 0,
         }
     }
 }
@@ -670,6 +830,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Cluster seeds parse like sentinel lists; a cluster with Sentinel, or with a database
+    /// other than 0, is refused; Debug shows the seeds and not the password.
+    #[test]
+    fn cluster_options() {
+        let url = "redis://:hunter2@ignored:1";
+        let opts = RedisOptions::new(url).unwrap().cluster("a:1,b:2").unwrap();
+        assert!(opts.is_cluster() && opts.validate().is_ok());
+        let text = format!("{opts:?}");
+        assert!(
+            text.contains("\"a\", 1") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let both = RedisOptions::new(url)
+            .unwrap()
+            .sentinel("s:1", "m", None)
+            .unwrap()
+            .cluster("a:1");
+        assert!(matches!(both, Err(QueueError::Config(_))));
+        let db = RedisOptions::new("redis://h/2").unwrap().cluster("a:1");
+        assert!(matches!(db, Err(QueueError::Config(_))));
+        assert!(RedisOptions::new(url).unwrap().cluster("a").is_err());
     }
 
     /// TLS material without a rediss:// URL, or that is not PEM, is refused at once.

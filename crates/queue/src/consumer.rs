@@ -392,7 +392,12 @@ impl Consumer {
         let redis = redis.into_redis_options()?;
         let conn = redis.connect(opts.op_timeout).await?;
         // The blocking connection must outlive the block: response timeout = block + op timeout.
-        let blocking = Waits::new(redis.clone(), opts.op_timeout, opts.block + opts.op_timeout);
+        let blocking = Waits::new(
+            redis.clone(),
+            &conn,
+            opts.op_timeout,
+            opts.block + opts.op_timeout,
+        );
         let lanes = (0..opts.lanes)
             .map(|index| -> Result<LaneCell, QueueError> {
                 let lane = Lane::new(index, 0, &queue);
@@ -793,7 +798,7 @@ impl Consumer {
     /// Waits until pending has work, at most the block time; true if it has. Moves nothing
     /// (a `BLMOVE` of pending onto itself, right to right), so it is safe to abandon.
     pub(crate) async fn wait_for_work(&self) -> Result<bool, QueueError> {
-        let mut c = self.blocking.get().await?;
+        let mut wait = self.blocking.get(&self.pending).await?;
         let secs = format!("{:.3}", self.opts.block.as_secs_f64().max(0.01));
         let cmd = redis::cmd("BLMOVE")
             .arg(&self.pending)
@@ -802,12 +807,15 @@ impl Consumer {
             .arg("RIGHT")
             .arg(secs)
             .to_owned();
-        let got: Option<Vec<u8>> = bounded(
-            self.opts.block + self.opts.op_timeout,
-            cmd.query_async(&mut c),
-        )
-        .await?;
-        self.blocking.put(c);
+        let got = cmd.query_async::<Option<Vec<u8>>>(&mut wait.conn);
+        let got = match tokio::time::timeout(self.opts.block + self.opts.op_timeout, got).await {
+            Err(_) => return Err(QueueError::Timeout(self.opts.block + self.opts.op_timeout)),
+            // The slot moved (a reshard or a failover in a cluster): look again through the
+            // cluster connection, which follows it.
+            Ok(Err(e)) if e.redirect_node().is_some() => return Ok(true),
+            Ok(r) => r.map_err(crate::conn::redis_error)?,
+        };
+        self.blocking.put(wait);
         Ok(got.is_some())
     }
 

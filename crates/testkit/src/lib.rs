@@ -7,6 +7,7 @@
 //!   eviction policy, with `CONFIG` renamed away, or with TLS ([`certs`] makes the
 //!   certificates).
 //! - [`sentinel`]: a primary, a replica and three sentinels, for failover tests.
+//! - [`cluster`]: a Redis Cluster of three masters with a replica each.
 //!
 //! Every server listens on 127.0.0.1 on a port picked at start (other suites run at the same
 //! time) and lives in its own temporary directory. A server is stopped by its PID when its
@@ -15,11 +16,13 @@
 //! kills it once the test process is gone.
 
 pub mod certs;
+pub mod cluster;
 pub mod process;
 pub mod sentinel;
 pub mod server;
 
 pub use certs::TlsFiles;
-pub use process::{Guarded, binary, free_port, wait_until};
+pub use cluster::Cluster;
+pub use process::{Guarded, binary, free_cluster_port, free_port, wait_until};
 pub use sentinel::Failover;
 pub use server::{RedisServer, ServerOptions, Tls};

@@ -30,6 +30,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Cluster ports go up to this, so that the bus port (port + 10000) is a valid port.
+const CLUSTER_PORT_MAX: u16 = 55535;
+
+/// A free port on 127.0.0.1 for a Redis Cluster node: at most 55535, with its bus port
+/// (+10000) free as well.
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        let bus = port.checked_add(10000);
+        if port <= CLUSTER_PORT_MAX
+            && bus.is_some_and(|b| TcpListener::bind(("127.0.0.1", b)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
 /// Polls `ready` until it is true; panics naming `what` after `limit`. For set-up only: it
 /// blocks the calling thread.
 pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {

@@ -5,7 +5,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::certs::TlsFiles;
-use crate::process::{Guarded, free_port, wait_until};
+use crate::process::{Guarded, free_cluster_port, free_port, wait_until};
+
+/// A cluster node silent this long is failing for the others (short, for quick failover
+/// tests).
+pub(crate) const CLUSTER_NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// How long a server may take to start.
 const START_LIMIT: Duration = Duration::from_secs(15);
@@ -26,6 +30,8 @@ pub struct ServerOptions {
     pub replica_of: Option<u16>,
     /// serve TLS only (no plain port) with these files
     pub tls: Option<Tls>,
+    /// a Redis Cluster node (`cluster-enabled yes`, on a port whose bus port, +10000, is free)
+    pub cluster: bool,
 }
 
 /// TLS settings of a server: the files of [`TlsFiles`] and whether a client certificate is
@@ -62,7 +68,11 @@ impl RedisServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start(opts: ServerOptions) -> RedisServer {
         let mut server = RedisServer {
-            port: free_port(),
+            port: if opts.cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            },
             opts,
             dir: tempfile::tempdir().expect("tempdir"),
             process: None,
@@ -157,6 +167,16 @@ impl RedisServer {
         }
         if let Some(pass) = &o.password {
             cmd.args(["--requirepass", pass, "--masterauth", pass]);
+        }
+        if o.cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &CLUSTER_NODE_TIMEOUT.as_millis().to_string(),
+            ]);
         }
         if let Some(port) = o.replica_of {
             cmd.args(["--replicaof", "127.0.0.1", &port.to_string()]);

@@ -1,0 +1,142 @@
+//! A Redis Cluster on loopback: three masters, each with one replica.
+
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::process::wait_until;
+use crate::server::{RedisServer, ServerOptions};
+
+/// Masters of the cluster; each has one replica.
+pub const MASTERS: usize = 3;
+/// How long forming the cluster, or a failover in it, may take in these tests.
+pub const CLUSTER_LIMIT: Duration = Duration::from_secs(60);
+
+/// Six cluster nodes (`cluster-enabled yes`, a 2 s node timeout) made into a cluster of three
+/// masters with one replica each by `redis-cli --cluster create`. Nodes are stopped by PID
+/// when the value is dropped (or by their watchdogs when the test process ends).
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<Mutex<RedisServer>>,
+}
+
+impl Cluster {
+    /// Starts the nodes, forms the cluster and waits until every node reports it healthy.
+    pub fn start() -> Cluster {
+        let nodes: Vec<RedisServer> = (0..2 * MASTERS)
+            .map(|_| {
+                RedisServer::start(ServerOptions {
+                    cluster: true,
+                    ..ServerOptions::default()
+                })
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port()));
+        }
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = create.output().expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Cluster {
+            nodes: nodes.into_iter().map(Mutex::new).collect(),
+        };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// `127.0.0.1:p1,...` of every node (the `--redis-cluster` value).
+    pub fn seeds(&self) -> String {
+        self.ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A `redis://` URL of one node (for `REDIS_URL` beside the seeds).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.ports()[0])
+    }
+
+    /// Every node's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| lock(n).port()).collect()
+    }
+
+    /// The ports of the nodes that are masters now.
+    pub fn masters(&self) -> Vec<u16> {
+        self.ports()
+            .into_iter()
+            .filter(|p| self.role(*p).as_deref() == Some("master"))
+            .collect()
+    }
+
+    /// A node's role (`master`, `slave`), or `None` if it does not answer.
+    fn role(&self, port: u16) -> Option<String> {
+        match self.node(port).query::<::redis::Value>(&["ROLE"]) {
+            Ok(::redis::Value::Array(items)) => match items.first() {
+                Some(::redis::Value::BulkString(r)) => Some(String::from_utf8_lossy(r).into()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Runs one command on the node at `port`.
+    pub fn query<T: ::redis::FromRedisValue>(
+        &self,
+        port: u16,
+        args: &[&str],
+    ) -> ::redis::RedisResult<T> {
+        self.node(port).query(args)
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and sees all slots served.
+    pub fn wait_healthy(&self) {
+        wait_until("the cluster healthy", CLUSTER_LIMIT, || {
+            self.nodes.iter().all(|n| {
+                let n = lock(n);
+                n.pid().is_none()
+                    || n.query::<String>(&["CLUSTER", "INFO"]).is_ok_and(|info| {
+                        info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                    })
+            })
+        });
+    }
+
+    /// The master serving `key` now (its port): the one that answers for it without a
+    /// `MOVED` redirect.
+    pub fn master_of(&self, key: &str) -> u16 {
+        self.masters()
+            .into_iter()
+            .find(|port| {
+                self.query::<::redis::Value>(*port, &["EXISTS", key])
+                    .is_ok()
+            })
+            .unwrap_or_else(|| panic!("no master serves {key}"))
+    }
+
+    /// SIGKILLs the node at `port`.
+    pub fn kill(&self, port: u16) {
+        self.node(port).kill();
+    }
+
+    fn node(&self, port: u16) -> MutexGuard<'_, RedisServer> {
+        self.nodes
+            .iter()
+            .map(lock)
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no cluster node on port {port}"))
+    }
+}
+
+fn lock(n: &Mutex<RedisServer>) -> MutexGuard<'_, RedisServer> {
+    n.lock().unwrap_or_else(|p| p.into_inner())
+}
