@@ -1,7 +1,8 @@
-//! The webhook endpoint inside an axum application, next to its own routes. [`wa_webhook::Webhook`]
-//! is a tower `Service`, so it mounts with `route_service` (the webhook path, as Meta calls it)
-//! and `nest_service` (its probes and metrics under a prefix of your choice). Ctrl-C stops
-//! accepting and lets requests in flight finish.
+//! The webhook endpoint inside an axum application, next to its own routes:
+//! [`Webhook::endpoint`](wa_webhook::Webhook::endpoint) mounts with `route_service` at the path
+//! you give Meta (it answers on whatever path it is mounted at) and
+//! [`Webhook::probes`](wa_webhook::Webhook::probes) with `nest_service` under a prefix of your
+//! choice. Ctrl-C stops accepting and lets requests in flight finish.
 //!
 //! Run with:
 //! `WHATSAPP_APP_SECRET=dev-app-secret WHATSAPP_VERIFY_TOKEN=dev-verify-token cargo run --example embed_axum`
@@ -17,7 +18,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
-use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+use wa_webhook::{Challenge, Config, Producer, QueueName, Verifier, Webhook};
+
+/// Where Meta posts: any path of your router (this one is wa-ingress's default).
+const WEBHOOK_PATH: &str = "/api/whatsapp/webhook";
 
 /// The endpoint, configured from the same variables as wa-ingress.
 fn webhook_from_env() -> anyhow::Result<Webhook> {
@@ -28,26 +32,22 @@ fn webhook_from_env() -> anyhow::Result<Webhook> {
     let queue = var("WA_QUEUE").unwrap_or_else(|_| "whatsapp".to_owned());
 
     let config = Config::default();
-    let mut options = ProducerOptions::default();
-    options.timeout = config.enqueue_timeout;
     let queue = QueueName::new(queue).context("WA_QUEUE")?;
-    let producer = Producer::new(&redis_url, queue, options).context("REDIS_URL")?;
+    let producer =
+        Producer::new(&redis_url, queue, config.producer_options()).context("REDIS_URL")?;
     let verifier = Verifier::from_list(&secrets).context("WHATSAPP_APP_SECRET")?;
     let challenge = Challenge::new(&token).context("WHATSAPP_VERIFY_TOKEN")?;
     Ok(Webhook::new(config, verifier, challenge, producer))
 }
 
 /// Your application's routes, with the webhook mounted among them.
-fn app(webhook: Webhook) -> Router {
-    let path = webhook.config().path.clone();
+fn app(webhook: &Webhook) -> Router {
     Router::new()
         .route("/hello", get(|| async { "hello from your service\n" }))
-        // The webhook answers GET (handshake) and POST (notifications) on its path itself, and
-        // 405 with `Allow` for any other method.
-        .route_service(&path, webhook.clone())
-        // Nested, the webhook sees the path without the prefix: /wa/healthz reaches it as
-        // /healthz. Its clones share one set of counters, so /wa/metrics counts every request.
-        .nest_service("/wa", webhook)
+        // GET (handshake) and POST (notifications); 405 with `Allow` for any other method.
+        .route_service(WEBHOOK_PATH, webhook.endpoint())
+        // /wa/healthz, /wa/readyz, /wa/metrics; one set of counters for both services.
+        .nest_service("/wa", webhook.probes())
 }
 
 #[tokio::main]
@@ -69,7 +69,7 @@ async fn run() -> anyhow::Result<()> {
         .context("cannot listen on 127.0.0.1:3000")?;
     eprintln!("listening on http://127.0.0.1:3000 (/hello, /api/whatsapp/webhook, /wa/metrics)");
 
-    axum::serve(listener, app(webhook))
+    axum::serve(listener, app(&webhook))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("stopping: finishing requests in flight");

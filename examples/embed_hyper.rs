@@ -1,7 +1,8 @@
 //! The webhook endpoint inside a hyper server you already have, next to its own routes: the
-//! service below answers `/hello` itself and hands every other request to
-//! [`wa_webhook::Webhook`], which serves the webhook path, `/healthz`, `/readyz` and `/metrics`
-//! and answers 404 for the rest. Ctrl-C stops accepting and lets requests in flight finish.
+//! service below answers `/hello` itself, hands the path Meta posts to to
+//! [`Webhook::endpoint`](wa_webhook::Webhook::endpoint) and every other request to
+//! [`Webhook::probes`](wa_webhook::Webhook::probes) (`/healthz`, `/readyz`, `/metrics`, 404 for
+//! the rest). Ctrl-C stops accepting and lets requests in flight finish.
 //!
 //! Run with:
 //! `WHATSAPP_APP_SECRET=dev-app-secret WHATSAPP_VERIFY_TOKEN=dev-verify-token cargo run --example embed_hyper`
@@ -24,7 +25,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Verifier, Webhook};
+use wa_webhook::{Challenge, Config, Producer, QueueName, Verifier, Webhook};
+
+/// Where Meta posts: any path of your router (this one is wa-ingress's default).
+const WEBHOOK_PATH: &str = "/api/whatsapp/webhook";
 
 /// The endpoint, configured from the same variables as wa-ingress.
 fn webhook_from_env() -> anyhow::Result<Webhook> {
@@ -35,20 +39,20 @@ fn webhook_from_env() -> anyhow::Result<Webhook> {
     let queue = var("WA_QUEUE").unwrap_or_else(|_| "whatsapp".to_owned());
 
     let config = Config::default();
-    let mut options = ProducerOptions::default();
-    options.timeout = config.enqueue_timeout;
     let queue = QueueName::new(queue).context("WA_QUEUE")?;
-    let producer = Producer::new(&redis_url, queue, options).context("REDIS_URL")?;
+    let producer =
+        Producer::new(&redis_url, queue, config.producer_options()).context("REDIS_URL")?;
     let verifier = Verifier::from_list(&secrets).context("WHATSAPP_APP_SECRET")?;
     let challenge = Challenge::new(&token).context("WHATSAPP_VERIFY_TOKEN")?;
     Ok(Webhook::new(config, verifier, challenge, producer))
 }
 
-/// Your service's router: its own routes first, the webhook for everything else.
+/// Your service's router: its own routes, the webhook at its path, the probes for the rest.
 async fn route(webhook: Webhook, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/hello" => Response::new(Full::new(Bytes::from_static(b"hello from your service\n"))),
-        _ => webhook.handle(req).await,
+        WEBHOOK_PATH => webhook.endpoint().handle(req).await,
+        _ => webhook.probes().handle(req).await,
     }
 }
 

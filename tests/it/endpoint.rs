@@ -150,8 +150,10 @@ async fn chunked_over_limit_is_413() {
 /// A body of exactly the limit is accepted (only one byte more is over).
 #[tokio::test]
 async fn body_of_exactly_the_limit_is_read() {
-    let ingress =
-        Ingress::start_with("limit-exact", &support::redis_url(), |c| c.max_body = 2048).await;
+    let ingress = Ingress::start_with("limit-exact", &support::redis_url(), |s| {
+        s.config.max_body = 2048
+    })
+    .await;
     let wamid = format!("wamid.{}", unique("exact"));
     let mut body = text_body(&wamid, "exactly at the limit");
     let pad = 2048 - body.len();
@@ -331,8 +333,8 @@ async fn batch_of_1000_is_one_request_and_few_round_trips() {
 /// `WA_ACCEPT` narrows what is enqueued: with `status` only, the messages are dropped.
 #[tokio::test]
 async fn accept_filter_keeps_only_accepted_kinds() {
-    let ingress = Ingress::start_with("accept", &support::redis_url(), |c| {
-        c.accept = "status".parse().unwrap();
+    let ingress = Ingress::start_with("accept", &support::redis_url(), |s| {
+        s.config.accept = "status".parse().unwrap();
     })
     .await;
     let tag = unique("acc");
@@ -384,8 +386,8 @@ async fn errors_and_changes_get_hash_ids() {
 #[tokio::test]
 async fn redis_outage_is_503_then_recovers() {
     let mut redis = PrivateRedis::start().await;
-    let ingress = Ingress::start_with("outage", &redis.url(), |c| {
-        c.enqueue_timeout = Duration::from_millis(500);
+    let ingress = Ingress::start_with("outage", &redis.url(), |s| {
+        s.config.enqueue_timeout = Duration::from_millis(500);
     })
     .await;
     let body = text_body(&format!("wamid.{}", unique("outage")), "during the outage");
@@ -412,8 +414,8 @@ async fn redis_outage_is_503_then_recovers() {
 #[tokio::test]
 async fn redis_slower_than_timeout_is_503() {
     let redis = PrivateRedis::start().await;
-    let ingress = Ingress::start_with("hung", &redis.url(), |c| {
-        c.enqueue_timeout = Duration::from_millis(300);
+    let ingress = Ingress::start_with("hung", &redis.url(), |s| {
+        s.config.enqueue_timeout = Duration::from_millis(300);
     })
     .await;
     assert_eq!(ingress.get("/readyz").await.status, 200);
@@ -519,8 +521,8 @@ async fn http2_prior_knowledge() {
 /// A client that never finishes its headers is disconnected after the header-read timeout.
 #[tokio::test]
 async fn slow_headers_are_cut() {
-    let ingress = Ingress::start_with("slowloris", &support::redis_url(), |c| {
-        c.header_read_timeout = Duration::from_millis(300);
+    let ingress = Ingress::start_with("slowloris", &support::redis_url(), |s| {
+        s.serve.header_read_timeout = Duration::from_millis(300);
     })
     .await;
     let mut stream = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
@@ -537,8 +539,8 @@ async fn slow_headers_are_cut() {
 /// A request whose body stalls is answered 408 once the whole-request timeout passes.
 #[tokio::test]
 async fn stalled_body_is_408() {
-    let ingress = Ingress::start_with("stall", &support::redis_url(), |c| {
-        c.request_timeout = Duration::from_millis(300);
+    let ingress = Ingress::start_with("stall", &support::redis_url(), |s| {
+        s.config.request_timeout = Duration::from_millis(300);
     })
     .await;
     let mut stream = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
@@ -569,8 +571,10 @@ async fn keep_alive_serves_several_requests_per_connection() {
 /// With `max_connections` = 1 a second client is not served until the first one leaves.
 #[tokio::test]
 async fn connection_cap_holds_extra_clients() {
-    let ingress =
-        Ingress::start_with("cap", &support::redis_url(), |c| c.max_connections = 1).await;
+    let ingress = Ingress::start_with("cap", &support::redis_url(), |s| {
+        s.serve.max_connections = 1
+    })
+    .await;
     let first = tokio::net::TcpStream::connect(ingress.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await; // let the server accept it
     let probe = async {
@@ -601,8 +605,8 @@ async fn connection_cap_holds_extra_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_finishes_requests_in_flight() {
     let redis = PrivateRedis::start().await;
-    let mut ingress = Ingress::start_with("graceful", &redis.url(), |c| {
-        c.enqueue_timeout = Duration::from_secs(10);
+    let mut ingress = Ingress::start_with("graceful", &redis.url(), |s| {
+        s.config.enqueue_timeout = Duration::from_secs(10);
     })
     .await;
     assert_eq!(ingress.get("/readyz").await.status, 200);

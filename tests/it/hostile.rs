@@ -32,9 +32,9 @@ async fn idle_client(addr: std::net::SocketAddr, opening: &[u8]) -> TcpStream {
 /// the server closes every one after the header timeout and then serves `/healthz`.
 #[tokio::test]
 async fn idle_sockets_of_every_protocol_are_closed() {
-    let ingress = Ingress::start_with("idle", &support::redis_url(), |c| {
-        c.max_connections = 4;
-        c.header_read_timeout = Duration::from_millis(500);
+    let ingress = Ingress::start_with("idle", &support::redis_url(), |s| {
+        s.serve.max_connections = 4;
+        s.serve.header_read_timeout = Duration::from_millis(500);
     })
     .await;
     let mut settings = H2_PREFACE.to_vec();
@@ -61,8 +61,8 @@ async fn idle_sockets_of_every_protocol_are_closed() {
 /// header timeout (the idle time between requests is bounded too).
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
-    let ingress = Ingress::start_with("idle-ka", &support::redis_url(), |c| {
-        c.header_read_timeout = Duration::from_millis(500);
+    let ingress = Ingress::start_with("idle-ka", &support::redis_url(), |s| {
+        s.serve.header_read_timeout = Duration::from_millis(500);
     })
     .await;
     let mut client = idle_client(ingress.addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
@@ -78,8 +78,8 @@ async fn idle_keep_alive_connection_is_closed() {
 /// header timeout too (the client's connection task ends).
 #[tokio::test]
 async fn idle_http2_connection_is_closed() {
-    let ingress = Ingress::start_with("idle-h2", &support::redis_url(), |c| {
-        c.header_read_timeout = Duration::from_millis(500);
+    let ingress = Ingress::start_with("idle-h2", &support::redis_url(), |s| {
+        s.serve.header_read_timeout = Duration::from_millis(500);
     })
     .await;
     let stream = TcpStream::connect(ingress.addr).await.expect("connect");
@@ -200,8 +200,8 @@ fn post_head(len: usize, signature: Option<&str>) -> Vec<u8> {
 /// megabyte of body has not been sent at all; over HTTP/2 it is 401 too.
 #[tokio::test]
 async fn unsigned_post_is_refused_before_its_body() {
-    let ingress = Ingress::start_with("early-401", &support::redis_url(), |c| {
-        c.request_timeout = Duration::from_secs(60);
+    let ingress = Ingress::start_with("early-401", &support::redis_url(), |s| {
+        s.config.request_timeout = Duration::from_secs(60);
     })
     .await;
     let mut client = idle_client(ingress.addr, &post_head(1 << 20, None)).await;
@@ -240,11 +240,11 @@ async fn duplicate_signature_headers_are_400() {
 /// before the 60 s request timeout.
 #[tokio::test]
 async fn stalled_uploads_do_not_starve_a_signed_webhook() {
-    let ingress = Ingress::start_with("stalled", &support::redis_url(), |c| {
-        c.max_body = 1 << 20;
-        c.max_buffered = 2 << 20;
-        c.max_connections = 4;
-        c.request_timeout = Duration::from_secs(60);
+    let ingress = Ingress::start_with("stalled", &support::redis_url(), |s| {
+        s.config.max_body = 1 << 20;
+        s.config.max_buffered = 2 << 20;
+        s.serve.max_connections = 4;
+        s.config.request_timeout = Duration::from_secs(60);
     })
     .await;
     let forged = forged_signature();
@@ -320,8 +320,8 @@ fn error_body(waba: &str) -> String {
 /// duplicate, the same error after it is a new job; a message's marker keeps the full TTL.
 #[tokio::test]
 async fn repeated_events_count_again_after_the_event_window() {
-    let ingress = Ingress::start_with("event-ttl", &support::redis_url(), |c| {
-        c.event_dedup_ttl = Duration::from_secs(1);
+    let ingress = Ingress::start_with("event-ttl", &support::redis_url(), |s| {
+        s.config.event_dedup_ttl = Duration::from_secs(1);
     })
     .await;
     let body = error_body(&unique("waba"));
@@ -482,9 +482,9 @@ async fn cpu_of(webhook: &wa_webhook::Webhook, body: &str) -> u64 {
 /// body in Meta's order.
 #[tokio::test]
 async fn unmatched_contacts_cost_linear_cpu() {
-    let ingress = Ingress::start_with("contacts-cpu", &support::redis_url(), |c| {
-        c.max_items = 100_000;
-        c.accept = "error".parse().unwrap();
+    let ingress = Ingress::start_with("contacts-cpu", &support::redis_url(), |s| {
+        s.config.max_items = 100_000;
+        s.config.accept = "error".parse().unwrap();
     })
     .await;
     let (benign, hostile) = (contacts_body(20_000, true), contacts_body(20_000, false));

@@ -13,8 +13,8 @@ use crate::pki::{
     Ca, Leaf, ServerFiles, client_config, client_config_for, connect, replace, request_once,
 };
 use crate::support::{
-    Ingress, Process, QueueKeys, base_env, raw_exchange, read_until_closed, signed_post, text_body,
-    unique,
+    Ingress, Process, QueueKeys, Settings, base_env, raw_exchange, read_until_closed, signed_post,
+    text_body, unique,
 };
 use tokio::net::TcpStream;
 
@@ -45,12 +45,12 @@ async fn ingress(what: &str, files: &ServerFiles, client_auth: Option<ClientAuth
     ingress_with(what, files, client_auth, |_| {}).await
 }
 
-/// [`ingress`] with `tweak` applied to the default config.
+/// [`ingress`] with `tweak` applied to the default settings.
 async fn ingress_with(
     what: &str,
     files: &ServerFiles,
     client_auth: Option<ClientAuth>,
-    tweak: impl FnOnce(&mut wa_webhook::Config),
+    tweak: impl FnOnce(&mut Settings),
 ) -> Ingress {
     let mut options = TlsOptions::new(&files.cert, &files.key);
     options.client_auth = client_auth;
@@ -97,8 +97,8 @@ async fn signed_webhook_over_https_is_enqueued() {
 async fn failed_handshakes_are_bounded_and_counted() {
     let ca = Ca::new("server CA");
     let files = ServerFiles::write(&ca.server(), "");
-    let ingress = ingress_with("handshakes", &files, None, |c| {
-        c.header_read_timeout = Duration::from_millis(300);
+    let ingress = ingress_with("handshakes", &files, None, |s| {
+        s.serve.header_read_timeout = Duration::from_millis(300);
     })
     .await;
     let metrics = ingress.webhook.metrics();

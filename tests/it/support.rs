@@ -25,7 +25,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wa_webhook::{Challenge, Config, Producer, ProducerOptions, QueueName, Tls, Verifier, Webhook};
+use wa_webhook::{
+    Challenge, Config, Producer, QueueName, ServeOptions, Server, Tls, Verifier, Webhook,
+};
 
 /// App secret of the in-process ingresses (also the one the shared fixtures are signed with).
 pub const SECRET: &str = "test_app_secret_0123456789abcdef";
@@ -284,6 +286,14 @@ pub fn status_body_to(phone_number_id: &str, wamid: &str) -> String {
     )
 }
 
+/// What an in-process ingress starts with: the handler's settings and the listener's, each at
+/// its default until a test's tweak changes it.
+#[derive(Debug, Default)]
+pub struct Settings {
+    pub config: Config,
+    pub serve: ServeOptions,
+}
+
 /// An ingress served in-process on `127.0.0.1:0` with its own queue.
 pub struct Ingress {
     pub addr: SocketAddr,
@@ -300,28 +310,28 @@ impl Ingress {
         Self::start_with(what, &redis_url(), |_| {}).await
     }
 
-    /// Starts an ingress on the Redis at `url`, with `tweak` applied to the default config.
-    pub async fn start_with(what: &str, url: &str, tweak: impl FnOnce(&mut Config)) -> Ingress {
+    /// Starts an ingress on the Redis at `url`, with `tweak` applied to the default settings.
+    pub async fn start_with(what: &str, url: &str, tweak: impl FnOnce(&mut Settings)) -> Ingress {
         Self::start_inner(what, url, tweak, None).await
     }
 
     /// Starts an ingress on the shared Redis that serves HTTPS with `tls`, with `tweak` applied
-    /// to the default config.
-    pub async fn start_tls(what: &str, tls: Tls, tweak: impl FnOnce(&mut Config)) -> Ingress {
+    /// to the default settings.
+    pub async fn start_tls(what: &str, tls: Tls, tweak: impl FnOnce(&mut Settings)) -> Ingress {
         Self::start_inner(what, &redis_url(), tweak, Some(tls)).await
     }
 
     async fn start_inner(
         what: &str,
         url: &str,
-        tweak: impl FnOnce(&mut Config),
+        tweak: impl FnOnce(&mut Settings),
         tls: Option<Tls>,
     ) -> Ingress {
-        let mut config = Config::default();
-        tweak(&mut config);
+        let mut settings = Settings::default();
+        tweak(&mut settings);
+        let Settings { config, serve } = settings;
         let name = unique(what);
-        let mut options = ProducerOptions::default();
-        options.timeout = config.enqueue_timeout;
+        let options = config.producer_options();
         let producer =
             Producer::new(url, QueueName::new(name.clone()).unwrap(), options).expect("producer");
         let webhook = Webhook::new(
@@ -343,7 +353,7 @@ impl Ingress {
             Some(_) => format!("https://localhost:{}", addr.port()),
             None => format!("http://{addr}"),
         };
-        let mut server = wa_webhook::Server::new(listener);
+        let mut server = Server::new(listener).options(serve);
         if let Some(tls) = tls {
             server = server.tls(tls);
         }

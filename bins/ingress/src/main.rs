@@ -14,7 +14,7 @@ use clap::Parser;
 use wa_queue::QueueError;
 use wa_queue::cli::RedisArgs;
 use wa_webhook::{
-    Accept, Challenge, ClientAuth, Config, Producer, ProducerOptions, QueueName, Tls, TlsFile,
+    Accept, Challenge, ClientAuth, Config, Producer, QueueName, ServeOptions, Tls, TlsFile,
     TlsOptions, Verifier, Webhook, WebhookError,
 };
 
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(args.listen);
-        let mut server = wa_webhook::Server::new(listener);
+        let mut server = wa_webhook::Server::new(listener).options(serve_options(&args));
         if let Some(admin) = args.admin_listen {
             let listener = match tokio::net::TcpListener::bind(admin).await {
                 Ok(l) => l,
@@ -219,13 +219,6 @@ fn build(args: &Args) -> Result<Webhook, String> {
     }
     let queue = QueueName::with_prefix(&args.prefix, &args.queue)
         .map_err(|e| format!("WA_QUEUE / WA_PREFIX: {e}"))?;
-    let mut options = ProducerOptions::default();
-    options.dedup_ttl = args.dedup_ttl;
-    options.timeout = args.enqueue_timeout;
-    options.min_replicas = args.min_replicas;
-    let redis = args.redis.options()?;
-    // Does not connect: a Redis that is down now only makes /readyz and POSTs answer 503.
-    let producer = Producer::new(redis, queue, options).map_err(|e| format!("REDIS_URL: {e}"))?;
     let mut config = Config::default();
     config.path.clone_from(&args.path);
     config.max_body = args.max_body;
@@ -234,11 +227,23 @@ fn build(args: &Args) -> Result<Webhook, String> {
     config.enqueue_timeout = args.enqueue_timeout;
     config.accept = args.accept;
     config.event_dedup_ttl = args.event_dedup_ttl;
-    config.max_connections = args.max_connections;
-    config.header_read_timeout = args.header_timeout;
     config.request_timeout = args.request_timeout;
-    config.shutdown_grace = args.shutdown_grace;
+    let mut options = config.producer_options();
+    options.dedup_ttl = args.dedup_ttl;
+    options.min_replicas = args.min_replicas;
+    let redis = args.redis.options()?;
+    // Does not connect: a Redis that is down now only makes /readyz and POSTs answer 503.
+    let producer = Producer::new(redis, queue, options).map_err(|e| format!("REDIS_URL: {e}"))?;
     Ok(Webhook::new(config, verifier, challenge, producer))
+}
+
+/// The listeners' settings from the flags.
+fn serve_options(args: &Args) -> ServeOptions {
+    let mut options = ServeOptions::default();
+    options.max_connections = args.max_connections;
+    options.header_read_timeout = args.header_timeout;
+    options.shutdown_grace = args.shutdown_grace;
+    options
 }
 
 /// The HTTPS settings, loaded and checked now: `None` without `--tls-cert`. The error names

@@ -22,7 +22,9 @@ pub const DEFAULT_MAX_ITEMS: usize = 10_000;
 /// and well short of the day in which the same error may genuinely happen again.
 pub const DEFAULT_EVENT_DEDUP_TTL: Duration = Duration::from_secs(3600);
 
-/// Settings of a [`Webhook`](crate::Webhook) and of [`serve`](crate::serve).
+/// Settings of a [`Webhook`](crate::Webhook): what it answers and how it hands jobs over,
+/// wherever it is mounted. The listeners' own settings (connections, idle deadline, shutdown
+/// grace) are [`ServeOptions`](crate::ServeOptions).
 ///
 /// `Config::default()` is the documented default of every field; change what you need:
 ///
@@ -57,12 +59,9 @@ pub struct Config {
     /// an id of their own or an entry time keep the producer's full dedup TTL. Whole seconds,
     /// at least one. Default 1 h.
     pub event_dedup_ttl: Duration,
-    /// [`serve`](crate::serve): how long a connection may go without a complete request head,
-    /// counted from its accept and from the end of its previous request, whatever the protocol;
-    /// also the HTTP/2 keep-alive PING interval and timeout. Default 10 s.
-    pub header_read_timeout: Duration,
     /// How long a POST body may take to arrive; past it the answer is 408 (as it is for a body
-    /// slower than [`MIN_BODY_RATE`](crate::MIN_BODY_RATE)). With the header-read timeout before
+    /// slower than [`MIN_BODY_RATE`](crate::MIN_BODY_RATE)). With the header-read timeout
+    /// ([`ServeOptions::header_read_timeout`](crate::ServeOptions::header_read_timeout)) before
     /// it and the enqueue timeout after it, every request is bounded. Default 30 s.
     pub request_timeout: Duration,
     /// Body bytes held at once by all requests together, twice over: one budget for bodies
@@ -71,14 +70,6 @@ pub struct Config {
     /// memory whatever the clients send and however slow Redis is, and keeps unverified
     /// uploads from starving verified ones. Default 256 MiB.
     pub max_buffered: usize,
-    /// [`serve`](crate::serve): connections open at once; further ones wait in the listen
-    /// backlog. Default 1024.
-    pub max_connections: usize,
-    /// [`serve`](crate::serve): streams per HTTP/2 connection. Default 16.
-    pub max_streams_per_connection: u32,
-    /// [`serve`](crate::serve): after shutdown starts, how long in-flight requests may still take.
-    /// Default 10 s.
-    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -91,11 +82,7 @@ impl Default for Config {
             max_buffered: 256 * 1024 * 1024,
             accept: Accept::ALL,
             event_dedup_ttl: DEFAULT_EVENT_DEDUP_TTL,
-            header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-            max_streams_per_connection: 16,
-            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

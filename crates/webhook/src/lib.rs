@@ -32,11 +32,12 @@
 //! ```
 //!
 //! [`serve`] speaks HTTP/1.1 with keep-alive and HTTP/2 (also cleartext with prior knowledge),
-//! caps open connections ([`Config::max_connections`]), closes any connection that goes
-//! [`Config::header_read_timeout`] without a complete request head (whatever its protocol,
-//! keep-alive idle time included), and on shutdown stops accepting, closes idle connections and
-//! lets in-flight requests finish for up to [`Config::shutdown_grace`]. [`Server::admin`] moves
-//! the probes to a listener of their own.
+//! caps open connections ([`ServeOptions::max_connections`]), closes any connection that goes
+//! [`ServeOptions::header_read_timeout`] without a complete request head (whatever its
+//! protocol, keep-alive idle time included), and on shutdown stops accepting, closes idle
+//! connections and lets in-flight requests finish for up to [`ServeOptions::shutdown_grace`].
+//! [`Server::options`] sets those; [`Server::admin`] moves the probes to a listener of their
+//! own. [`Config`] holds only what the handler itself needs, wherever it is mounted.
 //!
 //! # HTTPS
 //!
@@ -150,8 +151,7 @@
 //! Redis another of the same size, so unverified traffic can never crowd out verified work: a
 //! request that would pass its budget is answered 503 at once, so memory stays bounded (about
 //! the two budgets plus the encoded jobs) whatever the clients send and however long Redis is
-//! away. With [`serve`],
-//! connections are also capped ([`Config::max_connections`]).
+//! away. With [`serve`], connections are also capped ([`ServeOptions::max_connections`]).
 //!
 //! # Metrics
 //!
@@ -197,7 +197,7 @@ pub use error::WebhookError;
 pub use jobs::content_id;
 pub use metrics::Metrics;
 pub use post::{JOB_BYTES_PER_BODY_BYTE, JOB_BYTES_SLACK};
-pub use server::{ADMIN_MAX_CONNECTIONS, Server, serve};
+pub use server::{ADMIN_MAX_CONNECTIONS, ServeOptions, Server, serve};
 pub use tls::{
     ClientAuth, DEFAULT_POLL_INTERVAL, META_CLIENT_SUBJECT, Tls, TlsFile, TlsOptions, TlsProblem,
 };

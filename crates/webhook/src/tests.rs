@@ -318,6 +318,33 @@ async fn custom_path() {
     assert_eq!(r.status(), 401);
 }
 
+/// `endpoint()` is the webhook on whatever path it is mounted at (and nothing else: no
+/// probes); `probes()` is the probes only, with the webhook path 404.
+#[tokio::test]
+async fn endpoint_and_probes_are_apart() {
+    let w = webhook(Config::default());
+    let get = |path: &str| Request::get(path).body(Full::<Bytes>::default()).unwrap();
+    let endpoint = w.endpoint();
+    let empty: &[u8] = br#"{"object":"whatsapp_business_account","entry":[]}"#;
+    let sig = wa_signature::sign(SECRET.as_bytes(), empty);
+    let r = endpoint
+        .handle(post("/hooks/mounted", empty, Some(sig)))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = endpoint.handle(post("/anything", b"{}", None)).await;
+    assert_eq!(r.status(), 401);
+    // A GET here is Meta's handshake, whatever the path: no probe answers.
+    let r = endpoint.handle(get("/healthz")).await;
+    assert_eq!(r.status(), 400);
+
+    let probes = w.probes();
+    assert_eq!(probes.handle(get("/healthz")).await.status(), 200);
+    assert_eq!(probes.handle(get("/metrics")).await.status(), 200);
+    assert_eq!(probes.handle(get(DEFAULT_PATH)).await.status(), 404);
+    let r = probes.handle(post(DEFAULT_PATH, b"{}", None)).await;
+    assert_eq!(r.status(), 404);
+}
+
 /// The webhook is a tower Service that never fails, usable where axum wants one.
 #[tokio::test]
 async fn tower_service() {
