@@ -20,8 +20,8 @@ const MAX_LABEL_LEN: usize = 16;
 
 /// Why a header value is not `sha256=<64 hex>`.
 ///
-/// Each reason is a distinct, stable message carried by [`SignatureError::Malformed`]
-/// (compare with [`MalformedReason::as_str`]). The checks run in the order of this table, so a
+/// [`SignatureError::Malformed`] carries it; each reason has a distinct, stable message
+/// ([`MalformedReason::as_str`], the error's text). The checks run in the order of this table, so a
 /// value is reported under the first rule it breaks:
 ///
 /// | reason | [`as_str`](Self::as_str) (the error text) | [`label`](Self::label) | example |
@@ -61,7 +61,7 @@ pub enum MalformedReason {
 }
 
 impl MalformedReason {
-    /// The message carried by [`SignatureError::Malformed`] for this reason.
+    /// The message of this reason, as [`SignatureError::Malformed`] displays it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Empty => "empty header value",
@@ -111,7 +111,7 @@ impl fmt::Display for MalformedReason {
 
 impl From<MalformedReason> for SignatureError {
     fn from(reason: MalformedReason) -> Self {
-        SignatureError::Malformed(reason.as_str())
+        SignatureError::Malformed(reason)
     }
 }
 

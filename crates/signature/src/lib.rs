@@ -99,9 +99,9 @@ pub enum SignatureError {
     /// the request carried no signature header
     #[error("missing signature")]
     Missing,
-    /// the header is not `sha256=<64 hex>`; the text is one of [`MalformedReason`]'s messages
+    /// the header is not `sha256=<64 hex>`, for the reason given
     #[error("malformed signature: {0}")]
-    Malformed(&'static str),
+    Malformed(MalformedReason),
     /// well-formed, but no configured secret produced it
     #[error("signature mismatch")]
     Mismatch,
@@ -120,12 +120,10 @@ impl SignatureError {
         matches!(self, Self::Missing)
     }
 
-    /// The typed reason behind a [`Malformed`](Self::Malformed) error.
+    /// The reason behind a [`Malformed`](Self::Malformed) error.
     pub fn malformed_reason(&self) -> Option<MalformedReason> {
         match self {
-            Self::Malformed(text) => MalformedReason::ALL
-                .into_iter()
-                .find(|r| r.as_str() == *text),
+            Self::Malformed(reason) => Some(*reason),
             _ => None,
         }
     }
