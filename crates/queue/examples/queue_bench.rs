@@ -7,12 +7,14 @@
 //!
 //! It uses a queue of its own (`bench-<random>`) and deletes its keys at the end (the dedup
 //! markers included). `BENCH_VERBOSE=1` also prints Redis's time per command for each phase
-//! (`INFO commandstats`); `BENCH_IN_FLIGHT=n` sets the producer's coalesced calls in flight.
+//! (`INFO commandstats`); `BENCH_IN_FLIGHT=n` sets the producer's coalesced calls in flight;
+//! `BENCH_RATE=n` stamps the jobs as if n notifications a second were sent (the dedup
+//! markers' buckets fill as at that rate; default: stamped with the time they are enqueued).
 //! Redis CPU includes everything that Redis does meanwhile: use a Redis of its own for clean
 //! figures (`redis-server --port 6399 --save "" --appendonly no`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -138,6 +140,42 @@ fn report(what: &str, jobs: usize, took: Duration, cpu_us: f64, own_us: f64) {
     );
 }
 
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `timestamp` of the next job: now, or with `BENCH_RATE=n` the time at which it would have
+/// been sent at n notifications a second (from the bench's start, over every phase), so that
+/// the dedup markers fill each minute's buckets as that rate would.
+struct Clock {
+    rate: u64,
+    start: u64,
+    sent: AtomicU64,
+}
+
+impl Clock {
+    fn from_env() -> Self {
+        let rate = std::env::var("BENCH_RATE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self {
+            rate,
+            start: unix_seconds(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        match self.rate {
+            0 => unix_seconds(),
+            rate => self.start + self.sent.fetch_add(1, Ordering::Relaxed) / rate,
+        }
+    }
+}
+
 /// `tasks` producers, each enqueueing its share one job per call (as the ingress does for a
 /// one-message webhook).
 struct Bench {
@@ -145,6 +183,7 @@ struct Bench {
     q: QueueName,
     c: redis::aio::MultiplexedConnection,
     payload: Box<RawValue>,
+    clock: Arc<Clock>,
 }
 
 async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coalesce: bool) {
@@ -170,21 +209,25 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
     for t in 0..tasks {
         let producer = producer.clone();
         let payload = payload.clone();
+        let clock = b.clock.clone();
         let tag = tag.to_owned();
         let share = jobs / tasks;
         handles.push(tokio::spawn(async move {
             for i in 0..share {
-                // Like Meta's: the wamid and a timestamp inside the payload, then the text.
+                // Like Meta's: the wamid and the time it was sent (now, whole seconds) inside
+                // the payload and in the envelope, then the text. The time sets the dedup
+                // marker's bucket, so a faster run fills each minute's buckets deeper.
                 let id = format!("{tag}-{t}-{i}");
+                let sent = clock.next().to_string();
                 let raw = RawValue::from_string(format!(
-                    r#"{{"from":"15551234567","id":"{id}","timestamp":"{}","type":"text","text":{{"body":"{payload}"}}}}"#,
-                    1_700_000_000 + i
+                    r#"{{"from":"15551234567","id":"{id}","timestamp":"{sent}","type":"text","text":{{"body":"{payload}"}}}}"#
                 ))
                 .unwrap();
                 let mut job = NewJob::new(id, JobKind::Message, &raw);
                 job.wamid = Some(job.id.clone());
                 job.from = Some("15551234567".into());
                 job.type_ = Some("text".into());
+                job.timestamp = Some(sent.into());
                 producer.enqueue(&[job]).await.unwrap();
             }
         }));
@@ -238,6 +281,7 @@ async fn main() {
         q: q.clone(),
         c: c.clone(),
         payload,
+        clock: Arc::new(Clock::from_env()),
     };
     enqueue_phase(&mut b, "a", 1, jobs / 10, true).await;
     enqueue_phase(&mut b, "b", 64, jobs, false).await;
