@@ -9,8 +9,8 @@ use http::Request;
 use http_body_util::Full;
 
 use crate::support::{
-    self, Ingress, PATH, PrivateRedis, Process, SECRET, TOKEN, base_env, http1, http2,
-    raw_exchange, send, signed_post, text_body, unique,
+    self, Ingress, PATH, Process, RedisServer, SECRET, TOKEN, base_env, http1, http2, raw_exchange,
+    send, signed_post, text_body, unique,
 };
 
 fn handshake_query(mode: &str, token: &str, challenge: &str) -> String {
@@ -294,7 +294,7 @@ async fn concurrent_identical_deliveries_make_one_job_each() {
 /// A batch of 1000 notifications: 1000 jobs from one request, in one enqueue script call.
 #[tokio::test]
 async fn batch_of_1000_is_one_request_and_few_round_trips() {
-    let redis = PrivateRedis::start().await;
+    let redis = RedisServer::plain();
     let ingress = Ingress::start_with("batch", &redis.url(), |_| {}).await;
     let tag = unique("batch");
     let mut messages = Vec::new();
@@ -315,9 +315,9 @@ async fn batch_of_1000_is_one_request_and_few_round_trips() {
     );
     // Warm the producer's connection so only the enqueue itself is counted.
     assert_eq!(ingress.get("/readyz").await.status, 200);
-    let before = redis.script_calls().await;
+    let before = redis.script_calls();
     assert_eq!(ingress.post(body).await.status, 200);
-    let after = redis.script_calls().await;
+    let after = redis.script_calls();
     let jobs = ingress.queue.pending().await;
     assert_eq!(jobs.len(), 1000);
     assert_eq!(jobs.iter().filter(|j| j.kind == "status").count(), 400);
@@ -385,17 +385,17 @@ async fn errors_and_changes_get_hash_ids() {
 /// Redis stopped: POST 503 and /readyz 503; Redis back: 200 and the job, without a restart.
 #[tokio::test]
 async fn redis_outage_is_503_then_recovers() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = RedisServer::plain();
     let ingress = Ingress::start_with("outage", &redis.url(), |s| {
         s.config.enqueue_timeout = Duration::from_millis(500);
     })
     .await;
     let body = text_body(&format!("wamid.{}", unique("outage")), "during the outage");
     assert_eq!(ingress.get("/readyz").await.status, 200);
-    redis.stop();
+    redis.kill();
     assert_eq!(ingress.post(body.clone()).await.status, 503);
     assert_eq!(ingress.get("/readyz").await.status, 503);
-    redis.start_again().await;
+    redis.start_again();
     // The client (Meta) retries; the producer reconnects by itself within a few tries.
     let mut status = 0;
     for _ in 0..50 {
@@ -413,7 +413,7 @@ async fn redis_outage_is_503_then_recovers() {
 /// Redis that hangs (SIGSTOP) past the enqueue timeout: 503, not a hung request.
 #[tokio::test]
 async fn redis_slower_than_timeout_is_503() {
-    let redis = PrivateRedis::start().await;
+    let redis = RedisServer::plain();
     let ingress = Ingress::start_with("hung", &redis.url(), |s| {
         s.config.enqueue_timeout = Duration::from_millis(300);
     })
@@ -432,9 +432,9 @@ async fn redis_slower_than_timeout_is_503() {
 /// A body with no notification is 200 without asking Redis (here Redis is down).
 #[tokio::test]
 async fn zero_notifications_need_no_redis() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = RedisServer::plain();
     let ingress = Ingress::start_with("zero", &redis.url(), |_| {}).await;
-    redis.stop();
+    redis.kill();
     let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[]}]}"#;
     assert_eq!(ingress.post(body).await.status, 200);
 }
@@ -604,7 +604,7 @@ async fn connection_cap_holds_extra_clients() {
 /// Graceful stop: the listener closes at once, a request in flight still gets 200 and its job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_finishes_requests_in_flight() {
-    let redis = PrivateRedis::start().await;
+    let redis = RedisServer::plain();
     let mut ingress = Ingress::start_with("graceful", &redis.url(), |s| {
         s.config.enqueue_timeout = Duration::from_secs(10);
     })
@@ -857,8 +857,8 @@ async fn unbindable_address_fails_naming_wa_listen() {
 /// Redis down at start-up: the ingress runs, answers 503, and serves once Redis is up.
 #[tokio::test]
 async fn starts_with_redis_down_and_recovers() {
-    let mut redis = PrivateRedis::start().await;
-    redis.stop();
+    let mut redis = RedisServer::plain();
+    redis.kill();
     let url = redis.url();
     let queue = unique("late-redis");
     let mut env = base_env(&url, &queue);
@@ -876,7 +876,7 @@ async fn starts_with_redis_down_and_recovers() {
         send(&client, signed_post(&base, body.clone())).await.status,
         503
     );
-    redis.start_again().await;
+    redis.start_again();
     let mut status = 0;
     for _ in 0..50 {
         status = send(&client, signed_post(&base, body.clone()))
@@ -896,7 +896,7 @@ async fn starts_with_redis_down_and_recovers() {
 /// Under load with Redis down, every answer is 503 and the ingress's memory stays flat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_under_load_keeps_memory_bounded() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = RedisServer::plain();
     let url = redis.url();
     let queue = unique("outage-rss");
     let mut env = base_env(&url, &queue);
@@ -904,7 +904,7 @@ async fn outage_under_load_keeps_memory_bounded() {
     let mut p = Process::spawn(&env);
     let addr = p.wait_listening(Duration::from_secs(20)).await;
     let base = format!("http://{addr}");
-    redis.stop();
+    redis.kill();
     let rss = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()

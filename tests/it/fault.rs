@@ -8,16 +8,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader as StdBufReader};
-use std::net::TcpListener as StdListener;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use wa_testkit::{Conn, Guarded, RedisServer, ServerOptions, binary, free_port, rss, unique};
+
+use crate::support::command;
+use tokio::io::AsyncReadExt as _;
 
 const SECRET: &str = "fault-app-secret";
 const TOKEN: &str = "fault-verify-token";
@@ -25,245 +29,54 @@ const PATH: &str = "/api/whatsapp/webhook";
 
 // ---------------------------------------------------------------- processes
 
-/// A child process that is SIGKILLed and reaped when dropped, so a failing test leaves
-/// nothing running.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
+/// A private redis-server (wa-testkit's), with an fsync-always AOF when `aof`.
+fn private_redis(aof: bool) -> RedisServer {
+    RedisServer::start(ServerOptions {
+        aof,
+        ..ServerOptions::default()
+    })
 }
 
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(
-            st.success(),
-            "kill -{sig} {} ({}) failed",
-            self.pid(),
-            self.name
-        );
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Resident set size in KiB, from /proc.
-    fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-    }
+/// Starts `redis` again on its port and directory (with AOF it loads its file), from a
+/// multi-threaded test: the start-up wait blocks this thread only.
+fn restart(redis: &mut RedisServer) {
+    tokio::task::block_in_place(|| redis.start_again());
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Resident set size of `process` in KiB (0 once it is gone).
+fn rss_kib(process: &Guarded) -> u64 {
+    rss(process.pid()).map_or(0, |bytes| bytes / 1024)
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+/// The last 20 lines of what `process` logged.
+fn log_tail(process: &Guarded) -> String {
+    let text = process.output();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Path of one of our binaries, built next to this test executable (target/<profile>/).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} not found: run cargo build --workspace --bins first",
-        path.display()
-    );
-    path
-}
-
-fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
-    let err = File::create(&log).expect("create log file");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    Proc {
-        name: name.to_string(),
-        child,
-        log,
-    }
-}
-
-/// A private redis-server in its own directory.
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    aof: bool,
-    proc: Option<Proc>,
-    starts: u32,
-}
-
-impl Redis {
-    async fn start(dir: &Path, aof: bool) -> Redis {
-        let mut r = Redis {
-            port: free_port(),
-            dir: dir.join("redis"),
-            aof,
-            proc: None,
-            starts: 0,
-        };
-        std::fs::create_dir_all(&r.dir).expect("redis dir");
-        r.up().await;
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// (Re)starts on the same port and directory: with AOF it loads its file.
-    async fn up(&mut self) {
-        self.starts += 1;
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(&self.dir)
-        .args(["--daemonize", "no", "--protected-mode", "no"]);
-        if self.aof {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        cmd.stdout(Stdio::null());
-        let log = self.dir.join(format!("redis-{}.log", self.starts));
-        let mut p = spawn("redis-server", &mut cmd, log);
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if ping(self.port).await {
-                break;
-            }
-            assert!(
-                p.running(),
-                "redis-server exited at start: {}",
-                p.log_tail()
-            );
-            assert!(
-                Instant::now() < end,
-                "redis-server did not answer PING within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.proc = Some(p);
-    }
-
-    /// SIGTERM (Redis writes and syncs its AOF, then exits) and waits for the exit.
-    async fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.signal("TERM");
-            if p.wait_exit(Duration::from_secs(10)).await.is_none() {
-                p.kill9();
-            }
-        }
-    }
-
-    /// SIGKILL: no chance to write anything more.
-    fn kill9(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill9();
-        }
-    }
-
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(self.url()).expect("redis url");
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .expect("connect to private redis in time")
-        .expect("connect to private redis")
-    }
-}
-
-async fn ping(port: u16) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(
-        Duration::from_millis(500),
-        TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    else {
-        return false;
-    };
-    if s.write_all(b"PING\r\n").await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    matches!(
-        tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await,
-        Ok(Ok(_)) if &buf == b"+PONG\r\n"
-    )
-}
-
+/// A queue name of this suite no other test uses.
 fn queue_name(test: &str) -> String {
-    format!("t-fault-{test}-{:016x}", rand_u64())
+    unique(&format!("fault-{test}"))
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
+/// The ingress of these tests on `port` of 127.0.0.1.
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A GET of `path` on a connection of its own; `None` when the ingress does not answer
+/// within a second.
+async fn get_status(port: u16, path: &str) -> Option<u16> {
+    let get = async {
+        let mut c: Conn = Conn::connect(local(port)).await.ok()?;
+        let req = Request::get(path).body(Full::default()).ok()?;
+        c.send(req).await.ok()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(1), get)
+        .await
+        .ok()??;
+    Some(answer.status.as_u16())
 }
 
 /// Starts wa-ingress on a free port and waits until /healthz answers.
@@ -272,37 +85,27 @@ async fn start_ingress(
     redis_url: &str,
     queue: &str,
     extra: &[(&str, &str)],
-) -> (Proc, u16) {
+) -> (Guarded, u16) {
     let port = free_port();
-    let mut cmd = Command::new(binary("wa-ingress"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("WHATSAPP_APP_SECRET", SECRET)
+    let mut cmd = command(binary("wa-ingress"));
+    cmd.env("WHATSAPP_APP_SECRET", SECRET)
         .env("WHATSAPP_VERIFY_TOKEN", TOKEN)
         .env("REDIS_URL", redis_url)
         .env("WA_LISTEN", format!("127.0.0.1:{port}"))
         .env("WA_QUEUE", queue)
         .env("WA_ENQUEUE_TIMEOUT", "500ms")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
+        .env("RUST_LOG", "warn");
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let log = dir.join(format!("ingress-{port}.log"));
-    let mut p = spawn("wa-ingress", &mut cmd, log);
+    let mut p = Guarded::spawn(&cmd, &dir.join(format!("ingress-{port}.log")));
     let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(Ok(mut c)) =
-            tokio::time::timeout(Duration::from_millis(500), HttpConn::connect(port)).await
-            && let Ok(Ok(200)) = tokio::time::timeout(
-                Duration::from_secs(1),
-                c.request("GET", "/healthz", &[], b""),
-            )
-            .await
-        {
-            break;
-        }
-        assert!(p.running(), "wa-ingress exited at start: {}", p.log_tail());
+    while get_status(port, "/healthz").await != Some(200) {
+        assert!(
+            p.exited().is_none(),
+            "wa-ingress exited at start: {}",
+            log_tail(&p)
+        );
         assert!(
             Instant::now() < end,
             "wa-ingress did not answer /healthz within 15 s"
@@ -313,21 +116,14 @@ async fn start_ingress(
 }
 
 /// Starts `wa-worker run --stdout` with its job lines going to `out`.
-fn start_worker(dir: &Path, redis_url: &str, queue: &str, out: &Path, n: usize) -> Proc {
-    let mut cmd = Command::new(binary("wa-worker"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("REDIS_URL", redis_url)
+fn start_worker(dir: &Path, redis_url: &str, queue: &str, out: &Path, n: usize) -> Guarded {
+    let mut cmd = command(binary("wa-worker"));
+    cmd.env("REDIS_URL", redis_url)
         .env("WA_QUEUE", queue)
         .env("RUST_LOG", "info")
         // A short lease, so the jobs of a killed worker come back within the test.
-        .args(["run", "--stdout", "--concurrency", "16", "--lease", "2s"])
-        .stdout(File::create(out).expect("worker output file"));
-    spawn(
-        &format!("wa-worker-{n}"),
-        &mut cmd,
-        dir.join(format!("worker-{n}.log")),
-    )
+        .args(["run", "--stdout", "--concurrency", "16", "--lease", "2s"]);
+    Guarded::spawn_to(&cmd, out, &dir.join(format!("worker-{n}.log")))
 }
 
 /// Job ids in worker output files, counting repeats.
@@ -335,7 +131,7 @@ fn processed_ids(files: &[PathBuf]) -> HashMap<String, u32> {
     let mut ids = HashMap::new();
     for f in files {
         let Ok(file) = File::open(f) else { continue };
-        for line in StdBufReader::new(file).lines() {
+        for line in BufReader::new(file).lines() {
             let Ok(line) = line else { continue };
             // A worker killed mid-write can leave half a line: that job is still in its
             // processing list and will be delivered again.
@@ -355,8 +151,8 @@ fn processed_ids(files: &[PathBuf]) -> HashMap<String, u32> {
 }
 
 /// Ids of the jobs waiting in `wa:{queue}:pending`.
-async fn pending_ids(redis: &Redis, queue: &str) -> HashSet<String> {
-    let mut c = redis.conn().await;
+async fn pending_ids(redis: &RedisServer, queue: &str) -> HashSet<String> {
+    let mut c = wa_testkit::connect(&redis.url()).await;
     let key = format!("wa:{{{queue}}}:pending");
     let items: Vec<String> = redis::cmd("LRANGE")
         .arg(&key)
@@ -374,8 +170,8 @@ async fn pending_ids(redis: &Redis, queue: &str) -> HashSet<String> {
 
 /// Where the jobs with these ids are in Redis (list or zset name -> how many), to tell a lost
 /// job from one stuck somewhere.
-async fn locate(redis: &Redis, queue: &str, ids: &[&String]) -> HashMap<String, usize> {
-    let mut c = redis.conn().await;
+async fn locate(redis: &RedisServer, queue: &str, ids: &[&String]) -> HashMap<String, usize> {
+    let mut c = wa_testkit::connect(&redis.url()).await;
     let want: HashSet<&str> = ids.iter().map(|s| s.as_str()).collect();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("wa:{{{queue}}}:*"))
@@ -437,24 +233,26 @@ async fn locate(redis: &Redis, queue: &str, ids: &[&String]) -> HashMap<String, 
 
 /// A gauge or counter of the ingress's /metrics (without labels), if it answers.
 async fn metric(port: u16, name: &str) -> Option<f64> {
-    let mut c = HttpConn::connect(port).await.ok()?;
-    c.send_head("GET", "/metrics", &[], 0).await.ok()?;
-    let (status, body) = tokio::time::timeout(Duration::from_secs(2), c.response_body())
+    let get = async {
+        let mut c: Conn = Conn::connect(local(port)).await.ok()?;
+        let req = Request::get("/metrics").body(Full::default()).ok()?;
+        c.send(req).await.ok()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(2), get)
         .await
-        .ok()?
-        .ok()?;
-    if status != 200 {
+        .ok()??;
+    if answer.status != 200 {
         return None;
     }
-    String::from_utf8_lossy(&body)
+    String::from_utf8_lossy(&answer.body)
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Jobs in the processing lists of the consumers of process `pid` (consumer ids are
 /// `host-pid-random`).
-async fn in_hand_of(redis: &Redis, queue: &str, pid: u32) -> u64 {
-    let mut c = redis.conn().await;
+async fn in_hand_of(redis: &RedisServer, queue: &str, pid: u32) -> u64 {
+    let mut c = wa_testkit::connect(&redis.url()).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("wa:{{{queue}}}:processing:*-{pid}-*"))
         .query_async(&mut c)
@@ -488,114 +286,15 @@ async fn wait_processed(
     }
 }
 
-// ---------------------------------------------------------------- HTTP client
+// ---------------------------------------------------------------- load
 
-/// One keep-alive HTTP/1.1 connection, enough of the protocol for these tests.
-struct HttpConn {
-    io: BufReader<TcpStream>,
-    closed: bool,
-}
-
-impl HttpConn {
-    async fn connect(port: u16) -> std::io::Result<HttpConn> {
-        let s = TcpStream::connect(("127.0.0.1", port)).await?;
-        s.set_nodelay(true)?;
-        Ok(HttpConn {
-            io: BufReader::new(s),
-            closed: false,
-        })
-    }
-
-    async fn send_head(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        len: usize,
-    ) -> std::io::Result<()> {
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {len}\r\n");
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.io.get_mut().write_all(head.as_bytes()).await
-    }
-
-    async fn send_body(&mut self, body: &[u8]) -> std::io::Result<()> {
-        self.io.get_mut().write_all(body).await
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<u16> {
-        self.send_head(method, path, headers, body.len()).await?;
-        self.send_body(body).await?;
-        self.response().await
-    }
-
-    /// Reads one response; returns its status.
-    async fn response(&mut self) -> std::io::Result<u16> {
-        Ok(self.response_body().await?.0)
-    }
-
-    /// Reads one response; returns its status and body.
-    async fn response_body(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
-        let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
-        let mut line = String::new();
-        if self.io.read_line(&mut line).await? == 0 {
-            return Err(eof());
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad status line")
-            })?;
-        let (mut len, mut chunked) = (0usize, false);
-        loop {
-            line.clear();
-            if self.io.read_line(&mut line).await? == 0 {
-                return Err(eof());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l.split_once(':').unwrap_or((l, ""));
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
-            match k.as_str() {
-                "content-length" => len = v.parse().unwrap_or(0),
-                "transfer-encoding" => chunked = v.contains("chunked"),
-                "connection" => self.closed |= v.contains("close"),
-                _ => {}
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.io.read_line(&mut line).await?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                    .unwrap_or(0);
-                let mut chunk = vec![0u8; n + 2];
-                self.io.read_exact(&mut chunk).await?;
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            body.resize(len, 0);
-            self.io.read_exact(&mut body).await?;
-        }
-        Ok((status, body))
-    }
+/// A signed POST of `body` to the webhook path.
+fn signed_post(body: Vec<u8>, sig: &str) -> Request<Full<Bytes>> {
+    Request::post(PATH)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sig)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid request")
 }
 
 /// A signed one-message webhook body with this wamid.
@@ -637,14 +336,14 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let run = format!("{:08x}", rand_u64() as u32);
+        let run = unique(tag);
         let end = Instant::now() + limit;
         let tasks = (0..conns)
             .map(|_| {
                 let (stop, sent, outcomes) = (stop.clone(), sent.clone(), outcomes.clone());
-                let prefix = format!("wamid.fault.{tag}.{run}.");
+                let prefix = format!("wamid.fault.{run}.");
                 tokio::spawn(async move {
-                    let mut conn: Option<HttpConn> = None;
+                    let mut conn: Option<Conn> = None;
                     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
                         let n = sent.fetch_add(1, Ordering::Relaxed);
                         if n >= max {
@@ -653,10 +352,10 @@ impl Load {
                         let wamid = format!("{prefix}{n}");
                         let (body, sig) = signed_body(&wamid, n);
                         let t0 = Instant::now();
-                        if conn.as_ref().is_none_or(|c| c.closed) {
+                        if conn.as_ref().is_none_or(Conn::is_closed) {
                             conn = match tokio::time::timeout(
                                 Duration::from_secs(1),
-                                HttpConn::connect(port),
+                                Conn::connect(local(port)),
                             )
                             .await
                             {
@@ -667,17 +366,9 @@ impl Load {
                         let status = match conn.as_mut() {
                             None => None,
                             Some(c) => {
-                                let headers = [
-                                    ("content-type", "application/json"),
-                                    ("x-hub-signature-256", sig.as_str()),
-                                ];
-                                match tokio::time::timeout(
-                                    Duration::from_secs(5),
-                                    c.request("POST", PATH, &headers, &body),
-                                )
-                                .await
-                                {
-                                    Ok(Ok(s)) => Some(s),
+                                let post = c.send(signed_post(body, &sig));
+                                match tokio::time::timeout(Duration::from_secs(5), post).await {
+                                    Ok(Ok(answer)) => Some(answer.status.as_u16()),
                                     _ => None,
                                 }
                             }
@@ -753,27 +444,27 @@ fn missing<'a>(acked: &'a HashSet<String>, have: &HashSet<&str>) -> Vec<&'a Stri
 async fn redis_outage_then_ingress_sigkill_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // AOF so that a clean stop keeps what Redis had (the outage is the fault under test).
-    let mut redis = Redis::start(tmp.path(), true).await;
+    let mut redis = private_redis(true);
     let queue = queue_name("outage");
     let (mut ingress, port) = start_ingress(tmp.path(), &redis.url(), &queue, &[]).await;
 
     let load = Load::start(port, "outage", 16, 20_000, Duration::from_secs(15));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let rss_before = ingress.rss_kib().unwrap_or(0);
+    let rss_before = rss_kib(&ingress);
     let t_stop = Instant::now();
     redis.stop().await;
     let mut rss_peak = rss_before;
     let outage_end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < outage_end {
-        rss_peak = rss_peak.max(ingress.rss_kib().unwrap_or(0));
+        rss_peak = rss_peak.max(rss_kib(&ingress));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let during = load.snapshot();
-    redis.up().await;
+    restart(&mut redis);
     let t_back = Instant::now();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    rss_peak = rss_peak.max(ingress.rss_kib().unwrap_or(0));
-    ingress.kill9();
+    rss_peak = rss_peak.max(rss_kib(&ingress));
+    ingress.kill();
     let t_kill = Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let outcomes = load.finish().await;
@@ -831,7 +522,7 @@ async fn redis_outage_then_ingress_sigkill_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sigkill_with_aof_always_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut redis = Redis::start(tmp.path(), true).await;
+    let mut redis = private_redis(true);
     let queue = queue_name("aof");
     let (_ingress, port) = start_ingress(tmp.path(), &redis.url(), &queue, &[]).await;
     let out = tmp.path().join("jobs-0.jsonl");
@@ -839,9 +530,9 @@ async fn redis_sigkill_with_aof_always_loses_nothing_acknowledged() {
 
     let load = Load::start(port, "aof", 16, 20_000, Duration::from_secs(15));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    redis.kill9();
+    redis.kill();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    redis.up().await;
+    restart(&mut redis);
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let outcomes = load.finish().await;
 
@@ -858,14 +549,18 @@ async fn redis_sigkill_with_aof_always_loses_nothing_acknowledged() {
         ids.len(),
         lost.len()
     );
-    assert!(worker.running(), "worker died: {}", worker.log_tail());
+    assert!(
+        worker.exited().is_none(),
+        "worker died: {}",
+        log_tail(&worker)
+    );
     assert!(!acked.is_empty(), "no request was acknowledged");
     if !lost.is_empty() {
         println!(
             "lost jobs are in: {:?}",
             locate(&redis, &queue, &lost).await
         );
-        println!("worker log: {}", worker.log_tail());
+        println!("worker log: {}", log_tail(&worker));
     }
     assert!(
         lost.is_empty(),
@@ -879,7 +574,7 @@ async fn redis_sigkill_with_aof_always_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_sigkill_twice_redelivers_only_jobs_in_hand() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start(tmp.path(), false).await;
+    let redis = private_redis(false);
     let queue = queue_name("worker");
     let (_ingress, port) = start_ingress(tmp.path(), &redis.url(), &queue, &[]).await;
     let mut outs = Vec::new();
@@ -899,7 +594,7 @@ async fn worker_sigkill_twice_redelivers_only_jobs_in_hand() {
         while in_hand_of(&redis, &queue, pid).await == 0 && Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        workers[round].kill9();
+        workers[round].kill();
         // Exactly what the dead worker held: nothing moves its list until its lease lapses.
         in_hand_at_kills.push(in_hand_of(&redis, &queue, pid).await);
         let n = workers.len();
@@ -940,7 +635,7 @@ async fn worker_sigkill_twice_redelivers_only_jobs_in_hand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_sigterm_under_load_finishes_in_flight() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start(tmp.path(), false).await;
+    let redis = private_redis(false);
     let queue = queue_name("sigterm");
     let (mut ingress, port) = start_ingress(tmp.path(), &redis.url(), &queue, &[]).await;
 
@@ -950,20 +645,21 @@ async fn ingress_sigterm_under_load_finishes_in_flight() {
     // Requests caught half-way: head and half the body sent before SIGTERM, the rest after.
     let mut partial = Vec::new();
     for i in 0..8u64 {
-        let wamid = format!("wamid.fault.sigterm.partial.{:08x}.{i}", rand_u64() as u32);
+        let wamid = format!("wamid.fault.{}.{i}", unique("sigterm-partial"));
         let (body, sig) = signed_body(&wamid, i);
-        let mut c = HttpConn::connect(port).await.expect("connect");
-        let headers = [
-            ("content-type", "application/json"),
-            ("x-hub-signature-256", sig.as_str()),
-        ];
-        c.send_head("POST", PATH, &headers, body.len())
-            .await
-            .expect("send head");
-        c.send_body(&body[..body.len() / 2])
-            .await
-            .expect("send half");
-        partial.push((c, body, wamid));
+        let mut c = Conn::connect(local(port)).await.expect("connect");
+        let (parts, streamed) = wa_testkit::streamed();
+        let req = Request::post(PATH)
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .header("x-hub-signature-256", sig)
+            .body(streamed)
+            .expect("a valid request");
+        let answer = tokio::spawn(async move { c.send(req).await });
+        let body = Bytes::from(body);
+        let half = body.len() / 2;
+        parts.send(body.slice(..half)).await.expect("send half");
+        partial.push((parts, answer, body.slice(half..), wamid));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t_term = Instant::now();
@@ -971,15 +667,17 @@ async fn ingress_sigterm_under_load_finishes_in_flight() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut partial_ok = HashSet::new();
     let mut partial_status = Vec::new();
-    for (mut c, body, wamid) in partial {
+    for (parts, answer, rest, wamid) in partial {
         let r = async {
-            c.send_body(&body[body.len() / 2..]).await?;
-            c.response().await
+            parts.send(rest).await.ok()?;
+            drop(parts); // the body is complete
+            let answer = answer.await.ok()?.ok()?;
+            Some(answer.status.as_u16())
         };
         let st = tokio::time::timeout(Duration::from_secs(10), r)
             .await
             .ok()
-            .and_then(Result::ok);
+            .flatten();
         if st == Some(200) {
             partial_ok.insert(wamid);
         }
@@ -1008,7 +706,7 @@ async fn ingress_sigterm_under_load_finishes_in_flight() {
         lost.len()
     );
     assert!(
-        exit.is_some_and(|s| s.success()),
+        exit == Some(0),
         "ingress did not exit 0 after SIGTERM: {exit:?}"
     );
     assert!(
@@ -1058,13 +756,13 @@ async fn hung_redis_answers_503_without_pile_up() {
     let (ingress, port) =
         start_ingress(tmp.path(), &url, &queue, &[("WA_ENQUEUE_TIMEOUT", "300ms")]).await;
 
-    let rss_before = ingress.rss_kib().unwrap_or(0);
+    let rss_before = rss_kib(&ingress);
     let load = Load::start(port, "hung", 16, 5_000, Duration::from_secs(4));
     let mut rss_peak = rss_before;
     let mut open_peak = 0;
     let end = Instant::now() + Duration::from_secs(4);
     while Instant::now() < end {
-        rss_peak = rss_peak.max(ingress.rss_kib().unwrap_or(0));
+        rss_peak = rss_peak.max(rss_kib(&ingress));
         open_peak = open_peak.max(open.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1080,7 +778,7 @@ async fn hung_redis_answers_503_without_pile_up() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rss_after = ingress.rss_kib().unwrap_or(0);
+    let rss_after = rss_kib(&ingress);
     server.abort();
 
     let (by, acked) = tally(&outcomes);

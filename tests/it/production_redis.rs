@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 use wa_testkit::sentinel::{DATA_PASSWORD, FAILOVER_LIMIT, MASTER, SENTINEL_PASSWORD};
-use wa_testkit::{Failover, Guarded, RedisServer, ServerOptions, Tls, TlsFiles, binary, free_port};
+use wa_testkit::{Failover, RedisServer, ServerOptions, Tls, TlsFiles, binary, free_port};
 
-use crate::support::{SECRET, TOKEN, get, http1, send, signed_post, text_body, unique};
+use crate::support::{
+    Process, SECRET, TOKEN, command, get, http1, send, signed_post, text_body, unique,
+};
 
 /// How long a binary may take to start, to exit, or to drain a queue.
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
@@ -22,18 +24,17 @@ const POLL: Duration = Duration::from_millis(50);
 /// Configuration checks this often in the test that changes the policy under a running process.
 const CHECK_INTERVAL: &str = "200ms";
 
-/// One of our binaries under a watchdog, with its log, in its own temporary directory.
+/// One of our binaries under a watchdog (a [`Process`]), and the ingress's base URL.
 pub(crate) struct Bin {
-    process: Guarded,
+    process: Process,
     base: Option<String>,
-    _dir: tempfile::TempDir,
 }
 
 impl Bin {
     /// `wa-ingress` on a free port with the test secret and token, plus `env`.
     pub(crate) fn ingress(env: &[(&str, &str)]) -> Bin {
         let listen = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(binary("wa-ingress"));
+        let mut cmd = command(binary("wa-ingress"));
         cmd.env("WHATSAPP_APP_SECRET", SECRET)
             .env("WHATSAPP_VERIFY_TOKEN", TOKEN)
             .env("WA_LISTEN", &listen);
@@ -44,25 +45,18 @@ impl Bin {
 
     /// `wa-worker` with `args`, plus `env`.
     pub(crate) fn worker(args: &[&str], env: &[(&str, &str)]) -> Bin {
-        let mut cmd = Command::new(binary("wa-worker"));
+        let mut cmd = command(binary("wa-worker"));
         cmd.args(args);
         Self::spawn(cmd, env)
     }
 
-    fn spawn(mut cmd: Command, env: &[(&str, &str)]) -> Bin {
-        // Nothing of the caller's configuration leaks in: REDIS_URL is always given.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WA_") || k.starts_with("WHATSAPP_") || k == "REDIS_URL" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("RUST_LOG", "info").envs(env.iter().copied());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let process = Guarded::spawn(&cmd, &dir.path().join("out.log"));
+    /// Nothing of the caller's configuration leaks in: REDIS_URL is always given.
+    fn spawn(cmd: Command, env: &[(&str, &str)]) -> Bin {
+        let mut envs = vec![("RUST_LOG", "info")];
+        envs.extend_from_slice(env);
         Bin {
-            process,
+            process: Process::spawn_command(cmd, &envs),
             base: None,
-            _dir: dir,
         }
     }
 
@@ -101,18 +95,7 @@ impl Bin {
 
     /// Waits for the exit code.
     pub(crate) async fn exit_code(&mut self, limit: Duration) -> i32 {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(code) = self.process.exited() {
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}:\n{}",
-                self.output()
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        self.process.wait_exit(limit).await.unwrap_or_default()
     }
 
     /// Waits until the log holds `needle`.
@@ -135,16 +118,12 @@ impl Bin {
 }
 
 /// Polls `ready` until true; panics naming `what` after [`LIMIT`].
-pub(crate) async fn poll<F, Fut>(what: &str, mut ready: F)
+pub(crate) async fn poll<F, Fut>(what: &str, ready: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + LIMIT;
-    while !ready().await {
-        assert!(Instant::now() < deadline, "{what}: not within {LIMIT:?}");
-        tokio::time::sleep(POLL).await;
-    }
+    wa_testkit::eventually(what, LIMIT, ready).await;
 }
 
 async fn status(base: &str, path: &str) -> (StatusCode, String) {

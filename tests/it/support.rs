@@ -1,30 +1,27 @@
 //! Helpers of the ingress tests: an in-process ingress on `127.0.0.1:0` (through
-//! `wa_webhook::serve`), the real `wa-ingress` binary as a child process, a private
-//! `redis-server` that tests may stop and start, HTTP clients, and reading a queue back.
+//! `wa_webhook::Server`), our binaries as child processes, requests and bodies, and reading a
+//! queue back. Private Redis servers, processes under a watchdog, the shared Redis and the HTTP
+//! client come from wa-testkit.
 //!
 //! Every ingress gets its own queue name; its keys are deleted when it is dropped.
 
 #![allow(dead_code)] // each test module uses a different part
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher as _;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::Request;
+use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wa_testkit::Guarded;
+pub use wa_testkit::connect as redis;
+pub use wa_testkit::{Answer, RedisServer, free_port, http1, http2, redis_url, send, unique};
 use wa_webhook::{
     Challenge, Config, Producer, QueueName, ServeOptions, Server, Tls, Verifier, Webhook,
 };
@@ -36,40 +33,9 @@ pub const TOKEN: &str = "it-verify-token-5f1e";
 /// The default webhook path.
 pub const PATH: &str = "/api/whatsapp/webhook";
 
-/// The Redis the tests use (`REDIS_URL`, default `redis://127.0.0.1:6379`).
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A name no other test (or run) uses: `t-<what>-<random hex>`.
-pub fn unique(what: &str) -> String {
-    let r = RandomState::new().hash_one((what, std::process::id(), Instant::now()));
-    format!("t-{what}-{r:016x}")
-}
-
 /// `X-Hub-Signature-256` value for `body` under the test secret.
 pub fn sign(body: &[u8]) -> String {
     wa_signature::sign(SECRET.as_bytes(), body)
-}
-
-/// An async connection to `url`; panics with a clear message when Redis does not answer.
-pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(url).expect("valid REDIS_URL");
-    let mut conn = tokio::time::timeout(
-        Duration::from_secs(5),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!("Redis at {url} did not answer in 5 s: these tests need a real Redis")
-    })
-    .unwrap_or_else(|e| panic!("cannot reach Redis at {url} ({e}): these tests need a real Redis"));
-    let pong: String = redis::cmd("PING")
-        .query_async(&mut conn)
-        .await
-        .expect("Redis PING");
-    assert_eq!(pong, "PONG");
-    conn
 }
 
 /// A job read back from a queue, with `payload` kept as the exact bytes stored.
@@ -170,52 +136,14 @@ impl QueueKeys {
             return;
         };
         let pattern = format!("wa:{{{}}}:*", self.name);
-        let keys: Vec<String> = match conn.scan_match::<_, String>(&pattern) {
+        let keys: Vec<String> = match redis::Commands::scan_match::<_, String>(&mut conn, &pattern)
+        {
             Ok(iter) => iter.filter_map(Result::ok).collect(),
             Err(_) => return,
         };
         for chunk in keys.chunks(500) {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
         }
-    }
-}
-
-use redis::Commands as _;
-
-/// An HTTP/1.1 client (keep-alive) and an HTTP/2 prior-knowledge client.
-pub fn http1() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-pub fn http2() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http()
-}
-
-/// Status, headers and body of an answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-}
-
-/// Sends `req` with `client` and reads the whole answer.
-pub async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> Answer {
-    let response: Response<_> = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .expect("answer within 20 s")
-        .expect("request failed");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("read answer body").to_bytes();
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
     }
 }
 
@@ -418,127 +346,6 @@ impl Drop for Ingress {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A private `redis-server` on a free port in a temporary directory, killed when dropped.
-/// Tests stop, freeze and restart it; the shared Redis is never touched.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    pub async fn start() -> PrivateRedis {
-        let mut r = PrivateRedis {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        r.start_again().await;
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits until it answers PING.
-    pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed for these tests");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Kills the server (its data goes with it).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends a signal (`STOP`, `CONT`) to the server.
-    pub fn signal(&self, sig: &str) {
-        let child = self.child.as_ref().expect("running");
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(child.id().to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} redis-server");
-    }
-
-    /// Script calls served so far (`EVAL`, `EVALSHA`, `FCALL` and their read-only forms), from
-    /// `INFO commandstats`: one per enqueue round trip.
-    pub async fn script_calls(&self) -> u64 {
-        self.calls(|cmd| cmd.starts_with("eval") || cmd.starts_with("fcall"))
-            .await
-    }
-
-    /// Calls of the command `name` (lowercase) served so far, from `INFO commandstats`.
-    pub async fn command_calls(&self, name: &str) -> u64 {
-        self.calls(|cmd| cmd == name).await
-    }
-
-    /// Calls of every command `pick` chooses, summed from `INFO commandstats`.
-    async fn calls(&self, pick: impl Fn(&str) -> bool) -> u64 {
-        let mut conn = redis(&self.url()).await;
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        info.lines()
-            .filter_map(|l| l.strip_prefix("cmdstat_"))
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(cmd, _)| pick(cmd))
-            .filter_map(|(_, stats)| stats.split("calls=").nth(1))
-            .filter_map(|rest| rest.split(',').next())
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        // SIGKILL ends a stopped (SIGSTOP) server too.
-        self.stop();
-    }
-}
-
 /// The environment of a `wa-ingress` on `127.0.0.1:0` with the test secret and token.
 pub fn base_env<'a>(redis: &'a str, queue: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -552,37 +359,35 @@ pub fn base_env<'a>(redis: &'a str, queue: &'a str) -> Vec<(&'a str, &'a str)> {
 
 /// The `wa-ingress` binary built next to this test executable.
 pub fn ingress_bin() -> PathBuf {
-    target_bin("wa-ingress")
+    wa_testkit::binary("wa-ingress")
 }
 
 /// The `wa-worker` binary built next to this test executable.
 pub fn worker_bin() -> PathBuf {
-    target_bin("wa-worker")
+    wa_testkit::binary("wa-worker")
 }
 
-/// A binary of the workspace built next to this test executable.
-fn target_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/it-<hash> -> target/debug/<name>
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    bin
+/// A command for `bin` whose environment holds nothing of the caller's configuration
+/// (`WA_*`, `WHATSAPP_*`, `REDIS_URL`, `RUST_LOG`): a test sets what it means.
+pub fn command(bin: PathBuf) -> Command {
+    let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WA_") || k.starts_with("WHATSAPP_") || k == "REDIS_URL" || k == "RUST_LOG"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }
 
-/// A running `wa-ingress` (or `wa-worker`) process whose stdout and stderr are captured;
-/// SIGKILLed when dropped.
+/// How often a [`Process`] is looked at again while waiting for it.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One of our binaries running under wa-testkit's watchdog (SIGKILLed when dropped or when the
+/// test process ends), its stdout and stderr in a log in a temporary directory of its own.
 pub struct Process {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+    process: Guarded,
+    _dir: tempfile::TempDir,
 }
 
 impl Process {
@@ -593,60 +398,31 @@ impl Process {
 
     /// Spawns `bin` with `args` and `envs` (and nothing of the caller's `WHATSAPP_*`/`WA_*`).
     pub fn spawn_bin(bin: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(bin);
+        let mut cmd = command(bin);
         cmd.args(args);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WA_")
-                || k.starts_with("WHATSAPP_")
-                || k == "REDIS_URL"
-                || k == "RUST_LOG"
-            {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn the binary");
-        let output = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
-            let output = Arc::clone(&output);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            }));
-        }
-        Process {
-            child,
-            output,
-            readers,
-        }
+        Self::spawn_command(cmd, envs)
+    }
+
+    /// Spawns `cmd` (from [`command`]) with `envs` added to its environment.
+    pub fn spawn_command(mut cmd: Command, envs: &[(&str, &str)]) -> Process {
+        cmd.envs(envs.iter().copied());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let process = Guarded::spawn(&cmd, &dir.path().join("out.log"));
+        Process { process, _dir: dir }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Everything printed so far.
     pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.process.output()
+    }
+
+    /// The exit code once the process has ended (128 + n after signal n).
+    pub fn exited(&mut self) -> Option<i32> {
+        self.process.exited()
     }
 
     /// Waits up to `limit` for the listen line and returns the bound address.
@@ -670,51 +446,30 @@ impl Process {
             {
                 return addr;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the process exited ({status}) before logging {marker:?}:\n{out}");
+            if let Some(code) = self.exited() {
+                panic!("the process exited ({code}) before logging {marker:?}:\n{out}");
             }
             assert!(
                 Instant::now() < deadline,
                 "the process did not log {marker:?}:\n{out}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
     /// Sends a signal by name (`TERM`, `INT`, ...).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} {}", self.pid());
+        self.process.signal(sig);
     }
 
-    /// Waits up to `limit` for the exit; returns the exit code (None: killed by a signal).
+    /// Waits up to `limit` for the exit; returns the exit code (128 + n after signal n).
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process did not exit within {limit:?}:\n{}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let code = self.process.wait_exit(limit).await;
+        assert!(
+            code.is_some(),
+            "the process did not exit within {limit:?}:\n{}",
+            self.output()
+        );
+        code
     }
 }

@@ -8,6 +8,10 @@
 //!   certificates).
 //! - [`sentinel`]: a primary, a replica and three sentinels, for failover tests.
 //! - [`cluster`]: a Redis Cluster of three masters with a replica each.
+//! - [`shared`]: the shared Redis (`REDIS_URL`), a connection that fails loudly, and names no
+//!   other test uses in it.
+//! - [`http`]: an HTTP client on hyper's: pooled HTTP/1.1 and HTTP/2 clients reading whole
+//!   answers, and one HTTP/1.1 connection of its own for load tests.
 //!
 //! Every server listens on 127.0.0.1 on a port picked at start (other suites run at the same
 //! time) and lives in its own temporary directory. A server is stopped by its PID when its
@@ -17,12 +21,18 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod http;
 pub mod process;
 pub mod sentinel;
 pub mod server;
+pub mod shared;
 
 pub use certs::TlsFiles;
 pub use cluster::Cluster;
-pub use process::{Guarded, binary, free_cluster_port, free_port, wait_until};
+pub use http::{Answer, Conn, http1, http2, send, streamed};
+pub use process::{
+    Guarded, binary, eventually, free_cluster_port, free_port, peak_rss, rss, running, wait_until,
+};
 pub use sentinel::Failover;
 pub use server::{RedisServer, ServerOptions, Tls};
+pub use shared::{connect, redis_url, unique};

@@ -1,5 +1,7 @@
-//! Child processes that cannot outlive the test, free ports, polling with a deadline.
+//! Child processes that cannot outlive the test, free ports, polling with a deadline, what
+//! `/proc` says about a process.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,11 @@ use std::time::{Duration, Instant};
 /// How often [`wait_until`] and the watchdog look again.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Runs the program given as its arguments with its output in `$TESTKIT_LOG`, prints its PID,
-/// kills it once the test process (`$TESTKIT_PARENT`) is gone, and exits with its status.
+/// Runs the program given as its arguments with its stderr in `$TESTKIT_LOG` and its stdout in
+/// `$TESTKIT_OUT` (the log too when unset), prints its PID, kills it once the test process
+/// (`$TESTKIT_PARENT`) is gone, and exits with its status.
 const WATCHDOG: &str = r#"
-"$@" >>"$TESTKIT_LOG" 2>&1 </dev/null &
+"$@" >>"${TESTKIT_OUT:-$TESTKIT_LOG}" 2>>"$TESTKIT_LOG" </dev/null &
 c=$!
 echo "$c"
 ( while kill -0 "$TESTKIT_PARENT" 2>/dev/null; do sleep 0.2; done; kill -9 "$c" 2>/dev/null ) &
@@ -48,13 +51,56 @@ pub fn free_cluster_port() -> u16 {
 }
 
 /// Polls `ready` until it is true; panics naming `what` after `limit`. For set-up only: it
-/// blocks the calling thread.
+/// blocks the calling thread (see [`eventually`] in async tests).
 pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ready() {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         std::thread::sleep(POLL);
     }
+}
+
+/// Polls `ready` until it is true, sleeping between polls without blocking the runtime;
+/// panics naming `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !ready().await {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether process `pid` is still running (a zombie waiting to be reaped by its parent is
+/// not: it no longer runs anything).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses.
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+    })
+}
+
+/// The resident memory of process `pid` now (`VmRSS`), in bytes, while it runs.
+pub fn rss(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:").expect("VmHWM in /proc/<pid>/status") * 1024
+}
+
+/// A `kB` line of `/proc/<pid>/status`.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// One of the workspace's binaries, built next to the test executable
@@ -89,6 +135,16 @@ impl Guarded {
     /// Starts `cmd` (program, arguments, environment and directory are taken from it) with its
     /// output appended to `log`.
     pub fn spawn(cmd: &Command, log: &Path) -> Guarded {
+        Self::spawn_inner(cmd, None, log)
+    }
+
+    /// [`spawn`](Self::spawn) with the program's stdout in a file of its own, `out` (for
+    /// programs whose output is data: a worker's job lines), and its stderr in `log`.
+    pub fn spawn_to(cmd: &Command, out: &Path, log: &Path) -> Guarded {
+        Self::spawn_inner(cmd, Some(out), log)
+    }
+
+    fn spawn_inner(cmd: &Command, out: Option<&Path>, log: &Path) -> Guarded {
         let name = cmd.get_program().to_string_lossy().into_owned();
         let mut sh = Command::new("sh");
         sh.arg("-c")
@@ -101,6 +157,9 @@ impl Guarded {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        if let Some(out) = out {
+            sh.env("TESTKIT_OUT", out);
+        }
         for (key, value) in cmd.get_envs() {
             match value {
                 Some(v) => sh.env(key, v),
@@ -152,6 +211,21 @@ impl Guarded {
             .try_wait()
             .expect("wait for the watchdog")
             .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// Waits up to `limit` for the program to end; its exit code (as [`exited`](Self::exited)),
+    /// or `None` while it still runs.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(code) = self.exited() {
+                return Some(code);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Everything the program has written so far.

@@ -11,6 +11,9 @@ use crate::process::{Guarded, free_cluster_port, free_port, wait_until};
 /// tests).
 pub(crate) const CLUSTER_NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 
+/// How long a server may take to stop after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long a server may take to start.
 const START_LIMIT: Duration = Duration::from_secs(15);
 
@@ -184,6 +187,17 @@ impl RedisServer {
         cmd
     }
 
+    /// SIGTERM, as a service manager stops it (Redis writes and syncs its AOF, then exits),
+    /// and waits for the exit; SIGKILL if it has not ended within [`STOP_LIMIT`].
+    pub async fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.signal("TERM");
+            if p.wait_exit(STOP_LIMIT).await.is_none() {
+                p.kill();
+            }
+        }
+    }
+
     /// SIGKILL: no goodbye, no final save.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.process.take() {
@@ -206,6 +220,28 @@ impl RedisServer {
             cmd.arg(*a);
         }
         cmd.query(&mut conn)
+    }
+
+    /// Calls served so far of every command `pick` chooses (by its lowercase name), summed from
+    /// `INFO commandstats`.
+    pub fn command_calls(&self, pick: impl Fn(&str) -> bool) -> u64 {
+        let info: String = self
+            .query(&["INFO", "commandstats"])
+            .expect("INFO commandstats");
+        info.lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(cmd, _)| pick(cmd))
+            .filter_map(|(_, stats)| stats.split("calls=").nth(1))
+            .filter_map(|rest| rest.split(',').next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Script calls served so far (`EVAL`, `EVALSHA`, `FCALL` and their read-only forms): one
+    /// per enqueue round trip.
+    pub fn script_calls(&self) -> u64 {
+        self.command_calls(|cmd| cmd.starts_with("eval") || cmd.starts_with("fcall"))
     }
 
     /// What the server has logged so far.

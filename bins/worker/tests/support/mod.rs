@@ -1,23 +1,20 @@
 //! Helpers of the end-to-end tests: a private queue per test, enqueueing, the real `wa-worker`
-//! binary as a child process, and bounded waiting.
+//! binary as a child process, handler scripts and an HTTP receiver. The shared Redis, unique
+//! names, bounded waiting and what `/proc` says about a process come from wa-testkit.
 
 #![allow(dead_code)]
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::process::{Child, Command};
 use wa_queue::{Admin, JobKind, NewJob, Producer, ProducerOptions, QueueName, Stats};
+#[allow(unused_imports)] // each suite uses a different part
+pub use wa_testkit::{eventually, peak_rss, redis_url, running};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wa-worker");
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// A queue of its own for one test, so tests run in parallel without seeing each other.
 pub struct TestQueue {
@@ -28,8 +25,7 @@ pub struct TestQueue {
 
 impl TestQueue {
     pub async fn new(test: &str) -> Self {
-        let suffix = RandomState::new().hash_one(std::process::id());
-        let name = format!("t-{test}-{suffix:016x}");
+        let name = wa_testkit::unique(test);
         let queue = QueueName::new(name.clone()).expect("queue name");
         let admin = Admin::connect(redis_url(), queue.clone())
             .await
@@ -191,22 +187,6 @@ pub fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// Polls `cond` every 50 ms; panics naming `what` when it is still false after `within`.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Sends SIGTERM and waits (bounded) for the exit code.
 pub async fn terminate(child: &mut Child, within: Duration) -> i32 {
     let pid = child.id().expect("worker still running");
@@ -246,27 +226,6 @@ pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .map(|s| s.lines().map(str::to_owned).collect())
         .unwrap_or_default()
-}
-
-/// Whether process `pid` is still running (a zombie waiting to be reaped by its parent is
-/// not: it no longer runs anything).
-pub fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses.
-        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-        !state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
-    })
-}
-
-/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
-pub fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kb * 1024
 }
 
 /// The first line of a file, once it has one.

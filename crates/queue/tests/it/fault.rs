@@ -7,7 +7,7 @@ use wa_queue::{
     Consumer, ConsumerOptions, Handler, Job, Outcome, Producer, ProducerOptions, RunOptions, run,
 };
 
-use crate::support::{PrivateRedis, job, payload, queue};
+use crate::support::{job, payload, private_redis, queue};
 
 fn opts() -> ConsumerOptions {
     let mut o = ConsumerOptions::default();
@@ -40,7 +40,7 @@ async fn drain(url: &str, q: &wa_queue::QueueName) -> HashSet<String> {
 /// producer reconnects by itself, and every job whose enqueue returned Ok is consumed later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_during_enqueue_loses_nothing_acknowledged() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = private_redis();
     let url = redis.url();
     let q = queue("fault-enq");
     let mut po = ProducerOptions::default();
@@ -73,7 +73,7 @@ async fn redis_restart_during_enqueue_loses_nothing_acknowledged() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    redis.restart().await;
+    tokio::task::block_in_place(|| redis.start_again());
     let mut errors = 0;
     for t in tasks {
         errors += t.await.unwrap();
@@ -117,7 +117,7 @@ impl Handler for Collect {
 /// every enqueued job is still handled (at least once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_during_consumption_loses_nothing() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = private_redis();
     let url = redis.url();
     let q = queue("fault-run");
     let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
@@ -154,7 +154,7 @@ async fn redis_restart_during_consumption_loses_nothing() {
     }
     redis.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    redis.restart().await;
+    tokio::task::block_in_place(|| redis.start_again());
     let summary = tokio::time::timeout(Duration::from_secs(90), runner)
         .await
         .unwrap()
@@ -174,7 +174,7 @@ async fn redis_restart_during_consumption_loses_nothing() {
 /// instead of hanging; once it resumes, the same producer works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_redis_times_out_then_recovers() {
-    let redis = PrivateRedis::start().await;
+    let redis = private_redis();
     let q = queue("fault-hung");
     let mut po = ProducerOptions::default();
     po.timeout = Duration::from_millis(300);

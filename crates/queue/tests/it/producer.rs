@@ -3,8 +3,7 @@ use std::time::Duration;
 use wa_queue::{Enqueued, Job, Producer, ProducerOptions, QueueError};
 
 use crate::support::{
-    self, PrivateRedis, bucket_ttl, cleanup, clock_slot, conn, job, markers, payload, queue,
-    redis_now, redis_url,
+    self, bucket_ttl, cleanup, clock_slot, conn, job, markers, payload, queue, redis_now, redis_url,
 };
 
 /// 64 producers enqueueing the same 200 ids at once push each id exactly once.
@@ -124,7 +123,7 @@ async fn duplicates_within_one_call() {
 /// After SCRIPT FLUSH (as after a restart) enqueue still works: NOSCRIPT falls back to EVAL.
 #[tokio::test]
 async fn noscript_after_script_flush() {
-    let redis = PrivateRedis::start().await;
+    let redis = support::private_redis();
     let q = queue("noscript");
     let producer = Producer::new(redis.url(), q.clone(), ProducerOptions::default()).unwrap();
     let p = payload(1);

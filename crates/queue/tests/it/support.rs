@@ -1,31 +1,14 @@
-//! Helpers: the shared Redis, unique queue names, key cleanup, a private redis-server.
-
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+//! Helpers: unique queue names, key cleanup, jobs to enqueue. The shared Redis, connections
+//! and private servers come from wa-testkit.
 
 use serde_json::value::RawValue;
 use wa_queue::{JobKind, NewJob, QueueName};
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+pub use wa_testkit::connect as conn;
+pub use wa_testkit::{RedisServer, ServerOptions, redis_url};
 
 /// A queue name no other test (or run) uses.
 pub fn queue(test: &str) -> QueueName {
-    QueueName::new(format!("t-{test}-{:016x}", rand::random::<u64>())).unwrap()
-}
-
-pub async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(url).unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .expect("redis connect timed out")
-    .unwrap_or_else(|e| panic!("this test needs Redis at {url}: {e}"))
+    QueueName::new(wa_testkit::unique(test)).unwrap()
 }
 
 /// Every key of `q` (seen markers included).
@@ -156,106 +139,11 @@ pub fn job<'a>(id: String, p: &'a RawValue) -> NewJob<'a> {
     j
 }
 
-/// A redis-server of this test's own, on a free port in a temp dir, with an fsync-always AOF
-/// so a killed and restarted server still has everything it acknowledged.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = PrivateRedis {
-            port,
-            dir,
-            child: None,
-        };
-        r.spawn().await;
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(self.path())
-            .arg("--appendonly")
-            .arg("yes")
-            .arg("--appendfsync")
-            .arg("always")
-            .arg("--save")
-            .arg("")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed for this test");
-        self.child = Some(child);
-        // Wait until it answers.
-        let url = self.url();
-        for _ in 0..100 {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            if let Ok(Ok(mut c)) = tokio::time::timeout(
-                Duration::from_millis(500),
-                client.get_multiplexed_async_connection(),
-            )
-            .await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private redis-server did not start on port {}", self.port);
-    }
-
-    /// SIGKILL: no goodbye, no final save (the AOF has everything acknowledged).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGSTOP / SIGCONT: a hung server that keeps its connections open.
-    pub fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let ok = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(c.id().to_string())
-                .status();
-            assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.spawn().await;
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A redis-server of this test's own with an fsync-always AOF, so a killed and restarted
+/// server still has everything it acknowledged.
+pub fn private_redis() -> RedisServer {
+    RedisServer::start(ServerOptions {
+        aof: true,
+        ..ServerOptions::default()
+    })
 }
