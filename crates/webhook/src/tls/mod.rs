@@ -14,152 +14,33 @@
 //! request of that client is ever read. Refusals are counted by reason in
 //! `wa_webhook_client_cert_refusals_total`.
 
+mod build;
 mod client;
+mod options;
 mod subject;
 
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::{Metrics, WebhookError};
 
+use build::{Files, build};
 pub(crate) use client::Refusal;
+pub use options::{ClientAuth, TlsFile, TlsOptions, TlsProblem};
 
 /// The subject Meta's webhook client certificate carries (CN and DNS SAN).
 pub const META_CLIENT_SUBJECT: &str = "client.webhooks.fbclientcerts.com";
 
 /// How often [`Tls::watch`] reads the files by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
-
-/// ALPN protocols offered, in order of preference; hyper-util's auto builder serves both.
-const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
-
-/// Where the server's certificate and key are, and whether clients must present one.
-///
-/// ```
-/// use wa_webhook::{ClientAuth, TlsOptions};
-/// let mut options = TlsOptions::new("/etc/wa/fullchain.pem", "/etc/wa/privkey.pem");
-/// options.client_auth = Some(ClientAuth::meta("/etc/wa/meta-ca.pem"));
-/// assert_eq!(
-///     options.client_auth.unwrap().subject,
-///     "client.webhooks.fbclientcerts.com"
-/// );
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TlsOptions {
-    /// PEM file with the certificate chain, the server's own certificate first.
-    pub cert: PathBuf,
-    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// Require a client certificate (mutual TLS); `None` accepts any client.
-    pub client_auth: Option<ClientAuth>,
-    /// How often [`Tls::watch`] reads the files for a change. Default 5 s.
-    pub poll_interval: Duration,
-}
-
-impl TlsOptions {
-    /// Serves the certificate chain in `cert` with the key in `key`, no client certificates.
-    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        Self {
-            cert: cert.into(),
-            key: key.into(),
-            client_auth: None,
-            poll_interval: DEFAULT_POLL_INTERVAL,
-        }
-    }
-}
-
-/// What a client certificate must be: chained to a CA in `ca`, naming `subject`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientAuth {
-    /// PEM bundle of the CAs a client certificate may chain to (several during a rotation).
-    pub ca: PathBuf,
-    /// The name the certificate must carry as its subject CN or as a DNS SAN (ASCII case
-    /// ignored).
-    pub subject: String,
-}
-
-impl ClientAuth {
-    /// Clients must chain to `ca` and name `subject`.
-    pub fn new(ca: impl Into<PathBuf>, subject: impl Into<String>) -> Self {
-        Self {
-            ca: ca.into(),
-            subject: subject.into(),
-        }
-    }
-
-    /// Meta's webhook client certificate: chained to `ca`, named [`META_CLIENT_SUBJECT`].
-    pub fn meta(ca: impl Into<PathBuf>) -> Self {
-        Self::new(ca, META_CLIENT_SUBJECT)
-    }
-}
-
-/// Which file a [`WebhookError::TlsFile`] is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsFile {
-    /// the server's certificate chain ([`TlsOptions::cert`])
-    Certificate,
-    /// the server's private key ([`TlsOptions::key`])
-    Key,
-    /// the client CA bundle ([`ClientAuth::ca`])
-    ClientCa,
-}
-
-impl fmt::Display for TlsFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsFile::Certificate => "certificate file",
-            TlsFile::Key => "key file",
-            TlsFile::ClientCa => "client CA file",
-        })
-    }
-}
-
-/// What is wrong with a TLS file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsProblem {
-    /// it cannot be read
-    Unreadable,
-    /// it is not valid PEM
-    NotPem,
-    /// it holds no certificate
-    NoCertificate,
-    /// it holds no private key
-    NoKey,
-    /// the key cannot be used, or does not belong to the certificate
-    KeyMismatch,
-    /// a certificate in the CA bundle cannot be used as a trust anchor
-    BadCa,
-}
-
-impl fmt::Display for TlsProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsProblem::Unreadable => "cannot be read",
-            TlsProblem::NotPem => "is not valid PEM",
-            TlsProblem::NoCertificate => "holds no certificate",
-            TlsProblem::NoKey => "holds no private key",
-            TlsProblem::KeyMismatch => "holds a key that cannot be used with the certificate",
-            TlsProblem::BadCa => "holds a CA certificate that cannot be used",
-        })
-    }
-}
 
 /// Why a TLS handshake failed, when not on the client's certificate: the `reason` label of
 /// `wa_webhook_tls_handshake_failures_total`.
@@ -359,129 +240,6 @@ pub(crate) async fn handshake(
         }
     }
     None
-}
-
-/// The files' bytes as read together.
-struct Files {
-    cert: Vec<u8>,
-    key: Vec<u8>,
-    ca: Option<Vec<u8>>,
-}
-
-impl Files {
-    fn read(options: &TlsOptions) -> Result<Files, WebhookError> {
-        let read = |file, path: &Path| {
-            std::fs::read(path)
-                .map_err(|e| file_error(options, file, TlsProblem::Unreadable, Some(Box::new(e))))
-        };
-        Ok(Files {
-            cert: read(TlsFile::Certificate, &options.cert)?,
-            key: read(TlsFile::Key, &options.key)?,
-            ca: match &options.client_auth {
-                Some(auth) => Some(read(TlsFile::ClientCa, &auth.ca)?),
-                None => None,
-            },
-        })
-    }
-
-    /// One digest over all three, each prefixed by its length so no two sets collide.
-    fn digest(&self) -> [u8; 32] {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        for part in [Some(&self.cert), Some(&self.key), self.ca.as_ref()] {
-            let part = part.map_or(&[][..], Vec::as_slice);
-            ctx.update(&(part.len() as u64).to_be_bytes());
-            ctx.update(part);
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
-    }
-}
-
-/// The rustls configuration for `files`: ring, TLS 1.2 and 1.3, ALPN h2 and http/1.1, and the
-/// client verifier when [`TlsOptions::client_auth`] asks for one.
-fn build(options: &TlsOptions, files: &Files) -> Result<Arc<ServerConfig>, WebhookError> {
-    let fail = |file, problem, source: Option<BoxError>| file_error(options, file, problem, source);
-    let chain = CertificateDer::pem_slice_iter(&files.cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(TlsFile::Certificate, TlsProblem::NotPem, Some(Box::new(e))))?;
-    if chain.is_empty() {
-        return Err(fail(TlsFile::Certificate, TlsProblem::NoCertificate, None));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|e| match e {
-        pem::Error::NoItemsFound => fail(TlsFile::Key, TlsProblem::NoKey, None),
-        e => fail(TlsFile::Key, TlsProblem::NotPem, Some(Box::new(e))),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    // Cannot fail with ring's provider, which has suites for both versions; mapped rather than
-    // unwrapped so that it could never become a panic.
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(TlsFile::Key, TlsProblem::KeyMismatch, Some(Box::new(e))))?;
-    let builder = match (&options.client_auth, &files.ca) {
-        (Some(auth), Some(ca)) => {
-            builder.with_client_cert_verifier(client_verifier(options, auth, ca, provider)?)
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| fail(TlsFile::Key, TlsProblem::KeyMismatch, Some(Box::new(e))))?;
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
-}
-
-/// WebPKI chain verification against the CA bundle `ca`, then the subject check.
-fn client_verifier(
-    options: &TlsOptions,
-    auth: &ClientAuth,
-    ca: &[u8],
-    provider: Arc<CryptoProvider>,
-) -> Result<Arc<client::SubjectVerifier>, WebhookError> {
-    let fail =
-        |problem, source: Option<BoxError>| file_error(options, TlsFile::ClientCa, problem, source);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca) {
-        let cert = cert.map_err(|e| fail(TlsProblem::NotPem, Some(Box::new(e))))?;
-        roots
-            .add(cert)
-            .map_err(|e| fail(TlsProblem::BadCa, Some(Box::new(e))))?;
-    }
-    if roots.is_empty() {
-        return Err(fail(TlsProblem::NoCertificate, None));
-    }
-    let chain = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| fail(TlsProblem::BadCa, Some(Box::new(e))))?;
-    Ok(Arc::new(client::SubjectVerifier::new(
-        chain,
-        auth.subject.trim().to_owned(),
-    )))
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn file_error(
-    options: &TlsOptions,
-    file: TlsFile,
-    problem: TlsProblem,
-    source: Option<BoxError>,
-) -> WebhookError {
-    let path = match file {
-        TlsFile::Certificate => options.cert.clone(),
-        TlsFile::Key => options.key.clone(),
-        TlsFile::ClientCa => options
-            .client_auth
-            .as_ref()
-            .map(|a| a.ca.clone())
-            .unwrap_or_default(),
-    };
-    WebhookError::TlsFile {
-        file,
-        path,
-        problem,
-        source,
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
