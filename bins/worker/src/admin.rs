@@ -2,12 +2,12 @@
 //! people or as JSON for scripts.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use wa_queue::{Admin, DeadFilter, DeadJob};
+use wa_queue::{Admin, DeadFilter, DeadJob, now_ms};
 
 use crate::cli::{DeadCommand, DeadFilterArgs, DeadSelect, StatsArgs, Usage};
 
@@ -269,10 +269,7 @@ fn dead_doc(d: &DeadJob) -> DeadDoc<'_> {
 }
 
 fn ago(ms: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let secs = now.saturating_sub(ms) / 1000;
+    let secs = now_ms().saturating_sub(ms) / 1000;
     format!(
         "{} ago",
         humantime::format_duration(Duration::from_secs(secs))
