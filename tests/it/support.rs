@@ -129,21 +129,7 @@ impl QueueKeys {
 
     /// Deletes every key of the queue (blocking: called from Drop).
     pub fn delete_all(&self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
-            return;
-        };
-        let pattern = format!("wa:{{{}}}:*", self.name);
-        let keys: Vec<String> = match redis::Commands::scan_match::<_, String>(&mut conn, &pattern)
-        {
-            Ok(iter) => iter.filter_map(Result::ok).collect(),
-            Err(_) => return,
-        };
-        for chunk in keys.chunks(500) {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-        }
+        wa_testkit::delete_matching(&self.url, &format!("wa:{{{}}}:*", self.name));
     }
 }
 

@@ -8,8 +8,8 @@
 //!   certificates).
 //! - [`sentinel`]: a primary, a replica and three sentinels, for failover tests.
 //! - [`cluster`]: a Redis Cluster of three masters with a replica each.
-//! - [`shared`]: the shared Redis (`REDIS_URL`), a connection that fails loudly, and names no
-//!   other test uses in it.
+//! - [`shared`]: the shared Redis (`REDIS_URL`), a connection that fails loudly, names no
+//!   other test uses in it, and deleting a test's keys.
 //! - [`http`]: an HTTP client on hyper's: pooled HTTP/1.1 and HTTP/2 clients reading whole
 //!   answers, and one HTTP/1.1 connection of its own for load tests.
 //!
@@ -35,4 +35,4 @@ pub use process::{
 };
 pub use sentinel::Failover;
 pub use server::{RedisServer, ServerOptions, Tls};
-pub use shared::{connect, redis_url, unique};
+pub use shared::{connect, delete_matching, redis_url, unique};

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 /// How long a connection to a Redis may take before the test fails.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
+/// Keys deleted per `DEL` when a test cleans up after itself.
+const DELETE_CHUNK: usize = 500;
+
 /// The Redis the suites share (`REDIS_URL`, default `redis://127.0.0.1:6379`).
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -39,4 +42,23 @@ pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap_or_else(|e| panic!("Redis at {url} refused PING: {e}"));
     assert_eq!(pong, "PONG");
     conn
+}
+
+/// Deletes every key of the Redis at `url` that matches `pattern` (a `SCAN MATCH` pattern, such
+/// as `wa:{<queue>}:*`), in chunks. Blocking and best effort: for a test's `Drop`, which must
+/// not panic, so a Redis that is gone is left as it is.
+pub fn delete_matching(url: &str, pattern: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(CONNECT_LIMIT) else {
+        return;
+    };
+    let keys: Vec<String> = match redis::Commands::scan_match::<_, String>(&mut conn, pattern) {
+        Ok(iter) => iter.filter_map(Result::ok).collect(),
+        Err(_) => return,
+    };
+    for chunk in keys.chunks(DELETE_CHUNK) {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+    }
 }

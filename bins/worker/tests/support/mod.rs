@@ -141,22 +141,7 @@ impl TestQueue {
 /// Leaves nothing of the test behind in the shared Redis.
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(format!("wa:{{{}}}:*", self.name))
-            .arg("COUNT")
-            .arg(10_000)
-            .clone()
-            .iter(&mut conn)
-            .map(|it| it.filter_map(Result::ok).collect())
-            .unwrap_or_default();
-        for chunk in keys.chunks(500) {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-        }
+        wa_testkit::delete_matching(&redis_url(), &format!("wa:{{{}}}:*", self.name));
     }
 }
 

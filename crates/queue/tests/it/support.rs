@@ -115,15 +115,7 @@ pub async fn assert_only_markers_left(url: &str, q: &QueueName) {
 
 /// Deletes every key of `q`.
 pub async fn cleanup(url: &str, q: &QueueName) {
-    let ks = keys(url, q).await;
-    let mut c = conn(url).await;
-    for chunk in ks.chunks(500) {
-        let _: () = redis::cmd("DEL")
-            .arg(chunk)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
+    wa_testkit::delete_matching(url, &format!("{}*", q.base()));
 }
 
 pub fn payload(n: usize) -> Box<RawValue> {
