@@ -314,9 +314,9 @@ fn signed_body(wamid: &str, n: u64) -> (Vec<u8>, String) {
     (body, sig)
 }
 
-/// What one request got.
+/// One request of the load and what it got.
 #[derive(Debug, Clone)]
-struct Outcome {
+struct LoadRequest {
     wamid: String,
     status: Option<u16>,
     sent: Instant,
@@ -327,7 +327,7 @@ struct Outcome {
 /// is set, `max` requests were sent, or `limit` has passed.
 struct Load {
     stop: Arc<AtomicBool>,
-    outcomes: Arc<Mutex<Vec<Outcome>>>,
+    outcomes: Arc<Mutex<Vec<LoadRequest>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -377,7 +377,7 @@ impl Load {
                             conn = None;
                         }
                         let done = Instant::now();
-                        outcomes.lock().unwrap().push(Outcome {
+                        outcomes.lock().unwrap().push(LoadRequest {
                             wamid,
                             status,
                             sent: t0,
@@ -398,7 +398,7 @@ impl Load {
         }
     }
 
-    async fn finish(self) -> Vec<Outcome> {
+    async fn finish(self) -> Vec<LoadRequest> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.expect("load task");
@@ -408,13 +408,13 @@ impl Load {
             .unwrap_or_default()
     }
 
-    fn snapshot(&self) -> Vec<Outcome> {
+    fn snapshot(&self) -> Vec<LoadRequest> {
         self.outcomes.lock().unwrap().clone()
     }
 }
 
 /// Counts by status (`None` = connection error or timeout) and the set of acknowledged wamids.
-fn tally(outcomes: &[Outcome]) -> (HashMap<String, usize>, HashSet<String>) {
+fn tally(outcomes: &[LoadRequest]) -> (HashMap<String, usize>, HashSet<String>) {
     let mut by = HashMap::new();
     let mut acked = HashSet::new();
     for o in outcomes {
@@ -470,7 +470,8 @@ async fn redis_outage_then_ingress_sigkill_loses_nothing() {
     let outcomes = load.finish().await;
 
     let (by, acked) = tally(&outcomes);
-    let in_outage = |o: &&Outcome| o.sent > t_stop + Duration::from_millis(200) && o.done < t_back;
+    let in_outage =
+        |o: &&LoadRequest| o.sent > t_stop + Duration::from_millis(200) && o.done < t_back;
     let outage_503 = during
         .iter()
         .filter(in_outage)

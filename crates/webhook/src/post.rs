@@ -14,7 +14,7 @@ use wa_queue::{Enqueued, NewJob};
 use wa_signature::Signature;
 
 use crate::body::{self, ReadError};
-use crate::metrics::{Fate, Outcome, SigFailure, Tally};
+use crate::metrics::{Fate, RequestOutcome, SigFailure, Tally};
 use crate::reply::{Reply, reply, text};
 use crate::{Webhook, jobs};
 
@@ -79,17 +79,19 @@ impl Rejection {
         }
     }
 
-    fn outcome(self) -> Outcome {
+    fn outcome(self) -> RequestOutcome {
         match self {
-            Rejection::MissingSignature => Outcome::MissingSignature,
-            Rejection::MalformedSignature | Rejection::WrongSignature => Outcome::InvalidSignature,
-            Rejection::DuplicateSignature | Rejection::BadBody => Outcome::BadRequest,
-            Rejection::TooLarge | Rejection::TooManyItems | Rejection::JobsTooLarge => {
-                Outcome::TooLarge
+            Rejection::MissingSignature => RequestOutcome::MissingSignature,
+            Rejection::MalformedSignature | Rejection::WrongSignature => {
+                RequestOutcome::InvalidSignature
             }
-            Rejection::Overloaded => Outcome::Overloaded,
-            Rejection::Slow => Outcome::Timeout,
-            Rejection::Unavailable => Outcome::Unavailable,
+            Rejection::DuplicateSignature | Rejection::BadBody => RequestOutcome::BadRequest,
+            Rejection::TooLarge | Rejection::TooManyItems | Rejection::JobsTooLarge => {
+                RequestOutcome::TooLarge
+            }
+            Rejection::Overloaded => RequestOutcome::Overloaded,
+            Rejection::Slow => RequestOutcome::Timeout,
+            Rejection::Unavailable => RequestOutcome::Unavailable,
         }
     }
 
@@ -178,9 +180,9 @@ impl Webhook {
             Ok(accepted) => {
                 if let Accepted::OtherObject = accepted {
                     metrics.ignored_object();
-                    metrics.request(Outcome::Ignored);
+                    metrics.request(RequestOutcome::Ignored);
                 } else {
-                    metrics.request(Outcome::Accepted);
+                    metrics.request(RequestOutcome::Accepted);
                 }
                 reply(StatusCode::OK, "")
             }

@@ -6,7 +6,7 @@ use http::{Method, Request, StatusCode};
 use http_body::Body as HttpBody;
 
 use crate::Webhook;
-use crate::metrics::Outcome;
+use crate::metrics::RequestOutcome;
 use crate::reply::{Reply, method_not_allowed, reply, text, with_type};
 
 /// The content type of `/metrics`: Prometheus text exposition 0.0.4.
@@ -90,27 +90,27 @@ impl Webhook {
             (Route::Webhook, &Method::POST) => self.post(req, count).await,
             (Route::Webhook, &Method::GET) => self.handshake(req.uri().query().unwrap_or("")),
             (Route::Webhook, _) => {
-                metrics.request(Outcome::MethodNotAllowed);
+                metrics.request(RequestOutcome::MethodNotAllowed);
                 method_not_allowed("GET, POST")
             }
             (Route::NotFound, _) => {
-                metrics.request(Outcome::NotFound);
+                metrics.request(RequestOutcome::NotFound);
                 reply(StatusCode::NOT_FOUND, "")
             }
             (_, m) if m != Method::GET => {
-                metrics.request(Outcome::MethodNotAllowed);
+                metrics.request(RequestOutcome::MethodNotAllowed);
                 method_not_allowed("GET")
             }
             (Route::Healthz, _) => {
-                metrics.request(Outcome::Probe);
+                metrics.request(RequestOutcome::Probe);
                 text(StatusCode::OK, Bytes::from_static(b"ok\n"))
             }
             (Route::Readyz, _) => {
-                metrics.request(Outcome::Probe);
+                metrics.request(RequestOutcome::Probe);
                 self.ready().await
             }
             (Route::Metrics, _) => {
-                metrics.request(Outcome::Probe);
+                metrics.request(RequestOutcome::Probe);
                 let mut rendered = metrics.render();
                 self.inner.producer.config_health().render(&mut rendered);
                 with_type(StatusCode::OK, Bytes::from(rendered), METRICS_CONTENT_TYPE)
@@ -122,15 +122,15 @@ impl Webhook {
     fn handshake(&self, query: &str) -> Reply {
         let (outcome, answer) = match self.inner.challenge.decide(query) {
             Ok(challenge) => (
-                Outcome::ChallengeOk,
+                RequestOutcome::ChallengeOk,
                 text(StatusCode::OK, Bytes::from(challenge)),
             ),
             Err(e) if e.is_bad_request() => (
-                Outcome::ChallengeBadRequest,
+                RequestOutcome::ChallengeBadRequest,
                 reply(StatusCode::BAD_REQUEST, ""),
             ),
             Err(_) => (
-                Outcome::ChallengeForbidden,
+                RequestOutcome::ChallengeForbidden,
                 reply(StatusCode::FORBIDDEN, ""),
             ),
         };

@@ -6,7 +6,7 @@ use wa_queue::JobKind;
 
 /// What a request came to; one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum RequestOutcome {
     /// POST: every notification enqueued or a known duplicate (or none to enqueue)
     Accepted,
     /// POST: `object` other than `whatsapp_business_account`
@@ -39,24 +39,24 @@ pub(crate) enum Outcome {
     Probe,
 }
 
-impl Outcome {
+impl RequestOutcome {
     /// Every outcome, in declaration order (so [`index`](Self::index) is the discriminant).
-    pub(super) const ALL: [Outcome; 15] = [
-        Outcome::Accepted,
-        Outcome::Ignored,
-        Outcome::MissingSignature,
-        Outcome::InvalidSignature,
-        Outcome::TooLarge,
-        Outcome::BadRequest,
-        Outcome::Unavailable,
-        Outcome::Overloaded,
-        Outcome::Timeout,
-        Outcome::ChallengeOk,
-        Outcome::ChallengeBadRequest,
-        Outcome::ChallengeForbidden,
-        Outcome::MethodNotAllowed,
-        Outcome::NotFound,
-        Outcome::Probe,
+    pub(super) const ALL: [RequestOutcome; 15] = [
+        RequestOutcome::Accepted,
+        RequestOutcome::Ignored,
+        RequestOutcome::MissingSignature,
+        RequestOutcome::InvalidSignature,
+        RequestOutcome::TooLarge,
+        RequestOutcome::BadRequest,
+        RequestOutcome::Unavailable,
+        RequestOutcome::Overloaded,
+        RequestOutcome::Timeout,
+        RequestOutcome::ChallengeOk,
+        RequestOutcome::ChallengeBadRequest,
+        RequestOutcome::ChallengeForbidden,
+        RequestOutcome::MethodNotAllowed,
+        RequestOutcome::NotFound,
+        RequestOutcome::Probe,
     ];
 
     /// The outcome's place in [`ALL`](Self::ALL) and in the counters.
@@ -67,21 +67,21 @@ impl Outcome {
     /// The `outcome` label.
     pub(super) fn as_str(self) -> &'static str {
         match self {
-            Outcome::Accepted => "accepted",
-            Outcome::Ignored => "ignored",
-            Outcome::MissingSignature => "missing_signature",
-            Outcome::InvalidSignature => "invalid_signature",
-            Outcome::TooLarge => "too_large",
-            Outcome::BadRequest => "bad_request",
-            Outcome::Unavailable => "unavailable",
-            Outcome::Overloaded => "overloaded",
-            Outcome::Timeout => "timeout",
-            Outcome::ChallengeOk => "challenge_ok",
-            Outcome::ChallengeBadRequest => "challenge_bad_request",
-            Outcome::ChallengeForbidden => "challenge_forbidden",
-            Outcome::MethodNotAllowed => "method_not_allowed",
-            Outcome::NotFound => "not_found",
-            Outcome::Probe => "probe",
+            RequestOutcome::Accepted => "accepted",
+            RequestOutcome::Ignored => "ignored",
+            RequestOutcome::MissingSignature => "missing_signature",
+            RequestOutcome::InvalidSignature => "invalid_signature",
+            RequestOutcome::TooLarge => "too_large",
+            RequestOutcome::BadRequest => "bad_request",
+            RequestOutcome::Unavailable => "unavailable",
+            RequestOutcome::Overloaded => "overloaded",
+            RequestOutcome::Timeout => "timeout",
+            RequestOutcome::ChallengeOk => "challenge_ok",
+            RequestOutcome::ChallengeBadRequest => "challenge_bad_request",
+            RequestOutcome::ChallengeForbidden => "challenge_forbidden",
+            RequestOutcome::MethodNotAllowed => "method_not_allowed",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::Probe => "probe",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::tls::{HandshakeFailure, Refusal};
 
 mod labels;
 
-pub(crate) use labels::{Fate, Outcome, SigFailure, Tally};
+pub(crate) use labels::{Fate, RequestOutcome, SigFailure, Tally};
 
 /// Upper bounds of the enqueue latency buckets, in microseconds.
 const BUCKETS_US: [u64; 13] = [
@@ -24,7 +24,7 @@ const BUCKETS_US: [u64; 13] = [
 /// The endpoint's counters. Read them as Prometheus text with [`Metrics::render`].
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [AtomicU64; Outcome::ALL.len()],
+    requests: [AtomicU64; RequestOutcome::ALL.len()],
     signature_failures: [AtomicU64; SigFailure::ALL.len()],
     notifications: [[AtomicU64; Fate::ALL.len()]; JobKind::ALL.len()],
     enqueue_buckets: [AtomicU64; BUCKETS_US.len()],
@@ -39,7 +39,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn request(&self, outcome: Outcome) {
+    pub(crate) fn request(&self, outcome: RequestOutcome) {
         self.requests[outcome.index()].fetch_add(1, Relaxed);
     }
 
@@ -93,7 +93,7 @@ impl Metrics {
 
     /// Requests answered so far with the given outcome label (see [`Metrics::render`]).
     pub fn requests(&self, outcome: &str) -> u64 {
-        Outcome::ALL
+        RequestOutcome::ALL
             .iter()
             .find(|o| o.as_str() == outcome)
             .map_or(0, |o| self.requests[o.index()].load(Relaxed))
@@ -128,7 +128,7 @@ impl Metrics {
     fn render_into(&self, out: &mut String) -> std::fmt::Result {
         out.push_str("# HELP wa_webhook_requests_total Requests answered, by outcome.\n");
         out.push_str("# TYPE wa_webhook_requests_total counter\n");
-        for o in Outcome::ALL {
+        for o in RequestOutcome::ALL {
             let (v, name) = (self.requests[o.index()].load(Relaxed), o.as_str());
             writeln!(out, "wa_webhook_requests_total{{outcome=\"{name}\"}} {v}")?;
         }
@@ -260,8 +260,8 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.request(Outcome::Accepted);
-        m.request(Outcome::Accepted);
+        m.request(RequestOutcome::Accepted);
+        m.request(RequestOutcome::Accepted);
         m.signature_failure(SigFailure::Mismatch);
         let mut tally = Tally::default();
         for _ in 0..3 {
@@ -305,7 +305,7 @@ mod tests {
     /// Each `ALL` table is in the order of its enum, so `index()` finds a value's place in it.
     #[test]
     fn outcome_table_order() {
-        for (i, o) in Outcome::ALL.iter().enumerate() {
+        for (i, o) in RequestOutcome::ALL.iter().enumerate() {
             assert_eq!(o.index(), i);
         }
         for (i, r) in SigFailure::ALL.iter().enumerate() {
