@@ -3,7 +3,7 @@
 //! A metrics registry would cost a lookup (and often a lock) per update; these are fixed
 //! arrays indexed by enums, so recording is one `fetch_add`.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -125,82 +125,79 @@ impl Metrics {
         out
     }
 
-    fn render_into(&self, out: &mut String) -> std::fmt::Result {
-        out.push_str("# HELP wa_webhook_requests_total Requests answered, by outcome.\n");
-        out.push_str("# TYPE wa_webhook_requests_total counter\n");
-        for o in RequestOutcome::ALL {
-            let (v, name) = (self.requests[o.index()].load(Relaxed), o.as_str());
-            writeln!(out, "wa_webhook_requests_total{{outcome=\"{name}\"}} {v}")?;
-        }
-        out.push_str("# HELP wa_webhook_signature_failures_total Refused signatures, by reason.\n");
-        out.push_str("# TYPE wa_webhook_signature_failures_total counter\n");
-        for r in SigFailure::ALL {
-            let (v, name) = (self.signature_failures[r.index()].load(Relaxed), r.as_str());
-            writeln!(
-                out,
-                "wa_webhook_signature_failures_total{{reason=\"{name}\"}} {v}"
-            )?;
-        }
-        out.push_str(
-            "# HELP wa_webhook_notifications_total Notifications seen in accepted bodies, by kind and fate.\n",
-        );
-        out.push_str("# TYPE wa_webhook_notifications_total counter\n");
+    fn render_into(&self, out: &mut String) -> fmt::Result {
+        let count = |counter: &AtomicU64| counter.load(Relaxed);
+        by_label(
+            out,
+            "wa_webhook_requests_total",
+            "Requests answered, by outcome.",
+            "outcome",
+            RequestOutcome::ALL.map(|o| (o.as_str(), count(&self.requests[o.index()]))),
+        )?;
+        by_label(
+            out,
+            "wa_webhook_signature_failures_total",
+            "Refused signatures, by reason.",
+            "reason",
+            SigFailure::ALL.map(|r| (r.as_str(), count(&self.signature_failures[r.index()]))),
+        )?;
+        self.render_notifications(out)?;
+        self.render_enqueue_duration(out)?;
+        by_label(
+            out,
+            "wa_webhook_client_cert_refusals_total",
+            "TLS handshakes refused on the client's certificate (mutual TLS), by reason.",
+            "reason",
+            Refusal::ALL.map(|r| (r.as_str(), count(&self.client_cert_refusals[r.index()]))),
+        )?;
+        by_label(
+            out,
+            "wa_webhook_tls_handshake_failures_total",
+            "TLS handshakes that failed for another reason than the client's certificate.",
+            "reason",
+            HandshakeFailure::ALL
+                .map(|f| (f.as_str(), count(&self.tls_handshake_failures[f.index()]))),
+        )?;
+        self.render_unlabelled(out)
+    }
+
+    /// `wa_webhook_notifications_total`, by kind and fate.
+    fn render_notifications(&self, out: &mut String) -> fmt::Result {
+        let name = "wa_webhook_notifications_total";
+        let help = "Notifications seen in accepted bodies, by kind and fate.";
+        header(out, name, "counter", help)?;
         for kind in JobKind::ALL {
-            let (k, kind) = (kind.index(), kind.as_str());
-            for f in Fate::ALL {
-                let (v, fate) = (self.notifications[k][f.index()].load(Relaxed), f.as_str());
-                writeln!(
-                    out,
-                    "wa_webhook_notifications_total{{kind=\"{kind}\",result=\"{fate}\"}} {v}"
-                )?;
+            let counters = &self.notifications[kind.index()];
+            for fate in Fate::ALL {
+                let (kind, result) = (kind.as_str(), fate.as_str());
+                let v = counters[fate.index()].load(Relaxed);
+                writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {v}")?;
             }
         }
-        out.push_str(
-            "# HELP wa_webhook_enqueue_duration_seconds Time of one enqueue round trip to Redis.\n",
-        );
-        out.push_str("# TYPE wa_webhook_enqueue_duration_seconds histogram\n");
+        Ok(())
+    }
+
+    /// `wa_webhook_enqueue_duration_seconds`: the histogram, its buckets cumulative.
+    fn render_enqueue_duration(&self, out: &mut String) -> fmt::Result {
+        let name = "wa_webhook_enqueue_duration_seconds";
+        let help = "Time of one enqueue round trip to Redis.";
+        header(out, name, "histogram", help)?;
         let mut cumulative = 0;
-        for (i, le) in BUCKETS_US.iter().enumerate() {
-            cumulative += self.enqueue_buckets[i].load(Relaxed);
-            let le = *le as f64 / 1e6;
-            writeln!(
-                out,
-                "wa_webhook_enqueue_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            )?;
+        for (bucket, le) in self.enqueue_buckets.iter().zip(BUCKETS_US) {
+            cumulative += bucket.load(Relaxed);
+            let le = le as f64 / 1e6;
+            writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}")?;
         }
         let count = self.enqueue_count.load(Relaxed);
         let sum = self.enqueue_sum_us.load(Relaxed) as f64 / 1e6;
-        writeln!(
-            out,
-            "wa_webhook_enqueue_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        )?;
-        writeln!(out, "wa_webhook_enqueue_duration_seconds_sum {sum}")?;
-        writeln!(out, "wa_webhook_enqueue_duration_seconds_count {count}")?;
-        out.push_str(
-            "# HELP wa_webhook_client_cert_refusals_total TLS handshakes refused on the client's certificate (mutual TLS), by reason.\n",
-        );
-        out.push_str("# TYPE wa_webhook_client_cert_refusals_total counter\n");
-        for r in Refusal::ALL {
-            let v = self.client_cert_refusals[r.index()].load(Relaxed);
-            let name = r.as_str();
-            writeln!(
-                out,
-                "wa_webhook_client_cert_refusals_total{{reason=\"{name}\"}} {v}"
-            )?;
-        }
-        out.push_str(
-            "# HELP wa_webhook_tls_handshake_failures_total TLS handshakes that failed for another reason than the client's certificate.\n",
-        );
-        out.push_str("# TYPE wa_webhook_tls_handshake_failures_total counter\n");
-        for f in HandshakeFailure::ALL {
-            let v = self.tls_handshake_failures[f.index()].load(Relaxed);
-            let name = f.as_str();
-            writeln!(
-                out,
-                "wa_webhook_tls_handshake_failures_total{{reason=\"{name}\"}} {v}"
-            )?;
-        }
-        let gauges_and_counters: [(&str, &str, &str, i64); 4] = [
+        writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}")?;
+        writeln!(out, "{name}_sum {sum}")?;
+        writeln!(out, "{name}_count {count}")
+    }
+
+    /// The families of one value each.
+    fn render_unlabelled(&self, out: &mut String) -> fmt::Result {
+        let families: [(&str, &str, &str, i64); 4] = [
             (
                 "wa_webhook_redis_errors_total",
                 "counter",
@@ -226,13 +223,33 @@ impl Metrics {
                 self.connections.load(Relaxed),
             ),
         ];
-        for (name, kind, help, v) in gauges_and_counters {
-            writeln!(out, "# HELP {name} {help}")?;
-            writeln!(out, "# TYPE {name} {kind}")?;
+        for (name, kind, help, v) in families {
+            header(out, name, kind, help)?;
             writeln!(out, "{name} {v}")?;
         }
         Ok(())
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a family.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} {kind}")
+}
+
+/// A counter family with one label: a line per label value, in the order given.
+fn by_label<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    header(out, name, "counter", help)?;
+    for (value, v) in values {
+        writeln!(out, "{name}{{{label}=\"{value}\"}} {v}")?;
+    }
+    Ok(())
 }
 
 /// Increments a gauge now and decrements it when dropped (also when a request is cancelled).
