@@ -1,28 +1,51 @@
 //! The binaries on a Redis Cluster: three masters with a replica each (wa-testkit), started
 //! once for this test binary and stopped by PID.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use http::StatusCode;
+use serde_json::value::RawValue;
+use wa_queue::{
+    Admin, Consumer, ConsumerOptions, DeadFilter, Handler, Job, JobKind, NewJob, Outcome, Producer,
+    ProducerOptions, QueueName, RedisOptions, RunOptions,
+};
 use wa_testkit::Cluster;
 
-use crate::production_redis::{Bin, poll, post};
-use crate::support::unique;
+use crate::fixtures::{expected_ids, fixture_bodies};
+use crate::production_redis::{Bin, LIMIT, poll, post};
+use crate::support::{http1, send, signed_post, unique};
+
+/// The shard count of the sharded tests: more shards than masters, as in production.
+const SHARDS: &str = "16";
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(Cluster::start)
 }
 
-/// The environment of a process on the cluster: the seeds, and a URL whose host is ignored.
-fn cluster_env(queue: &str) -> Vec<(&'static str, String)> {
+/// The environment of a process on the cluster: the seeds, a URL whose host is ignored, the
+/// queue and its shard count.
+fn cluster_env(queue: &str, shards: &str) -> Vec<(&'static str, String)> {
     vec![
         ("REDIS_URL", "redis://ignored.invalid:1".to_owned()),
         ("WA_REDIS_CLUSTER", cluster().seeds()),
         ("WA_QUEUE", queue.to_owned()),
+        ("WA_SHARDS", shards.to_owned()),
         ("WA_LEASE", "2s".to_owned()),
     ]
+}
+
+/// `wa-worker stats --json` on the queue of `env`.
+async fn stats_json(env: &[(&str, &str)]) -> serde_json::Value {
+    let mut stats = Bin::worker(&["stats", "--json"], env);
+    assert_eq!(stats.exit_code(LIMIT).await, 0, "{}", stats.output());
+    stats
+        .output()
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("stats --json printed a document")
 }
 
 fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -49,7 +72,7 @@ fn handled_counts(worker: &Bin) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shard_on_a_cluster() {
     let queue = unique("cluster1");
-    let env = cluster_env(&queue);
+    let env = cluster_env(&queue, "1");
     let env = pairs(&env);
     let mut ingress = Bin::ingress(&env);
     ingress.listening().await;
@@ -78,4 +101,161 @@ async fn one_shard_on_a_cluster() {
     assert_eq!(doc["pending"], 0, "{doc}");
     let counts = handled_counts(&worker);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+/// Sixteen shards over three masters: every fixture's jobs and messages from many senders go
+/// in once (a redelivery of each body is refused, its jobs' markers being in their own
+/// shards), spread over the shards; `wa-worker stats` sums them and shows each shard; one
+/// worker drains every shard and handles each job exactly once. A worker or an ingress with
+/// another shard count (8, or the unsharded 1) refuses to start with exit 64, naming
+/// `--shards`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_shards_on_a_cluster() {
+    let queue = unique("cluster16");
+    let env = cluster_env(&queue, SHARDS);
+    let env = pairs(&env);
+    let mut ingress = Bin::ingress(&env);
+    ingress.listening().await;
+    let client = http1();
+    let mut want = HashSet::new();
+    for (name, body) in fixture_bodies() {
+        want.extend(expected_ids(&body));
+        for delivery in ["first", "again"] {
+            let answer = send(
+                &client,
+                signed_post(ingress.base(), Bytes::from(body.clone())),
+            )
+            .await;
+            assert_eq!(answer.status, StatusCode::OK, "{name} ({delivery})");
+        }
+    }
+    for n in 0..64 {
+        let id = format!("wamid.{queue}.{n}");
+        assert_eq!(post(ingress.base(), &id).await, StatusCode::OK);
+        assert_eq!(post(ingress.base(), &id).await, StatusCode::OK);
+        want.insert(id);
+    }
+    let doc = stats_json(&env).await;
+    assert_eq!(doc["pending"], want.len(), "{doc}");
+    let shards = doc["shards"].as_array().expect("per-shard figures");
+    assert_eq!(shards.len(), 16, "{doc}");
+    let used = shards.iter().filter(|s| s["pending"] != 0).count();
+    assert!(used >= 12, "jobs spread over only {used} shards: {doc}");
+
+    for other in ["8", "1"] {
+        let env = cluster_env(&queue, other);
+        let env = pairs(&env);
+        let mut worker = Bin::worker(&["run", "--stdout"], &env);
+        assert_eq!(worker.exit_code(LIMIT).await, 64, "{}", worker.output());
+        assert!(worker.output().contains("--shards"), "{}", worker.output());
+        let mut ingress = Bin::ingress(&env);
+        assert_eq!(ingress.exit_code(LIMIT).await, 64, "{}", ingress.output());
+        assert!(
+            ingress.output().contains("--shards"),
+            "{}",
+            ingress.output()
+        );
+    }
+
+    let worker = Bin::worker(&["run", "--stdout"], &env);
+    poll("every job handled", || async {
+        handled_counts(&worker).len() >= want.len()
+    })
+    .await;
+    poll("the queue drained", || async {
+        let doc = stats_json(&env).await;
+        doc["pending"] == 0 && doc["in_hand"] == 0
+    })
+    .await;
+    let counts = handled_counts(&worker);
+    let got: HashSet<String> = counts.keys().cloned().collect();
+    assert_eq!(got, want);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+/// Fails every job for good.
+struct Fail;
+
+impl Handler for Fail {
+    async fn handle(&self, _job: &Job, _delivery: u32) -> Outcome {
+        Outcome::Dead("no handler for this".into())
+    }
+}
+
+/// Dead letters of a sixteen-shard queue: the run loop sends each job to its shard's dead
+/// list; the admin counts, pages (newest first), finds, replays and purges across every
+/// shard, and `wa-worker dead list` prints all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_across_shards() {
+    let name = unique("cluster-dead");
+    let queue = QueueName::new(&name).unwrap().with_shards(16).unwrap();
+    let redis = RedisOptions::new("redis://ignored.invalid:1")
+        .unwrap()
+        .cluster(&cluster().seeds())
+        .unwrap();
+    let producer = Producer::new(&redis, queue.clone(), ProducerOptions::default()).unwrap();
+    let payload = RawValue::from_string("{}".into()).unwrap();
+    let ids: Vec<String> = (0..40).map(|n| format!("wamid.{name}.{n}")).collect();
+    let jobs: Vec<NewJob<'_>> = ids
+        .iter()
+        .map(|id| NewJob::new(id.as_str(), JobKind::Message, &payload))
+        .collect();
+    producer.enqueue(&jobs).await.unwrap();
+
+    let admin = Admin::connect(&redis, queue.clone()).await.unwrap();
+    let consumer = Consumer::connect(&redis, queue.clone(), ConsumerOptions::default())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(wa_queue::run(
+        consumer,
+        Fail,
+        RunOptions::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    poll("every job dead", || async {
+        admin.stats().await.is_ok_and(|s| s.dead == 40)
+    })
+    .await;
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+
+    let stats = admin.stats().await.unwrap();
+    assert_eq!(stats.shards.iter().map(|s| s.dead).sum::<u64>(), 40);
+    assert!(stats.shards.iter().filter(|s| s.dead > 0).count() >= 10);
+    let page = admin
+        .dead_page(&DeadFilter::default(), 5, 10)
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.jobs.len()), (40, 10));
+    let all = admin.dead_find(&DeadFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 40);
+    assert!(
+        all.windows(2).all(|w| w[0].died_at >= w[1].died_at),
+        "newest first"
+    );
+    assert_eq!(admin.dead_list(100).await.unwrap().len(), 40);
+
+    let env = [
+        ("REDIS_URL", "redis://ignored.invalid:1".to_owned()),
+        ("WA_REDIS_CLUSTER", cluster().seeds()),
+        ("WA_QUEUE", name.clone()),
+        ("WA_SHARDS", SHARDS.to_owned()),
+    ];
+    let mut list = Bin::worker(&["dead", "list", "--json"], &pairs(&env));
+    assert_eq!(list.exit_code(LIMIT).await, 0, "{}", list.output());
+    let listed: Vec<serde_json::Value> = list
+        .output()
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("dead list --json printed an array");
+    assert_eq!(listed.len(), 40);
+
+    let replay = DeadFilter::default().ids(ids[..5].iter().cloned());
+    assert_eq!(admin.dead_replay(&replay).await.unwrap(), 5);
+    assert_eq!(admin.purge_dead().await.unwrap(), 35);
+    let stats = admin.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (5, 0));
 }

@@ -50,6 +50,30 @@ fn s(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// The ids of the jobs a fixture body must make (for suites that only count jobs).
+pub(crate) fn expected_ids(body: &[u8]) -> Vec<String> {
+    let parsed: Value = serde_json::from_slice(body).expect("fixture JSON");
+    expected_jobs(&parsed).into_iter().map(|e| e.id).collect()
+}
+
+/// Every fixture's file name and bytes, sorted by name.
+pub(crate) fn fixture_bodies() -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures/webhooks")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "fixtures missing: {files:?}");
+    files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(f).unwrap())
+        })
+        .collect()
+}
+
 fn expected_jobs(body: &Value) -> Vec<Expected> {
     let mut out = Vec::new();
     for entry in body["entry"].as_array().into_iter().flatten() {
@@ -188,20 +212,11 @@ fn actual(job: &StoredJob) -> Expected {
 #[tokio::test]
 async fn every_fixture_becomes_its_jobs() {
     let vectors = vectors();
-    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir())
-        .expect("tests/fixtures/webhooks")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 20, "fixtures missing: {files:?}");
     let ingress = Ingress::start("fixtures").await;
     let client = http1();
     let mut total = 0;
     let mut worst = 0f64;
-    for file in &files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let body = std::fs::read(file).unwrap();
+    for (name, body) in fixture_bodies() {
         let hmac = vectors
             .get(&name)
             .unwrap_or_else(|| panic!("{name} has no vector"));

@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use wa_queue::QueueError;
 use wa_queue::cli::RedisArgs;
+use wa_queue::{QueueError, ShardBy};
 use wa_webhook::{
-    Accept, Challenge, ClientAuth, Config, Producer, QueueName, ServeOptions, Tls, TlsFile,
-    TlsOptions, Verifier, Webhook, WebhookError,
+    Accept, Challenge, ClientAuth, Config, Producer, ServeOptions, Tls, TlsFile, TlsOptions,
+    Verifier, Webhook, WebhookError,
 };
 
 /// Receives WhatsApp Cloud API webhooks, verifies them and enqueues one job per notification.
@@ -49,6 +49,10 @@ struct Args {
     /// Key prefix of the queue
     #[arg(long, env = "WA_PREFIX", default_value = "wa")]
     prefix: String,
+    /// How a job's shard is chosen with --shards above 1: by its id (even spread) or by its
+    /// sender (one sender's jobs in one shard, for wa-worker run --ordered)
+    #[arg(long, env = "WA_SHARD_BY", default_value = "id", value_parser = ShardBy::NAMES)]
+    shard_by: String,
     /// How long a dedup marker lives (Meta retries for 7 days)
     #[arg(long, env = "WA_DEDUP_TTL", default_value = "8d", value_parser = humantime::parse_duration)]
     dedup_ttl: Duration,
@@ -148,6 +152,15 @@ fn main() -> ExitCode {
             eprintln!("error: {line} (or start with --redis-check warn)");
             return ExitCode::from(EX_CONFIG);
         }
+        match producer.check_shards().await {
+            Err(e @ QueueError::ShardCount { .. }) => {
+                eprintln!("error: --shards/WA_SHARDS: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+            // Redis unreachable now: every enqueue checks before its first write.
+            Err(e) => tracing::warn!(error = %e, "could not compare the shard count with Redis's record yet"),
+            Ok(()) => {}
+        }
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -217,8 +230,7 @@ fn build(args: &Args) -> Result<Webhook, String> {
     if args.event_dedup_ttl.as_secs() == 0 {
         return Err("WA_EVENT_DEDUP_TTL (--event-dedup-ttl) must be at least 1s".into());
     }
-    let queue = QueueName::with_prefix(&args.prefix, &args.queue)
-        .map_err(|e| format!("WA_QUEUE / WA_PREFIX: {e}"))?;
+    let queue = args.redis.queue(&args.prefix, &args.queue)?;
     let mut config = Config::default();
     config.path.clone_from(&args.path);
     config.max_body = args.max_body;
@@ -229,6 +241,10 @@ fn build(args: &Args) -> Result<Webhook, String> {
     config.event_dedup_ttl = args.event_dedup_ttl;
     config.request_timeout = args.request_timeout;
     let mut options = config.producer_options();
+    options.shard_by = args
+        .shard_by
+        .parse()
+        .map_err(|e| format!("--shard-by/WA_SHARD_BY: {e}"))?;
     options.dedup_ttl = args.dedup_ttl;
     options.min_replicas = args.min_replicas;
     let redis = args.redis.options()?;

@@ -25,6 +25,16 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
             processing: serde_json::Map<String, serde_json::Value>,
             live_consumers: u64,
             oldest_pending_ms: Option<u64>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            shards: Vec<Shard>,
+        }
+        /// One shard's depths (a sharded queue only).
+        #[derive(Serialize)]
+        struct Shard {
+            pending: u64,
+            delayed: u64,
+            dead: u64,
+            in_hand: u64,
         }
         let doc = Out {
             queue,
@@ -39,6 +49,16 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
                 .collect(),
             live_consumers: st.live_consumers,
             oldest_pending_ms: st.oldest_pending_ms,
+            shards: st
+                .shards
+                .iter()
+                .map(|s| Shard {
+                    pending: s.pending,
+                    delayed: s.delayed,
+                    dead: s.dead,
+                    in_hand: s.processing.iter().map(|(_, n)| n).sum(),
+                })
+                .collect(),
         };
         serde_json::to_writer(&mut out, &doc)?;
         writeln!(out)?;
@@ -53,6 +73,18 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
         writeln!(out, "dead            {}", st.dead)?;
         writeln!(out, "live consumers  {}", st.live_consumers)?;
         writeln!(out, "oldest pending  {oldest}")?;
+        if !st.shards.is_empty() {
+            writeln!(out, "shards          {}", st.shards.len())?;
+            writeln!(out, "  shard  pending  delayed     dead  in hand")?;
+            for (i, s) in st.shards.iter().enumerate() {
+                let in_hand: u64 = s.processing.iter().map(|(_, n)| n).sum();
+                writeln!(
+                    out,
+                    "  {i:>5} {:>8} {:>8} {:>8} {in_hand:>8}",
+                    s.pending, s.delayed, s.dead
+                )?;
+            }
+        }
         if st.processing.is_empty() {
             writeln!(out, "in hand         0")?;
         } else {

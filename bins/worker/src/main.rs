@@ -1,7 +1,8 @@
 //! wa-worker: takes jobs off the wa-webhook Redis queue and runs a handler on each (stdout,
 //! exec, forward), with retries, dead letters and the commands to look after them.
 //!
-//! Exit codes: 0 done (including a stop by SIGTERM/SIGINT), 64 configuration error,
+//! Exit codes: 0 done (including a stop by SIGTERM/SIGINT), 64 configuration error (a shard
+//! count other than the one the queue was set up with included),
 //! 78 Redis configured to lose data (`--redis-check strict`), 1 anything else (Redis
 //! unreachable at start, ...).
 
@@ -60,6 +61,10 @@ fn main() -> ExitCode {
             eprintln!("wa-worker: {e:#}");
             ExitCode::from(64)
         }
+        Err(e) if matches!(e.downcast_ref(), Some(QueueError::ShardCount { .. })) => {
+            eprintln!("wa-worker: {e:#} (--shards/WA_SHARDS)");
+            ExitCode::from(64)
+        }
         Err(e) if matches!(e.downcast_ref(), Some(QueueError::LosesData(_))) => {
             eprintln!("wa-worker: {e} (or start with --redis-check warn)");
             ExitCode::from(78)
@@ -86,8 +91,7 @@ fn init_logging(format: LogFormat) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
-    let queue = QueueName::with_prefix(&g.prefix, &g.queue)
-        .map_err(|e| Usage(format!("--queue/WA_QUEUE or --prefix/WA_PREFIX: {e}")))?;
+    let queue = g.redis.queue(&g.prefix, &g.queue).map_err(Usage)?;
     match cli.command {
         Some(Command::Run(args)) => run::run(&g, queue, *args).await,
         Some(Command::Stats(args)) => {

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use wa_queue::{Admin, ConfigHealth, Counters};
+use wa_queue::{Admin, ConfigHealth, Counters, Stats};
 
 /// Upper bounds of the duration buckets, seconds.
 const BUCKETS: [f64; 16] = [
@@ -175,40 +175,58 @@ async fn render(s: &Sources) -> String {
         u8::from(up)
     );
     if let Ok(Ok(st)) = stats {
-        let in_hand: u64 = st.processing.iter().map(|(_, n)| n).sum();
-        let oldest = st.oldest_pending_ms.map_or(0.0, |ms| ms as f64 / 1000.0);
-        for (name, help, v) in [
-            ("wa_queue_pending", "Jobs waiting.", st.pending as f64),
-            (
-                "wa_queue_delayed",
-                "Jobs waiting for their retry time.",
-                st.delayed as f64,
-            ),
-            ("wa_queue_dead", "Jobs in the dead list.", st.dead as f64),
-            (
-                "wa_queue_in_hand",
-                "Jobs held by consumers.",
-                in_hand as f64,
-            ),
-            (
-                "wa_queue_live_consumers",
-                "Consumers with a live lease.",
-                st.live_consumers as f64,
-            ),
-            (
-                "wa_queue_oldest_pending_seconds",
-                "Age of the oldest pending job (0 when none).",
-                oldest,
-            ),
-        ] {
+        for (name, help, value) in QUEUE_GAUGES {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{queue=\"{q}\"}} {v}"
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{queue=\"{q}\"}} {}",
+                value(&st)
             );
+        }
+        // A sharded queue: the same depths per shard, to spot a hot one.
+        if !st.shards.is_empty() {
+            for (name, help, value) in &QUEUE_GAUGES[..SHARD_GAUGES] {
+                let name = name.replacen("wa_queue_", "wa_queue_shard_", 1);
+                let _ = writeln!(out, "# HELP {name} {help} Per shard.\n# TYPE {name} gauge");
+                for (shard, st) in st.shards.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{queue=\"{q}\",shard=\"{shard}\"}} {}",
+                        value(st)
+                    );
+                }
+            }
         }
     }
     out
 }
+
+/// The queue's gauges: name, help, value. The first [`SHARD_GAUGES`] are also given per
+/// shard of a sharded queue.
+type Gauge = (&'static str, &'static str, fn(&Stats) -> f64);
+const QUEUE_GAUGES: [Gauge; 6] = [
+    ("wa_queue_pending", "Jobs waiting.", |s| s.pending as f64),
+    (
+        "wa_queue_delayed",
+        "Jobs waiting for their retry time.",
+        |s| s.delayed as f64,
+    ),
+    ("wa_queue_dead", "Jobs in the dead list.", |s| s.dead as f64),
+    ("wa_queue_in_hand", "Jobs held by consumers.", |s| {
+        s.processing.iter().map(|(_, n)| *n).sum::<u64>() as f64
+    }),
+    (
+        "wa_queue_live_consumers",
+        "Consumers with a live lease.",
+        |s| s.live_consumers as f64,
+    ),
+    (
+        "wa_queue_oldest_pending_seconds",
+        "Age of the oldest pending job (0 when none).",
+        |s| s.oldest_pending_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+    ),
+];
+/// Gauges also given per shard: pending, delayed, dead, in hand.
+const SHARD_GAUGES: usize = 4;
 
 /// Label values escape `\`, `"` and newlines.
 fn escape(s: &str) -> String {

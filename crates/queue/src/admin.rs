@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::conn::{Conn, IntoRedisOptions, bounded};
 use crate::job::{now_ms, received_at};
 use crate::keys::DONE_FIELD;
+use crate::shard::check_shard_count;
 use crate::{QueueError, QueueName};
 
 /// How long one admin call to Redis may take.
@@ -49,6 +50,10 @@ pub struct Stats {
     /// jobs acknowledged so far, as counted by the queue's `counts` hash (`None` when no
     /// consumer has written it: wa-queue's run loop does, once a second)
     pub done: Option<u64>,
+    /// with more than one shard, each shard's own figures in shard order (their `done` is
+    /// `None`: the count is kept for the queue as a whole); the fields above are their sums
+    /// (`oldest_pending_ms` the oldest of all). Empty for one shard.
+    pub shards: Vec<Stats>,
 }
 
 /// Operations on a queue: stats, dead letters.
@@ -73,7 +78,20 @@ impl Admin {
         queue: QueueName,
     ) -> Result<Self, QueueError> {
         let conn = redis.into_redis_options()?.connect(TIMEOUT).await?;
+        check_shard_count(&conn, &queue, TIMEOUT).await?;
         Ok(Self { queue, conn })
+    }
+
+    /// Each shard as an `Admin` of its own (the queue itself for one shard).
+    pub(crate) fn views(&self) -> Vec<Admin> {
+        self.queue
+            .shard_names()
+            .into_iter()
+            .map(|queue| Admin {
+                queue,
+                conn: self.conn.clone(),
+            })
+            .collect()
     }
 
     /// Queue depths and consumers.
@@ -81,6 +99,40 @@ impl Admin {
     /// `processing` lists every consumer in the consumers zset (live or lapsed but not yet
     /// reaped) with the length of its processing list.
     pub async fn stats(&self) -> Result<Stats, QueueError> {
+        if self.queue.shards() == 1 {
+            return self.stats_here().await;
+        }
+        let shards =
+            futures_util::future::try_join_all(self.views().iter().map(Admin::stats_here)).await?;
+        let mut c = self.conn.clone();
+        let done: Option<u64> = bounded(
+            TIMEOUT,
+            redis::cmd("HGET")
+                .arg(self.queue.counts())
+                .arg(DONE_FIELD)
+                .query_async(&mut c),
+        )
+        .await?;
+        let mut total = Stats {
+            done,
+            ..Stats::default()
+        };
+        for s in &shards {
+            total.pending += s.pending;
+            total.delayed += s.delayed;
+            total.dead += s.dead;
+            total.processing.extend(s.processing.iter().cloned());
+            total.leases.extend(s.leases.iter().copied());
+            total.live_consumers += s.live_consumers;
+            total.oldest_pending_ms = total.oldest_pending_ms.max(s.oldest_pending_ms);
+            total.server_time_ms = total.server_time_ms.max(s.server_time_ms);
+        }
+        total.shards = shards;
+        Ok(total)
+    }
+
+    /// [`stats`](Self::stats) of this shard alone.
+    async fn stats_here(&self) -> Result<Stats, QueueError> {
         let q = &self.queue;
         let mut c = self.conn.clone();
         let (pending, delayed, dead, consumers, oldest, time, done): StatsReply = bounded(
@@ -125,6 +177,7 @@ impl Admin {
             leases,
             server_time_ms: server_now,
             done,
+            shards: Vec::new(),
         })
     }
 }

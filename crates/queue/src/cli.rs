@@ -1,11 +1,11 @@
 //! The Redis flags of `wa-ingress` and `wa-worker` (feature `cli`), so both read them the
 //! same way: where Redis is (`REDIS_URL`, Sentinel or a Redis Cluster), TLS material, and the configuration
-//! check. Flatten [`RedisArgs`] into a clap parser and call [`RedisArgs::options`].
+//! check, and the queue's shard count. Flatten [`RedisArgs`] into a clap parser and call [`RedisArgs::options`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{CheckMode, QueueError, RedisOptions};
+use crate::{CheckMode, QueueError, QueueName, RedisOptions};
 
 /// The Redis flags. Every one also reads an environment variable; the values of those that
 /// may hold a secret are hidden from `--help`, and `Debug` prints none of them.
@@ -80,6 +80,11 @@ pub struct RedisArgs {
         global = true
     )]
     pub redis_sentinel_password: Option<String>,
+    /// Spread the queue over this many shards (hash tags {<queue>:s}, one slot each, spread
+    /// over a cluster's masters); 1 keeps the single-slot layout. Every producer and consumer
+    /// of a queue must use the same count: another refuses to start (exit 64)
+    #[arg(long, env = "WA_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::MAX_SHARDS)), global = true)]
+    pub shards: u16,
     /// Redis's maxmemory-policy must be noeviction: strict refuses to start (exit 78) and
     /// reports not ready if it changes; warn only warns; off does not look
     #[arg(long, env = "WA_REDIS_CHECK", default_value = "strict", value_parser = ["strict", "warn", "off"], global = true)]
@@ -103,6 +108,7 @@ impl std::fmt::Debug for RedisArgs {
                 "redis_sentinel_password",
                 &self.redis_sentinel_password.as_ref().map(|_| "<redacted>"),
             )
+            .field("shards", &self.shards)
             .field("redis_check", &self.redis_check)
             .finish()
     }
@@ -138,6 +144,14 @@ impl RedisArgs {
                 .map_err(named("redis-client-cert", "WA_REDIS_CLIENT_CERT"))?;
         }
         Ok(opts)
+    }
+
+    /// The queue `<prefix>:{<name>}` with `--shards` shards; the error names the flags to fix.
+    pub fn queue(&self, prefix: &str, name: &str) -> Result<QueueName, String> {
+        QueueName::with_prefix(prefix, name)
+            .map_err(|e| format!("--queue/WA_QUEUE or --prefix/WA_PREFIX: {e}"))?
+            .with_shards(self.shards)
+            .map_err(named("shards", "WA_SHARDS"))
     }
 
     /// The `--redis-check` mode.

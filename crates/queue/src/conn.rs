@@ -452,7 +452,7 @@ const CLUSTER_RETRIES: u32 = 6;
 /// second, longer than an enqueue may take).
 const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (20, 500);
 
-/// Idle connections [`Waits`] keeps for the next blocking call (per node, in a cluster).
+/// Idle connections [`Waits`] keeps for the next blocking call at least.
 const IDLE_WAITS: usize = 2;
 
 /// Connections for blocking calls (`BLMOVE` holds its connection until work arrives, so it
@@ -467,6 +467,8 @@ pub(crate) struct Waits {
     response: Duration,
     /// idle connections, each with its node
     idle: std::sync::Mutex<Vec<Wait>>,
+    /// how many idle connections are kept
+    keep: usize,
 }
 
 /// A cluster node's `host` and `port`.
@@ -480,12 +482,13 @@ pub(crate) struct Wait {
 
 impl Waits {
     /// `response` must outlast the longest block; `conn` is the caller's shared connection
-    /// (asked where a slot lives, in a cluster).
+    /// (asked where a slot lives, in a cluster); `waiters`: how many blocking calls may be on
+    /// the wire at once (one per shard), so that as many connections are kept between them.
     pub(crate) fn new(
         redis: RedisOptions,
         conn: &Conn,
-        connect: Duration,
-        response: Duration,
+        [connect, response]: [Duration; 2],
+        waiters: usize,
     ) -> Self {
         Self {
             router: redis.is_cluster().then(|| conn.clone()),
@@ -493,6 +496,7 @@ impl Waits {
             connect,
             response,
             idle: std::sync::Mutex::new(Vec::new()),
+            keep: waiters.max(IDLE_WAITS),
         }
     }
 
@@ -528,7 +532,7 @@ impl Waits {
     /// Keeps a connection whose call went well for the next one.
     pub(crate) fn put(&self, wait: Wait) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.iter().filter(|w| w.node == wait.node).count() < IDLE_WAITS {
+        if idle.len() < self.keep {
             idle.push(wait);
         }
     }

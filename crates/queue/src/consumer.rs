@@ -45,6 +45,7 @@ use crate::conn::{Conn, IntoRedisOptions, Waits, bounded};
 use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
 use crate::keys::DONE_FIELD;
 use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE};
+use crate::shard::check_shard_count;
 use crate::{QueueError, QueueName};
 
 /// What a handler decided.
@@ -240,6 +241,8 @@ struct Held {
 /// one rather than guess.
 struct Lane {
     index: usize,
+    /// the shard this lane takes from (its processing list lives there)
+    shard: usize,
     epoch: u64,
     id: Arc<str>,
     processing: String,
@@ -257,11 +260,13 @@ struct Lane {
 }
 
 impl Lane {
-    /// A lane under a new, unregistered id, holding nothing.
-    fn new(index: usize, epoch: u64, queue: &QueueName) -> Self {
+    /// A lane of shard `shard` (`queue` names the shard) under a new, unregistered id,
+    /// holding nothing.
+    fn new(index: usize, shard: usize, epoch: u64, queue: &QueueName) -> Self {
         let id: Arc<str> = new_consumer_id().into();
         Self {
             index,
+            shard,
             epoch,
             processing: queue.processing(&id),
             taking: queue.taking(&id),
@@ -293,18 +298,44 @@ pub(crate) struct Exchanged {
 /// the list grow without bound). This value: never, only the run at the end is dropped.
 const NEVER_EAGER: usize = usize::MAX;
 
-/// A reliable consumer with its own id, lease and processing list.
+/// Due retries moved from delayed to pending per shard and promoter call at most.
+const PROMOTE_BATCH: usize = 1000;
+
+/// A reliable consumer with its own id, lease and processing list (per lane, and per shard of
+/// a sharded queue).
 pub struct Consumer {
     queue: QueueName,
-    pending: String,
-    consumers: String,
-    delayed: String,
+    /// each shard's keys, in shard order
+    shards: Vec<ShardKeys>,
+    /// the queue's `counts` hash (shard 0's)
     counts: String,
-    dead: String,
+    /// where [`fetch`](Self::fetch) looks first next time, so that no shard starves
+    next_shard: std::sync::atomic::AtomicUsize,
     opts: ConsumerOptions,
     conn: Conn,
     blocking: Waits,
     lanes: Vec<LaneCell>,
+}
+
+/// The keys of one shard a consumer names.
+struct ShardKeys {
+    name: QueueName,
+    pending: String,
+    consumers: String,
+    delayed: String,
+    dead: String,
+}
+
+impl ShardKeys {
+    fn new(name: QueueName) -> Self {
+        Self {
+            pending: name.pending(),
+            consumers: name.consumers(),
+            delayed: name.delayed(),
+            dead: name.dead(),
+            name,
+        }
+    }
 }
 
 /// A lane: an id with its own processing list, exchanged with by one call at a time. A
@@ -395,34 +426,47 @@ impl Consumer {
         let blocking = Waits::new(
             redis.clone(),
             &conn,
-            opts.op_timeout,
-            opts.block + opts.op_timeout,
+            [opts.op_timeout, opts.block + opts.op_timeout],
+            queue.shards(),
         );
-        let lanes = (0..opts.lanes)
-            .map(|index| -> Result<LaneCell, QueueError> {
-                let lane = Lane::new(index, 0, &queue);
+        let shards: Vec<ShardKeys> = queue
+            .shard_names()
+            .into_iter()
+            .map(ShardKeys::new)
+            .collect();
+        // Lanes are numbered shard-fastest: lane i takes from shard i mod N and shares the
+        // connection of every lane with the same i div N (one connection per lane of one
+        // shard, as without shards; in a cluster each node still gets its own socket).
+        let conns = (0..opts.lanes)
+            .map(|i| {
+                if i == 0 {
+                    Ok(conn.clone())
+                } else {
+                    redis.lazy(opts.op_timeout, 1)
+                }
+            })
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        let lanes = (0..opts.lanes * shards.len())
+            .map(|index| {
+                let shard = index % shards.len();
+                let lane = Lane::new(index, shard, 0, &shards[shard].name);
                 let id = lane.id.clone();
-                Ok(LaneCell {
+                LaneCell {
                     lane: Mutex::new(lane),
-                    conn: if index == 0 {
-                        conn.clone()
-                    } else {
-                        redis.lazy(opts.op_timeout, 1)?
-                    },
+                    conn: conns[index / shards.len()].clone(),
                     current: std::sync::Mutex::new(Current {
                         id,
                         registered: false,
                     }),
                     lost_reported: std::sync::Mutex::new(None),
-                })
+                }
             })
-            .collect::<Result<_, _>>()?;
+            .collect();
+        check_shard_count(&conn, &queue, opts.op_timeout).await?;
         let c = Self {
-            pending: queue.pending(),
-            consumers: queue.consumers(),
-            delayed: queue.delayed(),
             counts: queue.counts(),
-            dead: queue.dead(),
+            shards,
+            next_shard: std::sync::atomic::AtomicUsize::new(0),
             queue,
             opts,
             conn,
@@ -485,9 +529,19 @@ impl Consumer {
         true
     }
 
-    /// How many lanes this consumer has (see [`ConsumerOptions::lanes`]).
+    /// How many lanes this consumer has: [`ConsumerOptions::lanes`] per shard.
     pub(crate) fn lanes(&self) -> usize {
         self.lanes.len()
+    }
+
+    /// How many shards the queue has.
+    pub(crate) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard lane `lane` takes from.
+    pub(crate) fn lane_shard(&self, lane: usize) -> usize {
+        lane % self.shards.len()
     }
 
     /// The queue.
@@ -500,13 +554,16 @@ impl Consumer {
         &self.opts
     }
 
-    async fn lease(&self, id: &str, mode: &str) -> Result<i64, QueueError> {
+    async fn lease(&self, shard: usize, id: &str, mode: &str) -> Result<i64, QueueError> {
         let mut c = self.conn.clone();
         let lease_ms = self.opts.lease.as_millis() as u64;
         bounded(
             self.opts.op_timeout,
             LEASE.call::<i64>(&mut c, 1, |c| {
-                c.arg(&self.consumers).arg(id).arg(lease_ms).arg(mode);
+                c.arg(&self.shards[shard].consumers)
+                    .arg(id)
+                    .arg(lease_ms)
+                    .arg(mode);
             }),
         )
         .await
@@ -530,7 +587,10 @@ impl Consumer {
             if !current.registered {
                 continue;
             }
-            let gone = self.lease(&current.id, "renew").await? == 0;
+            let gone = self
+                .lease(self.lane_shard(lane), &current.id, "renew")
+                .await?
+                == 0;
             // the lane may have given the id up itself meanwhile (a stop, a failed call)
             if gone
                 && self.current_id(lane) == current.id
@@ -549,7 +609,12 @@ impl Consumer {
         abandoned.push(lane.id.clone());
         *lane = Lane {
             abandoned,
-            ..Lane::new(lane.index, lane.epoch + 1, &self.queue)
+            ..Lane::new(
+                lane.index,
+                lane.shard,
+                lane.epoch + 1,
+                &self.shards[lane.shard].name,
+            )
         };
         self.set_current(lane);
     }
@@ -561,14 +626,17 @@ impl Consumer {
             self.rotate(lane);
         }
         while let Some(old) = lane.abandoned.last().cloned() {
-            let n = self.release(&old, true).await?.map_or(0, |r| r.returned);
+            let n = self
+                .release(lane.shard, &old, true)
+                .await?
+                .map_or(0, |r| r.returned);
             if n > 0 {
                 tracing::info!(consumer = %old, jobs = n, "returned the jobs of a given-up id to pending");
             }
             lane.abandoned.pop();
         }
         if !lane.registered {
-            self.lease(&lane.id, "new").await?;
+            self.lease(lane.shard, &lane.id, "new").await?;
             lane.registered = true;
             self.set_current(lane);
         }
@@ -671,12 +739,13 @@ impl Consumer {
         lane.sync = false;
         let lease_ms = self.opts.lease.as_millis() as u64;
         let expected = lane.held.len();
+        let keys = &self.shards[lane.shard];
         let fill = |c: &mut redis::Cmd| {
-            c.arg(&self.pending)
+            c.arg(&keys.pending)
                 .arg(&lane.processing)
-                .arg(&self.consumers)
-                .arg(&self.delayed)
-                .arg(&self.dead)
+                .arg(&keys.consumers)
+                .arg(&keys.delayed)
+                .arg(&keys.dead)
                 .arg(&lane.taking)
                 .arg(&*lane.id)
                 .arg(lease_ms)
@@ -795,14 +864,16 @@ impl Consumer {
         Ok(out)
     }
 
-    /// Waits until pending has work, at most the block time; true if it has. Moves nothing
-    /// (a `BLMOVE` of pending onto itself, right to right), so it is safe to abandon.
-    pub(crate) async fn wait_for_work(&self) -> Result<bool, QueueError> {
-        let mut wait = self.blocking.get(&self.pending).await?;
+    /// Waits until shard `shard`'s pending has work, at most the block time; true if it has.
+    /// Moves nothing (a `BLMOVE` of pending onto itself, right to right), so it is safe to
+    /// abandon.
+    pub(crate) async fn wait_for_work(&self, shard: usize) -> Result<bool, QueueError> {
+        let pending = &self.shards[shard].pending;
+        let mut wait = self.blocking.get(pending).await?;
         let secs = format!("{:.3}", self.opts.block.as_secs_f64().max(0.01));
         let cmd = redis::cmd("BLMOVE")
-            .arg(&self.pending)
-            .arg(&self.pending)
+            .arg(pending)
+            .arg(pending)
             .arg("RIGHT")
             .arg("RIGHT")
             .arg(secs)
@@ -831,15 +902,34 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let max = max.min(self.opts.batch).min(1000);
-        let mut got = self.take(max).await?;
-        if got.is_empty() && self.wait_for_work().await? {
-            got = self.take(max).await?;
+        let n = self.shards.len();
+        // Shards in turn, starting after the one that last gave jobs: none starves.
+        let first = self.next_shard.load(std::sync::atomic::Ordering::Relaxed);
+        for shard in (first..first + n).map(|s| s % n) {
+            let got = self.take(shard, max).await?;
+            if !got.is_empty() {
+                self.next_shard
+                    .store(shard + 1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(got);
+            }
         }
-        Ok(got)
+        let waits = (0..n).map(|shard| Box::pin(self.wait_for_work(shard)));
+        let (woke, _, _) = futures_util::future::select_all(waits).await;
+        if !woke? {
+            return Ok(Vec::new());
+        }
+        for shard in 0..n {
+            let got = self.take(shard, max).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+        }
+        Ok(Vec::new())
     }
 
-    async fn take(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
-        let mut lane = self.lanes[0].lane.lock().await;
+    /// Takes up to `max` jobs through the first lane of `shard`.
+    async fn take(&self, shard: usize, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let mut lane = self.lanes[shard].lane.lock().await;
         let x = self.exchange_locked(&mut lane, max, NEVER_EAGER).await?;
         if lane.held.iter().any(|h| h.done.is_some()) {
             // unreadable jobs: to dead now
@@ -911,18 +1001,21 @@ impl Consumer {
             .map(drop)
     }
 
-    /// Moves retries that are due from delayed to the back of pending (up to 1000 per call),
-    /// earliest due first; returns
-    /// how many.
+    /// Moves retries that are due from delayed to the back of pending (up to 1000 per shard
+    /// and call), earliest due first; returns how many.
     pub async fn promote_due(&self) -> Result<usize, QueueError> {
-        let mut c = self.conn.clone();
-        bounded(
-            self.opts.op_timeout,
-            PROMOTE.call(&mut c, 2, |c| {
-                c.arg(&self.delayed).arg(&self.pending).arg(1000);
-            }),
-        )
-        .await
+        let mut total = 0;
+        for keys in &self.shards {
+            let mut c = self.conn.clone();
+            total += bounded(
+                self.opts.op_timeout,
+                PROMOTE.call::<usize>(&mut c, 2, |c| {
+                    c.arg(&keys.delayed).arg(&keys.pending).arg(PROMOTE_BATCH);
+                }),
+            )
+            .await?;
+        }
+        Ok(total)
     }
 
     /// Adds `n` to the queue's count of acknowledged jobs (`done` in the `counts` hash), which
@@ -947,27 +1040,29 @@ impl Consumer {
     /// jobs. Safe to run from any number of consumers at once: the release script re-checks
     /// each lease atomically.
     pub async fn reap_expired(&self) -> Result<usize, QueueError> {
-        let mut c = self.conn.clone();
-        let ids: Vec<String> = bounded(
-            self.opts.op_timeout,
-            EXPIRED.call(&mut c, 1, |c| {
-                c.arg(&self.consumers).arg(100);
-            }),
-        )
-        .await?;
         let mine: Vec<Arc<str>> = (0..self.lanes.len()).map(|l| self.current_id(l)).collect();
         let mut total = 0;
-        for id in ids
-            .iter()
-            .filter(|id| !mine.iter().any(|m| **m == *id.as_str()))
-        {
-            let Some(r) = self.release(id, false).await? else {
-                continue;
-            };
-            if r.dead > 0 {
-                tracing::warn!(consumer = %id, jobs = r.dead, "jobs lost with their worker too often went to dead");
+        for (shard, keys) in self.shards.iter().enumerate() {
+            let mut c = self.conn.clone();
+            let ids: Vec<String> = bounded(
+                self.opts.op_timeout,
+                EXPIRED.call(&mut c, 1, |c| {
+                    c.arg(&keys.consumers).arg(100);
+                }),
+            )
+            .await?;
+            for id in ids
+                .iter()
+                .filter(|id| !mine.iter().any(|m| **m == *id.as_str()))
+            {
+                let Some(r) = self.release(shard, id, false).await? else {
+                    continue;
+                };
+                if r.dead > 0 {
+                    tracing::warn!(consumer = %id, jobs = r.dead, "jobs lost with their worker too often went to dead");
+                }
+                total += r.returned + r.dead;
             }
-            total += r.returned + r.dead;
         }
         Ok(total)
     }
@@ -975,16 +1070,22 @@ impl Consumer {
     /// Returns `id`'s jobs in hand to pending and removes its lease; `None` if a reaper
     /// (`force` false) found the lease live. A reaper counts each job's lost delivery, and
     /// sends to dead the jobs whose deliveries reach `max_attempts` (see `release.lua`).
-    async fn release(&self, id: &str, force: bool) -> Result<Option<Released>, QueueError> {
+    async fn release(
+        &self,
+        shard: usize,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<Released>, QueueError> {
         let mut c = self.conn.clone();
-        let processing = self.queue.processing(id);
+        let keys = &self.shards[shard];
+        let processing = keys.name.processing(id);
         let answer: Vec<i64> = bounded(
             self.opts.op_timeout,
             RELEASE.call(&mut c, 4, |c| {
-                c.arg(&self.consumers)
-                    .arg(&self.pending)
+                c.arg(&keys.consumers)
+                    .arg(&keys.pending)
                     .arg(&processing)
-                    .arg(&self.dead)
+                    .arg(&keys.dead)
                     .arg(id)
                     .arg(if force { "1" } else { "0" })
                     .arg(self.opts.max_attempts);
@@ -1018,7 +1119,10 @@ impl Consumer {
             }
             self.rotate(&mut lane);
             while let Some(old) = lane.abandoned.last().cloned() {
-                returned += self.release(&old, true).await?.map_or(0, |r| r.returned);
+                returned += self
+                    .release(lane.shard, &old, true)
+                    .await?
+                    .map_or(0, |r| r.returned);
                 lane.abandoned.pop();
             }
         }

@@ -224,8 +224,8 @@ struct Found {
 }
 
 impl Admin {
-    /// Up to `limit` dead jobs, oldest first.
-    pub async fn dead_list(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+    /// Up to `limit` dead jobs of this shard, oldest first.
+    async fn dead_list_here(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -249,7 +249,7 @@ impl Admin {
     ///
     /// Without a filter this reads only the page (one `LLEN` and one `LRANGE`); with one it
     /// scans the whole list in chunks (see the module docs).
-    pub async fn dead_page(
+    async fn dead_page_here(
         &self,
         filter: &DeadFilter,
         offset: u64,
@@ -308,7 +308,7 @@ impl Admin {
 
     /// Every dead entry `filter` matches, newest first (the whole list is read: a selective
     /// filter keeps this cheap in memory, not in time).
-    pub async fn dead_find(&self, filter: &DeadFilter) -> Result<Vec<DeadJob>, QueueError> {
+    async fn dead_find_here(&self, filter: &DeadFilter) -> Result<Vec<DeadJob>, QueueError> {
         let mut jobs = Vec::new();
         self.scan(filter, |found| jobs.push(DeadJob::new(found.raw)))
             .await?;
@@ -374,14 +374,14 @@ impl Admin {
     /// producers' end of pending, like a new job; its dedup marker is not consulted. Each
     /// entry is taken out by its exact bytes, so an entry replayed or purged by someone else
     /// meanwhile is skipped, never another one in its place.
-    pub async fn dead_replay(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
+    async fn dead_replay_here(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
         self.take_out(filter, rewrite_replay).await
     }
 
     /// Deletes the dead jobs `filter` matches (by their exact bytes); returns how many.
-    pub async fn dead_purge(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
+    async fn dead_purge_here(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
         if filter.is_empty() {
-            return self.purge_dead().await;
+            return self.purge_dead_here().await;
         }
         self.take_out(filter, |_| Some(String::new())).await
     }
@@ -400,8 +400,7 @@ impl Admin {
         self.dead_replay(&DeadFilter::default()).await
     }
 
-    /// Deletes every dead job; returns how many.
-    pub async fn purge_dead(&self) -> Result<usize, QueueError> {
+    async fn purge_dead_here(&self) -> Result<usize, QueueError> {
         let mut c = self.conn.clone();
         let (n,): (usize,) = bounded(
             TIMEOUT,
@@ -454,6 +453,105 @@ impl Admin {
         }
         Ok(total)
     }
+}
+
+/// The dead-letter operations of a queue, over all its shards: each shard's list is read or
+/// changed on its own (its entries live in its slot), and the answers are merged by the time
+/// each job died.
+impl Admin {
+    /// Up to `limit` dead jobs, oldest first.
+    pub async fn dead_list(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+        let mut jobs = Vec::new();
+        for view in self.views() {
+            jobs.extend(view.dead_list_here(limit).await?);
+        }
+        if self.queue.shards() > 1 {
+            jobs.sort_by_key(|j| j.died_at);
+            jobs.truncate(limit);
+        }
+        Ok(jobs)
+    }
+
+    /// The dead jobs `filter` matches, newest first: `limit` of them from `offset` on, and how
+    /// many match in all.
+    ///
+    /// Without a filter this reads only the page (one `LLEN` and one `LRANGE` per shard; with
+    /// several shards, `offset + limit` entries of each); with one it scans the whole list in
+    /// chunks (see the module docs).
+    pub async fn dead_page(
+        &self,
+        filter: &DeadFilter,
+        offset: u64,
+        limit: usize,
+    ) -> Result<DeadPage, QueueError> {
+        if self.queue.shards() == 1 {
+            return self.dead_page_here(filter, offset, limit).await;
+        }
+        let wanted = (offset as usize).saturating_add(limit);
+        let mut page = DeadPage::default();
+        for view in self.views() {
+            let part = view.dead_page_here(filter, 0, wanted).await?;
+            page.total += part.total;
+            page.jobs.extend(part.jobs);
+        }
+        newest_first(&mut page.jobs);
+        page.jobs = page
+            .jobs
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit)
+            .collect();
+        Ok(page)
+    }
+
+    /// Every dead entry `filter` matches, newest first (the whole list is read: a selective
+    /// filter keeps this cheap in memory, not in time).
+    pub async fn dead_find(&self, filter: &DeadFilter) -> Result<Vec<DeadJob>, QueueError> {
+        let mut jobs = Vec::new();
+        for view in self.views() {
+            jobs.extend(view.dead_find_here(filter).await?);
+        }
+        if self.queue.shards() > 1 {
+            newest_first(&mut jobs);
+        }
+        Ok(jobs)
+    }
+
+    /// Moves the dead jobs `filter` matches back to pending (oldest first, each to its own
+    /// shard's pending) with attempt 0; returns how many.
+    ///
+    /// The replayed job is the dead entry without `error`, `died_at` and `last_error`, with
+    /// `attempt` 0 and every other field (payload included) unchanged. It goes to the
+    /// producers' end of pending, like a new job; its dedup marker is not consulted. Each
+    /// entry is taken out by its exact bytes, so an entry replayed or purged by someone else
+    /// meanwhile is skipped, never another one in its place.
+    pub async fn dead_replay(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
+        let mut total = 0;
+        for view in self.views() {
+            total += view.dead_replay_here(filter).await?;
+        }
+        Ok(total)
+    }
+
+    /// Deletes the dead jobs `filter` matches (by their exact bytes); returns how many.
+    pub async fn dead_purge(&self, filter: &DeadFilter) -> Result<usize, QueueError> {
+        let mut total = 0;
+        for view in self.views() {
+            total += view.dead_purge_here(filter).await?;
+        }
+        Ok(total)
+    }
+
+    /// Deletes every dead job; returns how many.
+    pub async fn purge_dead(&self) -> Result<usize, QueueError> {
+        self.dead_purge(&DeadFilter::default()).await
+    }
+}
+
+/// Newest first by the time each job died (entries without one last), keeping the order of
+/// equal times.
+fn newest_first(jobs: &mut [DeadJob]) {
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.died_at));
 }
 
 #[cfg(test)]

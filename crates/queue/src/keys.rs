@@ -1,4 +1,5 @@
-//! The key layout: every key of a queue shares the hash tag `{<name>}`.
+//! The key layout: every key of a queue shares the hash tag `{<name>}`; a queue of N > 1
+//! shards is N such queues, shard s under the tag `{<name>:s}`.
 
 use crate::QueueError;
 
@@ -7,11 +8,20 @@ use crate::QueueError;
 ///
 /// Both parts must be non-empty and free of `{` and `}`: the braces are the Redis Cluster hash
 /// tag that keeps one queue in one slot, so a brace inside either part would break it.
+///
+/// A queue may be spread over several shards ([`with_shards`](Self::with_shards)): shard `s`
+/// is then a queue of its own named `<name>:s`, with every key under the hash tag
+/// `{<name>:s}`, so each shard's scripts stay in one slot while the shards spread over the
+/// masters of a Redis Cluster. One shard (the default) is the v1 layout, unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueName {
     prefix: String,
     name: String,
+    shards: u16,
 }
+
+/// The most shards a queue may have.
+pub const MAX_SHARDS: u16 = 1024;
 
 fn check(what: &str, value: &str) -> Result<(), QueueError> {
     if value.is_empty() {
@@ -43,7 +53,56 @@ impl QueueName {
         let (prefix, name) = (prefix.into(), name.into());
         check("key prefix", &prefix)?;
         check("queue name", &name)?;
-        Ok(Self { prefix, name })
+        Ok(Self {
+            prefix,
+            name,
+            shards: 1,
+        })
+    }
+
+    /// The same queue spread over `shards` shards (1 to [`MAX_SHARDS`]; 1 is the v1 layout).
+    pub fn with_shards(mut self, shards: u16) -> Result<Self, QueueError> {
+        if shards == 0 || shards > MAX_SHARDS {
+            return Err(QueueError::Config(format!(
+                "the shard count must be 1 to {MAX_SHARDS}"
+            )));
+        }
+        self.shards = shards;
+        Ok(self)
+    }
+
+    /// How many shards the queue has.
+    pub fn shards(&self) -> usize {
+        usize::from(self.shards)
+    }
+
+    /// Shard `s` as a queue of its own (keys under `{<name>:s}`); with one shard, the queue
+    /// itself.
+    ///
+    /// # Panics
+    ///
+    /// If `s` is not below [`shards`](Self::shards).
+    pub fn shard(&self, s: usize) -> QueueName {
+        assert!(s < self.shards(), "shard {s} of {}", self.shards);
+        if self.shards == 1 {
+            return self.clone();
+        }
+        QueueName {
+            prefix: self.prefix.clone(),
+            name: format!("{}:{s}", self.name),
+            shards: 1,
+        }
+    }
+
+    /// Every shard, in order (see [`shard`](Self::shard)).
+    pub fn shard_names(&self) -> Vec<QueueName> {
+        (0..self.shards()).map(|s| self.shard(s)).collect()
+    }
+
+    /// `<prefix>:{<name>}:shards`: the shard count the queue was set up with (written by the
+    /// first process with more than one shard; see `docs/queue-contract.md`)
+    pub fn shard_count_key(&self) -> String {
+        format!("{}shards", self.base())
     }
 
     /// The key prefix.
@@ -129,6 +188,28 @@ mod tests {
         assert_eq!(q.seen("wamid.X"), "wa:{whatsapp}:seen:wamid.X");
         let q = QueueName::with_prefix("acme", "q").unwrap();
         assert_eq!(q.pending(), "acme:{q}:pending");
+    }
+
+    /// Shard s of a sharded queue carries the tag `{<name>:s}`; one shard is the queue itself;
+    /// the shard count is bounded.
+    #[test]
+    fn shards() {
+        let q = QueueName::new("whatsapp").unwrap();
+        assert_eq!(q.shard(0), q);
+        let q = q.with_shards(16).unwrap();
+        assert_eq!(q.shards(), 16);
+        assert_eq!(q.shard(3).pending(), "wa:{whatsapp:3}:pending");
+        assert_eq!(q.shard(15).dead(), "wa:{whatsapp:15}:dead");
+        assert_eq!(q.shard(15).shards(), 1);
+        assert_eq!(q.shard_count_key(), "wa:{whatsapp}:shards");
+        assert_eq!(q.shard_names().len(), 16);
+        assert!(QueueName::new("q").unwrap().with_shards(0).is_err());
+        assert!(
+            QueueName::new("q")
+                .unwrap()
+                .with_shards(MAX_SHARDS + 1)
+                .is_err()
+        );
     }
 
     /// Empty parts and braces are refused.

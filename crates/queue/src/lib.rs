@@ -129,6 +129,7 @@ mod keys;
 mod producer;
 mod run;
 mod script;
+mod shard;
 
 use std::time::Duration;
 
@@ -138,10 +139,11 @@ pub use conn::{IntoRedisOptions, RedisOptions};
 pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome, Settled};
 pub use dead::{DeadFilter, DeadJob, DeadPage, entry_key};
 pub use job::{Job, JobKind, NewJob, now_ms};
-pub use keys::QueueName;
+pub use keys::{MAX_SHARDS, QueueName};
 pub use producer::{Enqueued, Producer, ProducerOptions};
 pub use run::{Counters, RunOptions, RunSummary, run};
 pub use script::SCRIPTS;
+pub use shard::{ShardBy, shard_of};
 
 /// The contract version this crate reads and writes (`v` of every job).
 pub const CONTRACT_VERSION: u32 = 1;
@@ -174,4 +176,16 @@ pub enum QueueError {
     /// Redis is configured to drop data the queue needs (see [`check_config`])
     #[error("{0}")]
     LosesData(String),
+    /// the queue was set up with another shard count than this process's (see
+    /// [`QueueName::with_shards`]); running on would split its jobs and dedup markers
+    #[error(
+        "the queue was set up with {recorded} shard(s) and this process has {configured}: \
+         start every producer and consumer of a queue with the same shard count"
+    )]
+    ShardCount {
+        /// the count recorded in Redis
+        recorded: String,
+        /// this process's count
+        configured: usize,
+    },
 }

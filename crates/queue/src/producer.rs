@@ -12,6 +12,14 @@
 //! per-call script overhead in Redis, which is the shared, single-threaded resource. There is
 //! no timer: a lone request is sent at once, so an idle producer adds no latency; batches only
 //! grow while earlier round trips are in flight.
+//!
+//! # Shards
+//!
+//! A queue of N shards has one dispatcher per shard: a call's jobs are split by shard
+//! ([`ShardBy`]), each part goes to its shard's dispatcher (and so into one script call in
+//! that shard's slot, marker and push together), the parts travel concurrently, and the call
+//! answers once every part has. Before its first write a producer compares its shard count
+//! with the one recorded in Redis (see `shard.rs`).
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -24,6 +32,7 @@ use crate::conn::{Conn, IntoRedisOptions, RedisOptions};
 use crate::dedup::Marker;
 use crate::job::NewJob;
 use crate::script::{ENQUEUE, redis_err};
+use crate::shard::{ShardBy, check_shard_count};
 use crate::{QueueError, QueueName};
 
 /// Outcome of enqueueing one job.
@@ -58,6 +67,8 @@ pub struct ProducerOptions {
     /// in the same round trip, by `WAIT N <3/4 of timeout>`; fewer than N acknowledgements make the
     /// call fail with [`QueueError::NotReplicated`]
     pub min_replicas: u32,
+    /// how a job's shard is chosen when the queue has more than one (default by id)
+    pub shard_by: ShardBy,
 }
 
 impl Default for ProducerOptions {
@@ -70,6 +81,7 @@ impl Default for ProducerOptions {
             max_batch_bytes: 1 << 20,
             max_in_flight: 2,
             min_replicas: 0,
+            shard_by: ShardBy::Id,
         }
     }
 }
@@ -82,9 +94,8 @@ pub struct Producer {
 
 struct Inner {
     queue: QueueName,
-    pending: String,
-    /// where the dedup markers' buckets live
-    dedup: String,
+    /// each shard's keys, in shard order
+    shards: Vec<ShardKeys>,
     opts: ProducerOptions,
     redis: RedisOptions,
     /// the Redis configuration check's verdict, once [`Producer::watch_config`] ran
@@ -92,14 +103,32 @@ struct Inner {
     /// Connection and dispatcher, made on first use: both need a Tokio runtime, and
     /// [`Producer::new`] may run before one exists.
     started: OnceLock<Result<Started, String>>,
+    /// set once the shard count recorded in Redis matched this producer's
+    layout: tokio::sync::OnceCell<()>,
+}
+
+/// The keys one shard's enqueue script names.
+struct ShardKeys {
+    /// `<base>`, the start of the shard's `seen:` keys
+    base: String,
+    pending: String,
+    /// where the dedup markers' buckets live
+    dedup: String,
 }
 
 struct Started {
     conn: Conn,
-    tx: mpsc::Sender<Request>,
+    /// each shard's dispatcher
+    txs: Vec<mpsc::Sender<Request>>,
 }
 
-/// One `enqueue` call, encoded, waiting for the dispatcher.
+/// Requests a shard's dispatcher holds at most before callers wait.
+const DISPATCH_QUEUE: usize = 4096;
+
+/// Where a [`Request`]'s answer arrives.
+type Reply = oneshot::Receiver<Result<Vec<Enqueued>, QueueError>>;
+
+/// One shard's part of an `enqueue` call, encoded, waiting for the dispatcher.
 struct Request {
     keys: Vec<String>,
     jobs: Vec<Vec<u8>>,
@@ -137,13 +166,21 @@ impl Producer {
         redis.validate()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                pending: queue.pending(),
-                dedup: queue.dedup(),
+                shards: queue
+                    .shard_names()
+                    .iter()
+                    .map(|q| ShardKeys {
+                        base: q.base(),
+                        pending: q.pending(),
+                        dedup: q.dedup(),
+                    })
+                    .collect(),
                 queue,
                 opts,
                 redis,
                 health: OnceLock::new(),
                 started: OnceLock::new(),
+                layout: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -166,14 +203,21 @@ impl Producer {
                 // in-flight slot soon after.
                 let t = t + t / 10 + Duration::from_millis(10);
                 let conn = inner.redis.lazy(t, 0).map_err(|e| e.to_string())?;
-                let (tx, rx) = mpsc::channel(4096);
-                tokio::spawn(dispatch(
-                    rx,
-                    conn.clone(),
-                    [inner.pending.clone(), inner.dedup.clone()],
-                    inner.opts.clone(),
-                ));
-                Ok(Started { conn, tx })
+                let txs = inner
+                    .shards
+                    .iter()
+                    .map(|shard| {
+                        let (tx, rx) = mpsc::channel(DISPATCH_QUEUE);
+                        tokio::spawn(dispatch(
+                            rx,
+                            conn.clone(),
+                            [shard.pending.clone(), shard.dedup.clone()],
+                            inner.opts.clone(),
+                        ));
+                        tx
+                    })
+                    .collect();
+                Ok(Started { conn, txs })
             })
             .as_ref()
             .map_err(|e| QueueError::Redis(e.clone()))
@@ -188,56 +232,126 @@ impl Producer {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let base = self.inner.queue.base();
+        let ttls = self.marker_ttls(jobs)?;
+        let mut parts = Vec::new();
+        for (shard, at) in self.split(jobs) {
+            let (request, reply) = self.encode(shard, at.iter().map(|&i| (&jobs[i], ttls[i])))?;
+            parts.push((shard, at, request, reply));
+        }
+        let timeout = self.inner.opts.timeout;
+        let started = self.started()?;
+        let work = async {
+            self.check_shards().await?;
+            let sent = parts
+                .into_iter()
+                .map(|(shard, at, request, reply)| async move {
+                    let out = self.send(started, shard, request, reply).await?;
+                    Ok::<_, QueueError>((at, out))
+                });
+            let mut out = vec![Enqueued::Duplicate; jobs.len()];
+            for (at, part) in futures_util::future::try_join_all(sent).await? {
+                for (i, e) in at.into_iter().zip(part) {
+                    out[i] = e;
+                }
+            }
+            Ok(out)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| QueueError::Timeout(timeout))?
+    }
+
+    /// The jobs' positions grouped by shard, in shard order (one group for one shard).
+    fn split(&self, jobs: &[NewJob<'_>]) -> Vec<(usize, Vec<usize>)> {
+        let n = self.inner.shards.len();
+        if n == 1 {
+            return vec![(0, (0..jobs.len()).collect())];
+        }
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, job) in jobs.iter().enumerate() {
+            by_shard[self.inner.opts.shard_by.shard(job, n)].push(i);
+        }
+        by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, at)| !at.is_empty())
+            .collect()
+    }
+
+    /// One shard's part of a call, encoded for its enqueue script.
+    fn encode<'j, 'p: 'j>(
+        &self,
+        shard: usize,
+        jobs: impl ExactSizeIterator<Item = (&'j NewJob<'p>, u64)>,
+    ) -> Result<(Request, Reply), QueueError> {
+        let base = &self.inner.shards[shard].base;
         let mut keys = Vec::with_capacity(jobs.len());
         let mut encoded = Vec::with_capacity(jobs.len());
         let mut marks = Vec::with_capacity(jobs.len());
+        let mut ttls = Vec::with_capacity(jobs.len());
         let mut bytes = 0;
-        let ttls = self.marker_ttls(jobs)?;
-        for job in jobs {
+        for (job, ttl) in jobs {
             if job.id.is_empty() {
                 return Err(QueueError::InvalidJob("empty job id".into()));
             }
             keys.push(format!("{base}seen:{}", job.id));
             marks.push(Marker::of(job));
+            ttls.push(ttl);
             let mut buf = Vec::with_capacity(256 + job.payload.get().len());
             job.write_json(&mut buf)?;
             bytes += buf.len();
             encoded.push(buf);
         }
-        let timeout = self.inner.opts.timeout;
-        let started = self.started()?;
-        let work = async {
-            if self.inner.opts.coalesce {
-                let (reply, rx) = oneshot::channel();
-                let req = Request {
-                    keys,
-                    jobs: encoded,
-                    ttls,
-                    marks,
-                    bytes,
-                    reply,
-                };
-                started
-                    .tx
-                    .send(req)
-                    .await
-                    .map_err(|_| QueueError::Redis("producer task has stopped".into()))?;
-                rx.await
-                    .map_err(|_| QueueError::Redis("producer task has stopped".into()))?
-            } else {
-                let mut conn = started.conn.clone();
-                let fill = |c: &mut redis::Cmd| {
-                    c.arg(&self.inner.pending).arg(&keys).arg(&self.inner.dedup);
-                    job_args(c, &encoded, &ttls, &marks);
-                };
-                let out = call_enqueue(&mut conn, &self.inner.opts, 1 + keys.len(), fill).await?;
-                outcomes(&out, jobs.len())
-            }
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            keys,
+            jobs: encoded,
+            ttls,
+            marks,
+            bytes,
+            reply,
         };
-        tokio::time::timeout(timeout, work)
+        Ok((request, rx))
+    }
+
+    /// Sends one shard's part: through its dispatcher, or as a script call of its own.
+    async fn send(
+        &self,
+        started: &Started,
+        shard: usize,
+        request: Request,
+        reply: Reply,
+    ) -> Result<Vec<Enqueued>, QueueError> {
+        let stopped = || QueueError::Redis("producer task has stopped".into());
+        if self.inner.opts.coalesce {
+            started.txs[shard]
+                .send(request)
+                .await
+                .map_err(|_| stopped())?;
+            return reply.await.map_err(|_| stopped())?;
+        }
+        let keys = &self.inner.shards[shard];
+        let mut conn = started.conn.clone();
+        let fill = |c: &mut redis::Cmd| {
+            c.arg(&keys.pending).arg(&request.keys).arg(&keys.dedup);
+            job_args(c, &request.jobs, &request.ttls, &request.marks);
+        };
+        let n = request.jobs.len();
+        let out = call_enqueue(&mut conn, &self.inner.opts, 1 + n, fill).await?;
+        outcomes(&out, n)
+    }
+
+    /// Compares this producer's shard count with the one recorded in Redis (recording it for
+    /// a new sharded queue): [`QueueError::ShardCount`] when they differ. Every producer does
+    /// this before its first write; call it at start-up to refuse to start instead.
+    pub async fn check_shards(&self) -> Result<(), QueueError> {
+        let started = self.started()?;
+        let timeout = self.inner.opts.timeout;
+        self.inner
+            .layout
+            .get_or_try_init(|| check_shard_count(&started.conn, &self.inner.queue, timeout))
             .await
-            .map_err(|_| QueueError::Timeout(timeout))?
+            .map(drop)
     }
 
     /// Each job's marker TTL in whole seconds.

@@ -177,9 +177,17 @@ pub async fn run<H: Handler>(
     let mut stopping = false;
     let mut grace_end = None;
     let mut failures_stopping = 0;
-    // the last call found pending empty: take nothing until the blocking wait says otherwise
-    let mut idle = false;
-    let mut waiting = None;
+    // per shard: the last call found its pending empty: take nothing there until its
+    // blocking wait says otherwise
+    let shards = consumer.shards();
+    let mut idle = vec![false; shards];
+    // the blocking waits on the wire, and which shards have one
+    let mut waits = FuturesUnordered::new();
+    let mut waiting = vec![false; shards];
+    // shards are offered free slots in turn from here, so that none starves (the lanes of one
+    // shard in their order, as without shards: the second only while the first is busy)
+    let mut first_shard = 0;
+    let per_shard = lanes / shards;
     loop {
         while let Ok(f) = rx.try_recv() {
             running -= 1;
@@ -189,11 +197,13 @@ pub async fn run<H: Handler>(
         if paused_until.is_some_and(|t| Instant::now() >= t) {
             paused_until = None;
         }
-        for lane in 0..lanes {
+        let order = (first_shard..first_shard + shards)
+            .flat_map(|s| (0..per_shard).map(move |k| k * shards + s % shards));
+        for lane in order {
             if busy[lane] || paused_until.is_some() {
                 continue;
             }
-            let take = if stopping || idle {
+            let take = if stopping || idle[consumer.lane_shard(lane)] {
                 0
             } else {
                 concurrency.saturating_sub(running + reserved).min(batch)
@@ -209,6 +219,7 @@ pub async fn run<H: Handler>(
                 continue;
             }
             busy[lane] = true;
+            first_shard = consumer.lane_shard(lane) + 1;
             reserved += take;
             let outcomes = std::mem::take(&mut finished[lane]);
             let c = consumer.clone();
@@ -228,18 +239,21 @@ pub async fn run<H: Handler>(
             break;
         }
         // Wait for a call's answer, a handler to finish, shutdown, the end of a pause or of
-        // the grace period, or (with free slots and nothing pending) for work.
-        let wait_for_work = idle
-            && !stopping
-            && calls.is_empty()
-            && paused_until.is_none()
-            && running < concurrency;
-        if wait_for_work && waiting.is_none() {
-            let c = consumer.clone();
-            waiting = Some(Box::pin(async move { c.wait_for_work().await }));
-        }
-        if !wait_for_work {
-            waiting = None;
+        // the grace period, or (with free slots and a shard found empty) for work there.
+        if stopping {
+            waits.clear();
+            waiting.fill(false);
+        } else if paused_until.is_none() && running < concurrency {
+            for shard in 0..shards {
+                let shard_busy = (0..lanes).any(|l| busy[l] && consumer.lane_shard(l) == shard);
+                if idle[shard] && !waiting[shard] && !shard_busy {
+                    waiting[shard] = true;
+                    let c = consumer.clone();
+                    waits.push(Box::pin(
+                        async move { (shard, c.wait_for_work(shard).await) },
+                    ));
+                }
+            }
         }
         let grace = async {
             match grace_end {
@@ -267,7 +281,7 @@ pub async fn run<H: Handler>(
                         backoff = BACKOFF_MIN;
                         count(&counters, &x);
                         if take > 0 {
-                            idle = x.taken.len() < take;
+                            idle[consumer.lane_shard(lane)] = x.taken.len() < take;
                         }
                         for d in x.taken {
                             if let Err(why) = &d.job {
@@ -313,9 +327,9 @@ pub async fn run<H: Handler>(
                 running -= 1;
                 finished[f.0.lane()].push(f);
             }
-            r = async { waiting.as_mut().expect("waiting").await }, if waiting.is_some() => {
-                waiting = None;
-                idle = false;
+            Some((shard, r)) = waits.next(), if !waits.is_empty() => {
+                waiting[shard] = false;
+                idle[shard] = false;
                 if let Err(e) = r {
                     counters.redis_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, retry_in = ?backoff, "waiting for work failed");
@@ -331,7 +345,7 @@ pub async fn run<H: Handler>(
             }
         }
     }
-    drop(waiting);
+    drop(waits);
     drop(calls);
     housekeeper.abort();
     renewer.abort();

@@ -9,4 +9,5 @@ mod fault;
 mod lost;
 mod position;
 mod producer;
+mod shards;
 mod support;
