@@ -36,14 +36,13 @@ impl<W> Replier<W> {
 
 impl<W: Write + Send + 'static> Handler for Replier<W> {
     async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
-        let (true, Some(text)) = (job.kind == "message", &job.text) else {
+        let (true, Some(text)) = (job.kind() == "message", job.text()) else {
             return Outcome::Done;
         };
         // Username users come without a phone number: reply to their business-scoped id.
         let to = job
-            .from
-            .as_deref()
-            .or(job.from_user_id.as_deref())
+            .from()
+            .or(job.from_user_id())
             .unwrap_or("unknown sender");
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         match writeln!(out, "reply to {to}: you said {text:?}") {

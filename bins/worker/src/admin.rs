@@ -190,7 +190,7 @@ fn print_table(out: &mut impl Write, jobs: &[DeadJob]) -> std::io::Result<()> {
     )?;
     for d in jobs {
         let (id, kind, attempt) = match &d.job {
-            Ok(j) => (j.id.as_str(), j.kind.as_str(), j.attempt.to_string()),
+            Ok(j) => (j.id(), j.kind(), j.attempt.to_string()),
             Err(_) => ("(unreadable)", "-", "-".to_owned()),
         };
         let died = d.died_at.map_or_else(|| "-".to_owned(), ago);
@@ -220,18 +220,18 @@ fn print_job(out: &mut impl Write, d: &DeadJob) -> std::io::Result<()> {
         return writeln!(out);
     };
     let fields = [
-        ("id", Some(j.id.as_str())),
-        ("kind", Some(j.kind.as_str())),
-        ("type", j.type_.as_deref()),
-        ("wamid", j.wamid.as_deref()),
-        ("from", j.from.as_deref()),
-        ("from_user_id", j.from_user_id.as_deref()),
-        ("contact_name", j.contact_name.as_deref()),
-        ("phone_number_id", j.phone_number_id.as_deref()),
-        ("waba_id", j.waba_id.as_deref()),
-        ("timestamp", j.timestamp.as_deref()),
-        ("text", j.text.as_deref()),
-        ("last_error", j.last_error.as_deref()),
+        ("id", Some(j.id())),
+        ("kind", Some(j.kind())),
+        ("type", j.type_()),
+        ("wamid", j.wamid()),
+        ("from", j.from()),
+        ("from_user_id", j.from_user_id()),
+        ("contact_name", j.contact_name()),
+        ("phone_number_id", j.phone_number_id()),
+        ("waba_id", j.waba_id()),
+        ("timestamp", j.timestamp()),
+        ("text", j.text()),
+        ("last_error", j.last_error()),
     ];
     for (name, value) in fields {
         if let Some(v) = value {
@@ -240,7 +240,7 @@ fn print_job(out: &mut impl Write, d: &DeadJob) -> std::io::Result<()> {
     }
     writeln!(out, "attempts        {}", j.attempt)?;
     let payload: serde_json::Value =
-        serde_json::from_str(j.payload.get()).unwrap_or(serde_json::Value::Null);
+        serde_json::from_str(j.payload().get()).unwrap_or(serde_json::Value::Null);
     let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
     writeln!(out, "payload\n{pretty}\n")
 }
@@ -278,8 +278,8 @@ struct DeadDoc<'a> {
 fn dead_doc(d: &DeadJob) -> DeadDoc<'_> {
     match &d.job {
         Ok(j) => DeadDoc {
-            id: Some(&j.id),
-            kind: Some(&j.kind),
+            id: Some(j.id()),
+            kind: Some(j.kind()),
             attempt: Some(j.attempt),
             error: d.error.as_deref(),
             died_at: d.died_at,

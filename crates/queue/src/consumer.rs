@@ -1138,7 +1138,7 @@ impl Consumer {
 /// A job finished after this consumer gave it up (its lease was lost, or a call's outcome was
 /// unknown): it is back in pending or with another worker, so its outcome is not settled here.
 fn report_not_owned(d: &Delivery, outcome: &Outcome) {
-    let id = d.job.as_ref().map_or("(unreadable)", |j| j.id.as_str());
+    let id = d.job.as_ref().map_or("(unreadable)", |j| j.id());
     let outcome = match outcome {
         Outcome::Done => "done",
         Outcome::Retry(..) | Outcome::RetryAfter(..) => "retry",

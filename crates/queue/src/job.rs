@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{MapAccess, Visitor};
@@ -229,35 +230,16 @@ impl std::io::Write for ByteCount {
 
 /// A job as a consumer reads it. Unknown top-level fields are kept when the job is rewritten
 /// (retry, dead, replay), and `payload` stays byte for byte as enqueued.
-#[derive(Debug, Clone)]
+///
+/// Reading a job validates the whole object once but copies nothing out of it: every text
+/// field is a place in the job's JSON (only a string with escapes is decoded into one of its
+/// own), and the payload is found again when asked for. A handler that passes the JSON on, or
+/// reads only the text, pays for neither a dozen strings nor the payload's copy.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Job {
     /// contract version
     pub v: u32,
-    /// dedup id
-    pub id: String,
-    /// kind as written (a string, so an unknown kind still reaches the handler)
-    pub kind: String,
-    /// wamid
-    pub wamid: Option<String>,
-    /// sender / recipient
-    pub from: Option<String>,
-    /// business-scoped user id
-    pub from_user_id: Option<String>,
-    /// type
-    pub type_: Option<String>,
-    /// text
-    pub text: Option<String>,
-    /// timestamp as sent
-    pub timestamp: Option<String>,
-    /// contact profile name
-    pub contact_name: Option<String>,
-    /// phone number id
-    pub phone_number_id: Option<String>,
-    /// display phone number
-    pub display_phone_number: Option<String>,
-    /// WABA id
-    pub waba_id: Option<String>,
     /// received at, ms
     pub received_at: Option<u64>,
     /// failed deliveries before this one (0 when first enqueued)
@@ -265,53 +247,122 @@ pub struct Job {
     /// deliveries before this one that were lost with their worker (it died or lost its
     /// lease): a reaper counts them, and they count towards the maximum like failed ones
     pub lost: u32,
-    /// the embedded object, verbatim
-    pub payload: Box<RawValue>,
-    /// the error of the previous failed delivery, if any
-    pub last_error: Option<String>,
     /// the job's JSON exactly as it was read from the queue
     json: Box<str>,
+    id: Text,
+    kind: Text,
+    wamid: Option<Text>,
+    from: Option<Text>,
+    from_user_id: Option<Text>,
+    type_: Option<Text>,
+    text: Option<Text>,
+    timestamp: Option<Text>,
+    contact_name: Option<Text>,
+    phone_number_id: Option<Text>,
+    display_phone_number: Option<Text>,
+    waba_id: Option<Text>,
+    last_error: Option<Text>,
+    /// where the payload is in `json`
+    payload: Range<usize>,
+}
+
+/// A text field of a [`Job`]: where its characters are in the job's JSON, or, for a string
+/// with escapes, the decoded text.
+#[derive(Debug, Clone)]
+enum Text {
+    At(Range<usize>),
+    Decoded(Box<str>),
+}
+
+/// A string as the parser hands it out: borrowed from the input when it has no escapes.
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Borrowed<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Borrowed<'a>, E> {
+                Ok(Borrowed(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Borrowed<'a>, E> {
+                Ok(Borrowed(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Borrowed<'a>, E> {
+                Ok(Borrowed(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
-struct JobWire {
+struct JobWire<'a> {
     v: u32,
-    id: String,
-    kind: String,
-    #[serde(default)]
-    wamid: Option<String>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    from_user_id: Option<String>,
-    #[serde(default, rename = "type")]
-    type_: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    timestamp: Option<String>,
-    #[serde(default)]
-    contact_name: Option<String>,
-    #[serde(default)]
-    phone_number_id: Option<String>,
-    #[serde(default)]
-    display_phone_number: Option<String>,
-    #[serde(default)]
-    waba_id: Option<String>,
+    #[serde(borrow)]
+    id: Borrowed<'a>,
+    #[serde(borrow)]
+    kind: Borrowed<'a>,
+    #[serde(default, borrow)]
+    wamid: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    from: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    from_user_id: Option<Borrowed<'a>>,
+    #[serde(default, borrow, rename = "type")]
+    type_: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    contact_name: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    phone_number_id: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    display_phone_number: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    waba_id: Option<Borrowed<'a>>,
     #[serde(default)]
     received_at: Option<u64>,
     #[serde(default)]
     attempt: u32,
     #[serde(default)]
     lost: u32,
-    payload: Box<RawValue>,
-    #[serde(default)]
-    last_error: Option<String>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default, borrow)]
+    last_error: Option<Borrowed<'a>>,
 }
 
 #[derive(Deserialize)]
 struct VersionProbe {
     v: Option<serde_json::Value>,
+}
+
+/// Where `part` (a slice of `whole`) starts and ends in `whole`.
+fn place(whole: &str, part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    start..start + part.len()
+}
+
+impl Text {
+    fn of(raw: &str, s: Borrowed<'_>) -> Self {
+        match s.0 {
+            Cow::Borrowed(b) => Text::At(place(raw, b)),
+            Cow::Owned(o) => Text::Decoded(o.into()),
+        }
+    }
+
+    fn get<'j>(&'j self, json: &'j str) -> &'j str {
+        match self {
+            Text::At(r) => &json[r.clone()],
+            Text::Decoded(s) => s,
+        }
+    }
 }
 
 impl Job {
@@ -323,28 +374,31 @@ impl Job {
     }
 
     pub(crate) fn parse(raw: &str) -> Result<Job, String> {
-        match serde_json::from_str::<JobWire>(raw) {
-            Ok(w) if w.v == CONTRACT_VERSION => Ok(Job {
-                v: w.v,
-                id: w.id,
-                kind: w.kind,
-                wamid: w.wamid,
-                from: w.from,
-                from_user_id: w.from_user_id,
-                type_: w.type_,
-                text: w.text,
-                timestamp: w.timestamp,
-                contact_name: w.contact_name,
-                phone_number_id: w.phone_number_id,
-                display_phone_number: w.display_phone_number,
-                waba_id: w.waba_id,
-                received_at: w.received_at,
-                attempt: w.attempt,
-                lost: w.lost,
-                payload: w.payload,
-                last_error: w.last_error,
-                json: raw.into(),
-            }),
+        match serde_json::from_str::<JobWire<'_>>(raw) {
+            Ok(w) if w.v == CONTRACT_VERSION => {
+                let text = |t: Option<Borrowed<'_>>| t.map(|t| Text::of(raw, t));
+                Ok(Job {
+                    v: w.v,
+                    received_at: w.received_at,
+                    attempt: w.attempt,
+                    lost: w.lost,
+                    id: Text::of(raw, w.id),
+                    kind: Text::of(raw, w.kind),
+                    wamid: text(w.wamid),
+                    from: text(w.from),
+                    from_user_id: text(w.from_user_id),
+                    type_: text(w.type_),
+                    text: text(w.text),
+                    timestamp: text(w.timestamp),
+                    contact_name: text(w.contact_name),
+                    phone_number_id: text(w.phone_number_id),
+                    display_phone_number: text(w.display_phone_number),
+                    waba_id: text(w.waba_id),
+                    last_error: text(w.last_error),
+                    payload: place(raw, w.payload.get()),
+                    json: raw.into(),
+                })
+            }
             Ok(w) => Err(format!("unknown contract version {}", w.v)),
             Err(e) => {
                 // Say "unknown version" rather than a field error when that is the cause: a
@@ -368,9 +422,111 @@ impl Job {
         &self.json
     }
 
+    fn opt<'j>(&'j self, t: &'j Option<Text>) -> Option<&'j str> {
+        t.as_ref().map(|t| t.get(&self.json))
+    }
+
+    /// dedup id
+    pub fn id(&self) -> &str {
+        self.id.get(&self.json)
+    }
+
+    /// kind as written (a string, so an unknown kind still reaches the handler)
+    pub fn kind(&self) -> &str {
+        self.kind.get(&self.json)
+    }
+
     /// The kind, if this version knows it.
     pub fn job_kind(&self) -> Option<JobKind> {
-        JobKind::parse(&self.kind)
+        JobKind::parse(self.kind())
+    }
+
+    /// wamid
+    pub fn wamid(&self) -> Option<&str> {
+        self.opt(&self.wamid)
+    }
+
+    /// sender / recipient
+    pub fn from(&self) -> Option<&str> {
+        self.opt(&self.from)
+    }
+
+    /// business-scoped user id
+    pub fn from_user_id(&self) -> Option<&str> {
+        self.opt(&self.from_user_id)
+    }
+
+    /// type
+    pub fn type_(&self) -> Option<&str> {
+        self.opt(&self.type_)
+    }
+
+    /// text
+    pub fn text(&self) -> Option<&str> {
+        self.opt(&self.text)
+    }
+
+    /// timestamp as sent
+    pub fn timestamp(&self) -> Option<&str> {
+        self.opt(&self.timestamp)
+    }
+
+    /// contact profile name
+    pub fn contact_name(&self) -> Option<&str> {
+        self.opt(&self.contact_name)
+    }
+
+    /// phone number id
+    pub fn phone_number_id(&self) -> Option<&str> {
+        self.opt(&self.phone_number_id)
+    }
+
+    /// display phone number
+    pub fn display_phone_number(&self) -> Option<&str> {
+        self.opt(&self.display_phone_number)
+    }
+
+    /// WABA id
+    pub fn waba_id(&self) -> Option<&str> {
+        self.opt(&self.waba_id)
+    }
+
+    /// the error of the previous failed delivery, if any
+    pub fn last_error(&self) -> Option<&str> {
+        self.opt(&self.last_error)
+    }
+
+    /// The embedded object, verbatim. Found again in the job's JSON at each call (a scan of
+    /// the payload, no copy): keep the reference rather than calling this in a loop.
+    pub fn payload(&self) -> &RawValue {
+        serde_json::from_str(&self.json[self.payload.clone()])
+            .expect("the payload was read from this very text")
+    }
+}
+
+/// Shows the fields, as the struct did when they were strings of their own.
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("v", &self.v)
+            .field("id", &self.id())
+            .field("kind", &self.kind())
+            .field("wamid", &self.wamid())
+            .field("from", &self.from())
+            .field("from_user_id", &self.from_user_id())
+            .field("type_", &self.type_())
+            .field("text", &self.text())
+            .field("timestamp", &self.timestamp())
+            .field("contact_name", &self.contact_name())
+            .field("phone_number_id", &self.phone_number_id())
+            .field("display_phone_number", &self.display_phone_number())
+            .field("waba_id", &self.waba_id())
+            .field("received_at", &self.received_at)
+            .field("attempt", &self.attempt)
+            .field("lost", &self.lost)
+            .field("payload", &self.payload())
+            .field("last_error", &self.last_error())
+            .finish()
     }
 }
 
@@ -564,12 +720,34 @@ mod tests {
         let mut job = NewJob::new("x", JobKind::Status, &p);
         job.from = Some("1".into());
         let back = Job::from_json(&job.to_json().unwrap()).unwrap();
-        assert_eq!(back.id, "x");
-        assert_eq!(back.kind, "status");
+        assert_eq!(back.id(), "x");
+        assert_eq!(back.kind(), "status");
         assert_eq!(back.job_kind(), Some(JobKind::Status));
-        assert_eq!(back.from.as_deref(), Some("1"));
+        assert_eq!(back.from(), Some("1"));
+        assert_eq!(back.wamid(), None);
         assert_eq!(back.attempt, 0);
-        assert_eq!(back.payload.get(), PAYLOAD);
+        assert_eq!(back.payload().get(), PAYLOAD);
+    }
+
+    /// Text fields read the same whether they are places in the JSON (no escapes) or decoded
+    /// (escapes), an absent one is `None`, and the payload is the queued bytes.
+    #[test]
+    fn text_fields_with_and_without_escapes() {
+        let queued = format!(
+            r#"{{"v":1,"id":"wamid.A\/B","kind":"message","text":"say \"hi\"\n","from":"1555","received_at":7,"payload":{PAYLOAD}}}"#
+        );
+        let job = Job::from_json(&queued).unwrap();
+        assert_eq!(job.id(), "wamid.A/B");
+        assert_eq!(job.kind(), "message");
+        assert_eq!(job.text(), Some("say \"hi\"\n"));
+        assert_eq!(job.from(), Some("1555"));
+        assert_eq!((job.wamid(), job.last_error()), (None, None));
+        assert_eq!(job.received_at, Some(7));
+        assert_eq!(job.payload().get(), PAYLOAD);
+        assert_eq!(job.clone().text(), job.text());
+        assert!(format!("{job:?}").contains(r#"text: Some("say \"hi\"\n")"#));
+        // a field of the wrong type is still refused
+        assert!(Job::parse(r#"{"v":1,"id":1,"kind":"message","payload":{}}"#).is_err());
     }
 
     /// `Job::json` hands out the queued text itself: a field this version does not know and
@@ -608,7 +786,7 @@ mod tests {
         assert!(r.contains(r#""future":{"a":[1, 2]}"#), "{r}");
         let j = Job::parse(&r).unwrap();
         assert_eq!(j.attempt, 1);
-        assert_eq!(j.last_error.as_deref(), Some("boom \"quoted\""));
+        assert_eq!(j.last_error(), Some("boom \"quoted\""));
 
         let d = rewrite_dead(&r, Some(2), "gave up", 42);
         assert_eq!(dead_fields(&d), (Some("gave up".into()), Some(42)));
@@ -618,7 +796,7 @@ mod tests {
         let p = rewrite_replay(&d).unwrap();
         let j = Job::parse(&p).unwrap();
         assert_eq!(j.attempt, 0);
-        assert_eq!(j.last_error, None);
+        assert_eq!(j.last_error(), None);
         assert_eq!(dead_fields(&p), (None, None));
         assert!(p.contains(r#""future":{"a":[1, 2]}"#));
         assert!(p.contains(&format!(r#""payload":{PAYLOAD}"#)));

@@ -40,7 +40,7 @@
 //!     r#"{"v":1,"id":"wamid.X","kind":"message","received_at":1700000000000,"attempt":0,"payload":{"text":{"body":"caf\u00e9"}}}"#
 //! );
 //! let back = Job::from_json(&json).unwrap();
-//! assert_eq!(back.payload.get(), payload.get());
+//! assert_eq!(back.payload().get(), payload.get());
 //! ```
 //!
 //! Consume with a handler (what `wa-worker` does):
@@ -52,7 +52,7 @@
 //!
 //! impl Handler for Print {
 //!     async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
-//!         println!("{} {} (delivery {delivery})", job.kind, job.id);
+//!         println!("{} {} (delivery {delivery})", job.kind(), job.id());
 //!         Outcome::Done // or Retry("why") for a backoff, or Dead("why")
 //!     }
 //! }

@@ -437,12 +437,12 @@ impl<'a> Row<'a> {
         let j = d.job.as_ref().ok();
         Row {
             key: &d.key,
-            id: j.map(|j| j.id.as_str()),
-            kind: j.map(|j| j.kind.as_str()),
-            type_: j.and_then(|j| j.type_.as_deref()),
-            from: j.and_then(|j| j.from.as_deref()),
-            phone_number_id: j.and_then(|j| j.phone_number_id.as_deref()),
-            text: j.and_then(|j| j.text.as_deref()),
+            id: j.map(|j| j.id()),
+            kind: j.map(|j| j.kind()),
+            type_: j.and_then(|j| j.type_()),
+            from: j.and_then(|j| j.from()),
+            phone_number_id: j.and_then(|j| j.phone_number_id()),
+            text: j.and_then(|j| j.text()),
             attempt: j.map(|j| j.attempt),
             error: d.error.as_deref(),
             died_at: d.died_at,
@@ -477,24 +477,24 @@ impl<'a> JobDoc<'a> {
             };
         };
         let fields = [
-            ("wamid", j.wamid.as_deref()),
-            ("from_user_id", j.from_user_id.as_deref()),
-            ("contact_name", j.contact_name.as_deref()),
-            ("display_phone_number", j.display_phone_number.as_deref()),
-            ("waba_id", j.waba_id.as_deref()),
-            ("timestamp", j.timestamp.as_deref()),
+            ("wamid", j.wamid()),
+            ("from_user_id", j.from_user_id()),
+            ("contact_name", j.contact_name()),
+            ("display_phone_number", j.display_phone_number()),
+            ("waba_id", j.waba_id()),
+            ("timestamp", j.timestamp()),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
-        let payload = serde_json::from_str::<serde_json::Value>(j.payload.get())
+        let payload = serde_json::from_str::<serde_json::Value>(j.payload().get())
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok());
         JobDoc {
             row,
             fields,
             received_at: j.received_at,
-            last_error: j.last_error.as_deref(),
+            last_error: j.last_error(),
             payload,
             unreadable: None,
         }

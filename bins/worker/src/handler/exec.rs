@@ -76,8 +76,8 @@ impl ExecHandler {
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("WA_JOB_ID", &job.id)
-            .env("WA_JOB_KIND", &job.kind)
+            .env("WA_JOB_ID", job.id())
+            .env("WA_JOB_KIND", job.kind())
             .env("WA_ATTEMPT", delivery.to_string())
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,7 +105,7 @@ impl ExecHandler {
         };
         let log = async move {
             if let Some(err) = err {
-                stderr::log(err, &job.id, delivery).await;
+                stderr::log(err, job.id(), delivery).await;
             }
         };
         let mut io = pin!(async { tokio::join!(feed, log) });

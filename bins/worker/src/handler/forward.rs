@@ -113,7 +113,7 @@ impl ForwardHandler {
 
     pub async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
         let body = Bytes::copy_from_slice(job.json().as_bytes());
-        let Ok(id) = HeaderValue::from_str(&job.id) else {
+        let Ok(id) = HeaderValue::from_str(job.id()) else {
             return Outcome::Dead("the job id cannot be sent as an HTTP header".into());
         };
         let mut req = Request::post(self.uri.clone())
@@ -127,7 +127,7 @@ impl ForwardHandler {
             req = req
                 .header("webhook-id", id)
                 .header("webhook-timestamp", now)
-                .header("webhook-signature", signer.sign(&job.id, now, &body));
+                .header("webhook-signature", signer.sign(job.id(), now, &body));
         }
         let req = match req.body(Full::new(body)) {
             Ok(req) => req,

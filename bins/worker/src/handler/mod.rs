@@ -111,10 +111,10 @@ impl Handler for AnyHandler {
         match &outcome {
             Outcome::Done => {}
             Outcome::Retry(why) | Outcome::RetryAfter(why, _) => {
-                tracing::info!(job_id = %job.id, attempt = delivery, "job failed: {why}");
+                tracing::info!(job_id = %job.id(), attempt = delivery, "job failed: {why}");
             }
             Outcome::Dead(why) => {
-                tracing::warn!(job_id = %job.id, attempt = delivery, "job refused for good: {why}");
+                tracing::warn!(job_id = %job.id(), attempt = delivery, "job refused for good: {why}");
             }
         }
         outcome

@@ -104,7 +104,7 @@ impl StdoutHandler {
 /// (pretty-printed test bodies do): they become spaces, so every job stays one line.
 fn push_line(buf: &mut Vec<u8>, json: &str) {
     let bytes = json.as_bytes();
-    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
         buf.extend(bytes.iter().map(|&b| match b {
             b'\n' | b'\r' => b' ',
             b => b,

@@ -27,7 +27,7 @@ async fn enqueue_n(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn id_of(d: &Delivery) -> String {
-    d.job.as_ref().unwrap().id.clone()
+    d.job.as_ref().unwrap().id().to_owned()
 }
 
 /// One consumer sees jobs in the order they were enqueued, across batch boundaries.
@@ -138,11 +138,8 @@ async fn retry_order_and_backoff_growth() {
         let j = d.job.as_ref().unwrap();
         assert_eq!(j.attempt, 1);
         assert_eq!(d.number(), 2);
-        assert_eq!(
-            j.last_error.as_deref(),
-            Some(format!("fail {}", j.id).as_str())
-        );
-        if j.id != ids[0] {
+        assert_eq!(j.last_error(), Some(format!("fail {}", j.id()).as_str()));
+        if j.id() != ids[0] {
             consumer.ack(d).await.unwrap();
         }
     }
@@ -200,9 +197,9 @@ async fn dead_after_max_attempts_then_replay() {
     let dead = admin.dead_list(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     let j = dead[0].job.as_ref().unwrap();
-    assert_eq!(j.id, "d0");
+    assert_eq!(j.id(), "d0");
     assert_eq!(j.attempt, 3);
-    assert_eq!(j.payload.get(), payload(0).get());
+    assert_eq!(j.payload().get(), payload(0).get());
     assert!(
         dead[0]
             .error
@@ -216,8 +213,8 @@ async fn dead_after_max_attempts_then_replay() {
     assert_eq!(admin.replay(&["d0".into()]).await.unwrap(), 1);
     let d = consumer.fetch(1).await.unwrap().pop().unwrap();
     let j = d.job.as_ref().unwrap();
-    assert_eq!((j.attempt, j.last_error.as_deref()), (0, None));
-    assert_eq!(j.payload.get(), payload(0).get());
+    assert_eq!((j.attempt, j.last_error()), (0, None));
+    assert_eq!(j.payload().get(), payload(0).get());
     assert!(!d.raw.contains("died_at") && !d.raw.contains("\"error\""));
     consumer.dead(&d, "by hand").await.unwrap();
     assert_eq!(
@@ -244,13 +241,13 @@ impl Handler for Recorder {
     async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
         let n = {
             let mut s = self.seen.lock().unwrap();
-            s.push((job.id.clone(), delivery));
+            s.push((job.id().to_owned(), delivery));
             s.len()
         };
         if n >= self.target {
             self.all_seen.notify_one();
         }
-        if job.id.starts_with("dead") {
+        if job.id().starts_with("dead") {
             Outcome::Dead("refused".into())
         } else if self.fail_first && delivery == 1 {
             Outcome::Retry("first try fails".into())
@@ -440,8 +437,8 @@ struct Panicky;
 impl Handler for Panicky {
     #[allow(clippy::manual_async_fn)]
     fn handle(&self, job: &Job, _delivery: u32) -> impl Future<Output = Outcome> + Send {
-        assert!(!job.id.starts_with("eager"), "eager panic (expected)");
-        let lazy = job.id.starts_with("lazy");
+        assert!(!job.id().starts_with("eager"), "eager panic (expected)");
+        let lazy = job.id().starts_with("lazy");
         async move {
             assert!(!lazy, "lazy panic (expected)");
             Outcome::Done

@@ -27,7 +27,7 @@ async fn drain(url: &str, q: &wa_queue::QueueName) -> HashSet<String> {
             break;
         }
         for d in &batch {
-            got.insert(d.job.as_ref().unwrap().id.clone());
+            got.insert(d.job.as_ref().unwrap().id().to_owned());
         }
         let items: Vec<_> = batch.iter().map(|d| (d, &Outcome::Done)).collect();
         c.settle(&items).await.unwrap();
@@ -105,7 +105,7 @@ impl Handler for Collect {
     async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
         tokio::time::sleep(Duration::from_millis(1)).await;
         let mut s = self.seen.lock().unwrap();
-        s.insert(job.id.clone());
+        s.insert(job.id().to_owned());
         if s.len() >= self.target {
             self.done.notify_one();
         }

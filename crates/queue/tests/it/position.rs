@@ -26,7 +26,7 @@ async fn enqueue(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn id_of(d: &Delivery) -> String {
-    d.job.as_ref().unwrap().id.clone()
+    d.job.as_ref().unwrap().id().to_owned()
 }
 
 /// Records the ids of `got` in `seen` and acknowledges them all in one call.
@@ -476,10 +476,10 @@ async fn run_with_slow_jobs_settles_every_job_once() {
     struct Uneven(Arc<Mutex<Vec<String>>>);
     impl Handler for Uneven {
         async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
-            if job.id.ends_with('0') {
+            if job.id().ends_with('0') {
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
-            self.0.lock().unwrap().push(job.id.clone());
+            self.0.lock().unwrap().push(job.id().to_owned());
             Outcome::Done
         }
     }

@@ -87,7 +87,7 @@ async fn pending_holds_contract_json() {
         .await
         .unwrap();
     assert_eq!(raw, j.to_json().unwrap());
-    assert_eq!(Job::from_json(&raw).unwrap().payload.get(), p.get());
+    assert_eq!(Job::from_json(&raw).unwrap().payload().get(), p.get());
     let slot = clock_slot(
         ProducerOptions::default().dedup_ttl.as_secs(),
         redis_now(&url).await,
