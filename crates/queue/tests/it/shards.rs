@@ -23,7 +23,7 @@ impl Handler for Order {
     async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
         tokio::task::yield_now().await;
         let mut seen = self.seen.lock().unwrap();
-        seen.push(job.id.clone());
+        seen.push(job.id().to_owned());
         if seen.len() >= self.target {
             self.done.notify_one();
         }
