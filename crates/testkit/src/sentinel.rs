@@ -21,6 +21,10 @@ const DOWN_AFTER: Duration = Duration::from_millis(1000);
 const FAILOVER_TIMEOUT: Duration = Duration::from_millis(3000);
 /// How long a failover may take in these tests, start to end.
 pub const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
+/// How long a (re)started replica may take to be online: a rejoining old primary waits for a
+/// sentinel to turn it into a replica, then makes a full sync, which a loaded 2-core machine
+/// has been seen to take more than 30 s for. A deadline to poll against, not a measurement.
+const SYNC_LIMIT: Duration = Duration::from_secs(90);
 
 /// Two data nodes (both with a fsync-always AOF, both password-protected) and three
 /// sentinels with a password of their own. The primary can be killed and brought back; it
@@ -155,7 +159,7 @@ impl Failover {
 
     /// Waits until every running replica is online (synced, and streaming from the primary).
     pub fn wait_in_sync(&self) {
-        wait_until("the replica in sync", FAILOVER_LIMIT, || {
+        wait_until("the replica in sync", SYNC_LIMIT, || {
             let Some(primary) = self.try_primary_port() else {
                 return false;
             };
