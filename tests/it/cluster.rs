@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -14,7 +15,7 @@ use wa_queue::{
 use wa_testkit::Cluster;
 
 use crate::fixtures::{expected_ids, fixture_bodies};
-use crate::production_redis::{Bin, LIMIT, poll, post};
+use crate::production_redis::{Bin, LIMIT, Load, Run, poll, post};
 use crate::support::{http1, send, signed_post, unique};
 
 /// The shard count of the sharded tests: more shards than masters, as in production.
@@ -25,12 +26,24 @@ fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(Cluster::start)
 }
 
+/// A second cluster, for the test that moves slots and kills a master (the others must not
+/// see that happen under them).
+fn disrupted() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::start)
+}
+
 /// The environment of a process on the cluster: the seeds, a URL whose host is ignored, the
 /// queue and its shard count.
 fn cluster_env(queue: &str, shards: &str) -> Vec<(&'static str, String)> {
+    env_on(cluster(), queue, shards)
+}
+
+/// [`cluster_env`] on the cluster `on`.
+fn env_on(on: &Cluster, queue: &str, shards: &str) -> Vec<(&'static str, String)> {
     vec![
         ("REDIS_URL", "redis://ignored.invalid:1".to_owned()),
-        ("WA_REDIS_CLUSTER", cluster().seeds()),
+        ("WA_REDIS_CLUSTER", on.seeds()),
         ("WA_QUEUE", queue.to_owned()),
         ("WA_SHARDS", shards.to_owned()),
         ("WA_LEASE", "2s".to_owned()),
@@ -258,4 +271,82 @@ async fn dead_letters_across_shards() {
     assert_eq!(admin.purge_dead().await.unwrap(), 35);
     let stats = admin.stats().await.unwrap();
     assert_eq!((stats.pending, stats.dead), (5, 0));
+}
+
+/// Signed load on 16 shards while `disturb` runs; then the worker drains. What the load saw,
+/// with the 200s the worker never handled counted in `lost`.
+async fn under_load(on: &Cluster, min_replicas: &str, disturb: impl FnOnce(&Cluster, &str)) -> Run {
+    let queue = unique("cluster-load");
+    let mut env = env_on(on, &queue, SHARDS);
+    env.push(("WA_MIN_REPLICAS", min_replicas.to_owned()));
+    env.push(("WA_ENQUEUE_TIMEOUT", "1s".to_owned()));
+    let env = pairs(&env);
+    let mut ingress = Bin::ingress(&env);
+    ingress.listening().await;
+    let worker = Bin::worker(&["run", "--stdout"], &env);
+    let load = Load::start(ingress.base(), &queue);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    load.disturbed();
+    tokio::task::block_in_place(|| disturb(on, &queue));
+    // 200s must be seen after the switch is over, not only from shards it did not touch.
+    load.disturbed();
+    load.wait_back(wa_testkit::cluster::CLUSTER_LIMIT, || {
+        format!("no 200 after the disturbance:\n{}", ingress.output())
+    })
+    .await;
+    let mut run = load.stop().await;
+    poll("the queue drained", || async {
+        let doc = stats_json(&env).await;
+        doc["pending"] == 0 && doc["in_hand"] == 0 && doc["delayed"] == 0
+    })
+    .await;
+    let handled = worker.handled();
+    run.lost = run.acked.iter().filter(|id| !handled.contains(*id)).count();
+    run
+}
+
+/// Under steady signed load on 16 shards: (1) with `--min-replicas 1`, the master serving
+/// shard 0 is SIGKILLed, its replica promoted and the killed node restarted as a replica;
+/// (2) `redis-cli --cluster reshard` moves every slot of the master now serving shard 0 to
+/// another master (after the failover: a cluster with a master emptied of slots has too few
+/// voting masters left to promote a replica). Both times the ingress answers only 200 or 503,
+/// 200 again with no restart, and the worker handles every job answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_and_reshard_under_load() {
+    let on = tokio::task::block_in_place(disrupted);
+    let shard0 = |q: &str| format!("wa:{{{q}:0}}:pending");
+    let failed = under_load(on, "1", |c, queue| {
+        let victim = c.master_of(&shard0(queue));
+        c.kill(victim);
+        c.wait_promoted(victim);
+        c.restart(victim);
+    })
+    .await;
+    eprintln!(
+        "master SIGKILLed (--min-replicas 1): {} answered 200, {} answered 503, {} of the \
+         200s never handled",
+        failed.acked.len(),
+        failed.answers_503,
+        failed.lost
+    );
+    assert!(failed.unexpected.is_empty(), "{:?}", failed.unexpected);
+    assert!(failed.acked.len() > 20, "too little load: {failed:?}");
+    assert_eq!(failed.lost, 0, "200s lost in the failover");
+
+    let moved = under_load(on, "0", |c, queue| {
+        let from = c.master_of(&shard0(queue));
+        let others = c.masters();
+        let to = others.iter().find(|p| **p != from).expect("another master");
+        c.reshard(from, *to, c.slots_of(from));
+    })
+    .await;
+    eprintln!(
+        "reshard under load: {} answered 200, {} answered 503, {} of the 200s never handled",
+        moved.acked.len(),
+        moved.answers_503,
+        moved.lost
+    );
+    assert!(moved.unexpected.is_empty(), "{:?}", moved.unexpected);
+    assert!(moved.acked.len() > 20, "too little load: {moved:?}");
+    assert_eq!(moved.lost, 0, "200s lost in the reshard");
 }

@@ -422,16 +422,16 @@ async fn policy_changed_while_running() {
 
 /// What one failover run saw.
 #[derive(Debug, Default)]
-struct Run {
+pub(crate) struct Run {
     /// ids answered 200
-    acked: HashSet<String>,
+    pub(crate) acked: HashSet<String>,
     /// answers other than 200 and 503
-    unexpected: Vec<StatusCode>,
-    answers_503: usize,
+    pub(crate) unexpected: Vec<StatusCode>,
+    pub(crate) answers_503: usize,
     /// from the kill to the first 200 after it
-    back_after: Option<Duration>,
+    pub(crate) back_after: Option<Duration>,
     /// acked ids the worker never handled
-    lost: usize,
+    pub(crate) lost: usize,
 }
 
 /// Records one answer of the failover load.
@@ -449,6 +449,73 @@ fn record(run: &Mutex<Run>, killed_at: &Mutex<Option<Instant>>, id: String, code
         }
         StatusCode::SERVICE_UNAVAILABLE => run.answers_503 += 1,
         other => run.unexpected.push(other),
+    }
+}
+
+/// Signed load on an ingress: four senders, one request at a time each, each request a new
+/// message; records every answer.
+pub(crate) struct Load {
+    run: Arc<Mutex<Run>>,
+    /// when the disturbance (a kill, a reshard) began
+    since: Arc<Mutex<Option<Instant>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the senders against `base`; ids are `wamid.<queue>.<sender>.<n>`.
+    pub(crate) fn start(base: &str, queue: &str) -> Load {
+        let run = Arc::new(Mutex::new(Run::default()));
+        let since: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut senders = Vec::new();
+        for s in 0..4 {
+            let (run, since, stop) = (run.clone(), since.clone(), stop.clone());
+            let base = base.to_owned();
+            let queue = queue.to_owned();
+            senders.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = format!("wamid.{queue}.{s}.{n}");
+                    n += 1;
+                    let code = post(&base, &id).await;
+                    record(&run, &since, id, code);
+                    if code != StatusCode::OK {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }));
+        }
+        Load {
+            run,
+            since,
+            stop,
+            senders,
+        }
+    }
+
+    /// Marks the start of the disturbance: `back_after` counts from here.
+    pub(crate) fn disturbed(&self) {
+        *self.since.lock().unwrap() = Some(Instant::now());
+    }
+
+    /// Waits (at most `limit`) for a 200 after the disturbance, then two seconds more of load.
+    pub(crate) async fn wait_back(&self, limit: Duration, context: impl Fn() -> String) {
+        let deadline = Instant::now() + limit;
+        while self.run.lock().unwrap().back_after.is_none() {
+            assert!(Instant::now() < deadline, "{}", context());
+            tokio::time::sleep(POLL).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    /// Stops the senders; what they saw.
+    pub(crate) async fn stop(self) -> Run {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in self.senders {
+            s.await.unwrap();
+        }
+        std::mem::take(&mut *self.run.lock().unwrap())
     }
 }
 
@@ -473,30 +540,10 @@ async fn failover_run(set: &Failover, min_replicas: &str) -> Run {
     let mut ingress = Bin::ingress(&env);
     ingress.listening().await;
     let worker = Bin::worker(&["run", "--stdout"], &env);
-    let run = Arc::new(Mutex::new(Run::default()));
-    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for s in 0..4 {
-        let (run, killed_at, stop) = (run.clone(), killed_at.clone(), stop.clone());
-        let base = ingress.base().to_owned();
-        let queue = queue.clone();
-        senders.push(tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let id = format!("wamid.{queue}.{s}.{n}");
-                n += 1;
-                let code = post(&base, &id).await;
-                record(&run, &killed_at, id, code);
-                if code != StatusCode::OK {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }));
-    }
+    let load = Load::start(ingress.base(), &queue);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let old = tokio::task::block_in_place(|| set.kill_primary());
-    *killed_at.lock().unwrap() = Some(Instant::now());
+    load.disturbed();
     let new = tokio::task::block_in_place(|| set.wait_promoted(old));
     // With --min-replicas 1 and a single replica, the promoted primary has no replica until
     // the old one rejoins: 503 until then (production runs one replica more than N).
@@ -504,21 +551,15 @@ async fn failover_run(set: &Failover, min_replicas: &str) -> Run {
     if replicated {
         tokio::task::block_in_place(|| set.restart(old));
     }
-    let deadline = Instant::now() + FAILOVER_LIMIT;
-    while run.lock().unwrap().back_after.is_none() {
-        assert!(
-            Instant::now() < deadline,
+    load.wait_back(FAILOVER_LIMIT, || {
+        format!(
             "no 200 after the failover ({old} -> {new}):\n{}\n{}",
             ingress.output(),
             set.sentinel_logs()
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
+        )
+    })
+    .await;
+    let mut run = load.stop().await;
     // Drained: nothing pending, delayed or in hand on the new primary.
     let prefix = format!("wa:{{{queue}}}:");
     poll("the queue drained on the new primary", || async {
@@ -539,7 +580,6 @@ async fn failover_run(set: &Failover, min_replicas: &str) -> Run {
     })
     .await;
     let handled = worker.handled();
-    let mut run = std::mem::take(&mut *run.lock().unwrap());
     run.lost = run.acked.iter().filter(|id| !handled.contains(*id)).count();
     eprintln!(
         "failover (min-replicas {min_replicas}, primary {old} -> {new}): {} answered 200, {} answered 503, 200 again after {:?}, {} of the 200s never handled",

@@ -48,7 +48,21 @@ impl Cluster {
             nodes: nodes.into_iter().map(Mutex::new).collect(),
         };
         cluster.wait_healthy();
+        cluster.wait_replicas_synced();
         cluster
+    }
+
+    /// Waits until every running replica's link to its master is up (a replica that never
+    /// synced cannot be promoted).
+    pub fn wait_replicas_synced(&self) {
+        wait_until("the replicas in sync", CLUSTER_LIMIT, || {
+            self.ports().into_iter().all(|port| {
+                self.query::<String>(port, &["INFO", "replication"])
+                    .map_or(true, |i| {
+                        i.contains("role:master") || i.contains("master_link_status:up")
+                    })
+            })
+        });
     }
 
     /// `127.0.0.1:p1,...` of every node (the `--redis-cluster` value).
@@ -126,6 +140,73 @@ impl Cluster {
     /// SIGKILLs the node at `port`.
     pub fn kill(&self, port: u16) {
         self.node(port).kill();
+    }
+
+    /// Waits until a replica has taken over from the killed master at `killed`: three masters
+    /// answer again and the running nodes see every slot served. Returns the new masters.
+    pub fn wait_promoted(&self, killed: u16) -> Vec<u16> {
+        let mut masters = Vec::new();
+        wait_until("a replica promoted", CLUSTER_LIMIT, || {
+            masters = self.masters();
+            masters.len() == MASTERS && !masters.contains(&killed)
+        });
+        self.wait_healthy();
+        masters
+    }
+
+    /// Starts a killed node again on its port and files: it rejoins as a replica of the master
+    /// that replaced it; waits until its replication link is up.
+    pub fn restart(&self, port: u16) {
+        self.node(port).start_again();
+        wait_until("the restarted node a replica", CLUSTER_LIMIT, || {
+            self.query::<String>(port, &["INFO", "replication"])
+                .is_ok_and(|i| i.contains("role:slave"))
+        });
+        self.wait_replicas_synced();
+        self.wait_healthy();
+    }
+
+    /// How many hash slots the master at `port` serves (from its `CLUSTER NODES` line).
+    pub fn slots_of(&self, port: u16) -> usize {
+        let nodes: String = self
+            .query(port, &["CLUSTER", "NODES"])
+            .expect("CLUSTER NODES");
+        let mine = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .expect("a line for the node itself");
+        mine.split(' ')
+            .skip(8)
+            .filter(|range| !range.starts_with('['))
+            .map(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
+                }
+                None => 1,
+            })
+            .sum()
+    }
+
+    /// Moves `slots` hash slots from the master at `from` to the master at `to` with
+    /// `redis-cli --cluster reshard` (keys included); panics with its output if it fails.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) {
+        let id = |port: u16| -> String {
+            self.query(port, &["CLUSTER", "MYID"])
+                .expect("CLUSTER MYID")
+        };
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.wait_healthy();
     }
 
     fn node(&self, port: u16) -> MutexGuard<'_, RedisServer> {

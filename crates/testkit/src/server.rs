@@ -179,6 +179,10 @@ impl RedisServer {
                 "nodes.conf",
                 "--cluster-node-timeout",
                 &CLUSTER_NODE_TIMEOUT.as_millis().to_string(),
+                // a replica syncs at once (Redis waits 5 s by default for more replicas),
+                // so that it can take over from the start of a test
+                "--repl-diskless-sync-delay",
+                "0",
             ]);
         }
         if let Some(port) = o.replica_of {
