@@ -9,7 +9,9 @@ Run with:
     python3 examples/python_worker/worker.py --redis-url redis://127.0.0.1:6379 --queue whatsapp
 
 For every job it prints one line (kind, id, type, from, text), acknowledges it, and goes on
-until Ctrl-C, or until --max-jobs jobs or --idle-exit of silence when those are given.
+until Ctrl-C, or until --max-jobs jobs or --idle-exit of silence when those are given. A queue
+spread over shards (wa-ingress --shards N) is drained whole: the worker reads the shard count
+the queue recorded and takes from every shard in turn.
 """
 
 import argparse
@@ -237,17 +239,27 @@ return {n, dead}
 """
 
 
-class Worker:
-    def __init__(self, args):
-        self.args = args
-        self.base = base = f"{args.prefix}:{{{args.queue}}}"
-        # A new id per process: two live processes must never share a processing list.
-        self.id = f"py-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+class Shard:
+    """The keys of one shard of the queue (with one shard, of the queue itself): the contract's
+    keys under the hash tag {<queue>:<s>}, or {<queue>} when the queue is not sharded."""
+
+    def __init__(self, prefix, name, consumer):
+        self.base = base = f"{prefix}:{{{name}}}"
         self.pending = f"{base}:pending"
-        self.processing = f"{base}:processing:{self.id}"
+        self.processing = f"{base}:processing:{consumer}"
         self.consumers = f"{base}:consumers"
         self.delayed = f"{base}:delayed"
         self.dead = f"{base}:dead"
+
+
+class Worker:
+    def __init__(self, args):
+        self.args = args
+        # A new id per process: two live processes must never share a processing list.
+        self.id = f"py-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        # Known once connected (the queue's recorded shard count); see shards().
+        self.shards = []
+        self.turn = 0
         # Renew the lease and do the housekeeping this often: about every second, and at least
         # every third of the lease.
         self.tick = min(1.0, args.lease / 3)
@@ -261,40 +273,56 @@ class Worker:
         # The socket must outlive the longest blocking call.
         self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10)
 
-    def release(self, consumer, force):
+    def load_shards(self):
+        """Reads the queue's shard count (`<prefix>:{<queue>}:shards`, absent for a queue of
+        one shard) and names each shard's keys: shard s of N > 1 is the queue `<queue>:<s>`."""
+        args = self.args
+        recorded = self.redis.call("GET", f"{args.prefix}:{{{args.queue}}}:shards")
+        n = int(recorded) if recorded else 1
+        names = [args.queue] if n == 1 else [f"{args.queue}:{s}" for s in range(n)]
+        self.shards = [Shard(args.prefix, name, self.id) for name in names]
+
+    def release_all(self):
+        """Returns our jobs in hand in every shard to pending and removes our leases."""
+        return sum(self.release(shard, self.id, 1) for shard in self.shards)
+
+    def release(self, shard, consumer, force):
         """Returns `consumer`'s jobs in hand to pending and removes its lease (see RELEASE)."""
-        processing = f"{self.base}:processing:{consumer}"
+        processing = f"{shard.base}:processing:{consumer}"
         returned = self.redis.call(
-            "EVAL", RELEASE, 4, self.consumers, self.pending, processing, self.dead, consumer,
-            force, self.args.max_attempts,
+            "EVAL", RELEASE, 4, shard.consumers, shard.pending, processing, shard.dead,
+            consumer, force, self.args.max_attempts,
         )
         return returned[0] if returned else 0
 
     def housekeeping(self):
         """Renews our lease (on Redis's clock, so hosts whose clocks disagree still agree on
-        which lease has lapsed), promotes due retries, and reaps lapsed consumers, as every
-        consumer of the queue does, so a queue served by Python workers alone still recovers."""
+        which lease has lapsed), promotes due retries, and reaps lapsed consumers, in every
+        shard, as every consumer of the queue does, so a queue served by Python workers alone
+        still recovers."""
         seconds, micros = self.redis.call("TIME")
         now = int(seconds) * 1000 + int(micros) // 1000
-        self.redis.call("ZADD", self.consumers, now + int(self.args.lease * 1000), self.id)
         self.next_tick = time.monotonic() + self.tick
-        self.redis.call("EVAL", PROMOTE, 2, self.delayed, self.pending)
-        lapsed = self.redis.call(
-            "ZRANGEBYSCORE", self.consumers, "-inf", f"({now}", "LIMIT", 0, 100
-        )
-        for consumer in lapsed:
-            self.release(consumer.decode(), 0)
+        for shard in self.shards:
+            self.redis.call("ZADD", shard.consumers, now + int(self.args.lease * 1000), self.id)
+            self.redis.call("EVAL", PROMOTE, 2, shard.delayed, shard.pending)
+            lapsed = self.redis.call(
+                "ZRANGEBYSCORE", shard.consumers, "-inf", f"({now}", "LIMIT", 0, 100
+            )
+            for consumer in lapsed:
+                self.release(shard, consumer.decode(), 0)
 
-    def fetch(self, block):
-        """Moves the oldest pending job into our processing list (atomically), or None."""
+    def fetch(self, shard, block):
+        """Moves the oldest pending job of `shard` into our processing list there
+        (atomically), or None."""
         return self.redis.call(
-            "BLMOVE", self.pending, self.processing, "RIGHT", "LEFT", f"{block:.3f}"
+            "BLMOVE", shard.pending, shard.processing, "RIGHT", "LEFT", f"{block:.3f}"
         )
 
-    def ack(self, raw):
-        self.redis.call("LREM", self.processing, -1, raw)
+    def ack(self, shard, raw):
+        self.redis.call("LREM", shard.processing, -1, raw)
 
-    def to_dead(self, raw, error):
+    def to_dead(self, shard, raw, error):
         """Moves a job from our processing list to dead, with `error` and `died_at` added."""
         text = raw.decode("utf-8", errors="replace")
         fields = raw_members(text)
@@ -305,22 +333,22 @@ class Worker:
             # Not a JSON object: keep the text whole inside a new object, never drop it.
             fields.append(("raw", json.dumps(text)))
         entry = "{" + ",".join(json.dumps(k) + ":" + v for k, v in fields) + "}"
-        self.redis.call("EVAL", TO_DEAD, 2, self.processing, self.dead, raw, entry)
+        self.redis.call("EVAL", TO_DEAD, 2, shard.processing, shard.dead, raw, entry)
 
-    def handle(self, raw):
+    def handle(self, shard, raw):
         """Prints one line for the job and acknowledges it; sends what we cannot read to dead."""
         try:
             job = json.loads(raw)
         except ValueError as err:
-            return self.unreadable(raw, f"job is not JSON: {err}")
+            return self.unreadable(shard, raw, f"job is not JSON: {err}")
         if not isinstance(job, dict):
-            return self.unreadable(raw, "job is not a JSON object")
+            return self.unreadable(shard, raw, "job is not a JSON object")
         if job.get("v") != CONTRACT_VERSION:
             # A newer producer's job: park it in dead (replayable) rather than guess at it.
-            return self.unreadable(raw, f"unknown contract version {job.get('v')}")
+            return self.unreadable(shard, raw, f"unknown contract version {job.get('v')}")
         missing = [f for f in ("id", "kind", "payload") if f not in job]
         if missing:
-            return self.unreadable(raw, f"job lacks {', '.join(missing)}")
+            return self.unreadable(shard, raw, f"job lacks {', '.join(missing)}")
 
         line = [str(job["kind"]), f"id={job['id']}"]
         for field in ("type", "from"):
@@ -330,10 +358,10 @@ class Worker:
             # JSON-quoted, so a text with spaces, quotes or newlines stays on one line.
             line.append("text=" + json.dumps(job["text"], ensure_ascii=False))
         print(" ".join(line), flush=True)
-        self.ack(raw)
+        self.ack(shard, raw)
 
-    def unreadable(self, raw, error):
-        self.to_dead(raw, error)
+    def unreadable(self, shard, raw, error):
+        self.to_dead(shard, raw, error)
         print(f"moved to dead: {error}", file=sys.stderr, flush=True)
 
     def run(self):
@@ -342,6 +370,7 @@ class Worker:
         idle_since = time.monotonic()
         backoff = 0.1
         self.connect()
+        self.load_shards()
         self.housekeeping()
         print(f"worker {self.id} on queue {args.queue!r} at {self.redis.where}", file=sys.stderr)
         while not self.stopping and (args.max_jobs is None or handled < args.max_jobs):
@@ -356,12 +385,16 @@ class Worker:
                         print(f"idle for {args.idle_exit}s: exiting", file=sys.stderr)
                         break
                     block = min(block, left)
-                # BLMOVE's timeout 0 would mean "forever": wait at least 10 ms instead.
-                raw = self.fetch(max(block, 0.01))
+                # Shards in turn, so that none starves: a shard with work answers at once, an
+                # empty one holds us for its share of the block time. BLMOVE's timeout 0 would
+                # mean "forever": wait at least 10 ms instead.
+                shard = self.shards[self.turn % len(self.shards)]
+                self.turn += 1
+                raw = self.fetch(shard, max(block / len(self.shards), 0.01))
                 backoff = 0.1
                 if raw is None:
                     continue
-                self.handle(raw)
+                self.handle(shard, raw)
                 handled += 1
                 idle_since = time.monotonic()
             except (OSError, ConnectionError) as err:
@@ -373,12 +406,12 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 try:
                     self.connect()
-                    self.release(self.id, 1)
+                    self.release_all()
                     self.housekeeping()
                 except (OSError, ConnectionError):
                     pass
         # Graceful stop: anything still in hand goes back to pending; the lease is removed.
-        returned = self.release(self.id, 1)
+        returned = self.release_all()
         print(f"handled {handled} job(s), returned {returned}", file=sys.stderr)
 
 

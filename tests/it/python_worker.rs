@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use wa_queue::QueueName;
+use serde_json::value::RawValue;
+use wa_queue::{JobKind, NewJob, Producer, ProducerOptions, QueueName};
 
 use crate::support::{self, Ingress};
 
@@ -157,6 +158,41 @@ async fn python_worker_takes_every_job_from_the_ingress() {
     assert_eq!(printed, expected, "stderr: {}", run.stderr);
     assert_left_clean(&mut redis, &queue, &run.consumer).await;
     ingress.stop().await;
+}
+
+/// The Python example worker drains a queue of four shards on one Redis: it reads the
+/// recorded shard count, prints every job once, and leaves each shard's pending, its
+/// processing list there and its lease there empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_drains_a_sharded_queue() {
+    let url = support::redis_url();
+    let mut redis = support::redis(&url).await;
+    let (name, queue) = unique_queue("python-shards");
+    let queue = queue.with_shards(4).expect("shards");
+    let producer = Producer::new(&url, queue.clone(), ProducerOptions::default()).unwrap();
+    let payload = RawValue::from_string("{}".into()).unwrap();
+    let ids: Vec<String> = (0..40).map(|n| format!("wamid.{name}.{n}")).collect();
+    let jobs: Vec<NewJob<'_>> = ids
+        .iter()
+        .map(|id| NewJob::new(id.as_str(), JobKind::Message, &payload))
+        .collect();
+    producer.enqueue(&jobs).await.unwrap();
+
+    let run = run_python_worker(&url, &name, ids.len()).await;
+    let mut printed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.strip_prefix("id="))
+        .collect();
+    printed.sort_unstable();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(printed, want, "stderr: {}", run.stderr);
+    for shard in queue.shard_names() {
+        assert_left_clean(&mut redis, &shard, &run.consumer).await;
+    }
+    // every shard's keys and the record: `wa:{<name>}` and `wa:{<name>:<s>}`
+    wa_testkit::delete_matching(&url, &format!("wa:{{{name}*"));
 }
 
 /// The Python worker sends a job of an unknown version and a non-JSON job to dead, kept whole
