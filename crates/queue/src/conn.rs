@@ -47,7 +47,7 @@ use redis::{
     Value,
 };
 
-use crate::QueueError;
+use crate::{QueueError, RedisFailure};
 
 /// Where Redis is and how to talk to it. Build it from `REDIS_URL` with [`RedisOptions::new`]
 /// (a `&str` URL converts by itself wherever wa-queue takes one), then add Sentinel or TLS
@@ -637,19 +637,9 @@ fn check_certificates(pem: &[u8], what: &str) -> Result<(), QueueError> {
     }
 }
 
-/// Words in rustls's errors (a certificate that does not verify, an alert from the server).
-const TLS_WORDS: [&str; 4] = ["certificate", "tls", "alert", "handshake"];
-
-/// A Redis error as ours. A TLS failure says so first: rustls's own words ("invalid peer
-/// certificate: UnknownIssuer") do not name TLS, and one reads like a plain I/O error.
+/// A Redis error as ours, its cause kept.
 pub(crate) fn redis_error(e: redis::RedisError) -> QueueError {
-    let text = e.to_string();
-    let lower = text.to_ascii_lowercase();
-    if TLS_WORDS.iter().any(|w| lower.contains(w)) {
-        QueueError::Redis(format!("TLS connection to Redis failed: {text}"))
-    } else {
-        QueueError::Redis(text)
-    }
+    QueueError::Redis(RedisFailure::client(e))
 }
 
 fn timed_out() -> redis::RedisError {

@@ -42,11 +42,12 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::conn::{Conn, IntoRedisOptions, Waits, bounded};
+use crate::error::Unexpected;
 use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
 use crate::keys::DONE_FIELD;
 use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE};
 use crate::shard::check_shard_count;
-use crate::{QueueError, QueueName};
+use crate::{QueueError, QueueName, RedisFailure};
 
 /// What a handler decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,9 +407,7 @@ fn parse_exchange(v: &redis::Value) -> Result<(i64, usize), QueueError> {
     match items {
         [Value::Int(status)] => Ok((*status, 0)),
         [Value::Int(status), Value::Int(n)] if *n >= 0 => Ok((*status, *n as usize)),
-        _ => Err(QueueError::Redis(
-            "exchange script answered an unexpected shape".into(),
-        )),
+        _ => Err(RedisFailure::unexpected(Unexpected::ExchangeShape).into()),
     }
 }
 
@@ -781,9 +780,7 @@ impl Consumer {
         };
         let (status, n) = parse_exchange(&answer)?;
         if status == 1 && n > taken.len() {
-            return Err(QueueError::Redis(
-                "processing list shorter than the jobs just taken".into(),
-            ));
+            return Err(RedisFailure::unexpected(Unexpected::ShortProcessing).into());
         }
         // newest first as read; deliver (and mirror) oldest first
         taken.truncate(n);
@@ -1098,9 +1095,7 @@ impl Consumer {
                 dead: dead as usize,
             })),
             [-1] => Ok(None),
-            _ => Err(QueueError::Redis(
-                "release script answered an unexpected shape".into(),
-            )),
+            _ => Err(RedisFailure::unexpected(Unexpected::ReleaseShape).into()),
         }
     }
 

@@ -124,6 +124,7 @@ mod conn;
 mod consumer;
 mod dead;
 mod dedup;
+mod error;
 mod job;
 mod keys;
 mod producer;
@@ -131,13 +132,12 @@ mod run;
 mod script;
 mod shard;
 
-use std::time::Duration;
-
 pub use admin::{Admin, Stats};
 pub use check::{CheckMode, ConfigHealth, RedisConfig, SAFE_POLICY, check_config};
 pub use conn::{IntoRedisOptions, RedisOptions};
 pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome, Settled};
 pub use dead::{DeadFilter, DeadJob, DeadPage, entry_key};
+pub use error::{QueueError, RedisFailure};
 pub use job::{Job, JobKind, NewJob, now_ms};
 pub use keys::{MAX_SHARDS, QueueName};
 pub use producer::{Enqueued, Producer, ProducerOptions};
@@ -147,45 +147,3 @@ pub use shard::{ShardBy, shard_of};
 
 /// The contract version this crate reads and writes (`v` of every job).
 pub const CONTRACT_VERSION: u32 = 1;
-
-/// Errors of queue operations.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueueError {
-    /// Redis could not be reached or answered with an error
-    #[error("redis error: {0}")]
-    Redis(String),
-    /// the operation did not finish within its timeout
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
-    /// a job could not be encoded or decoded
-    #[error("invalid job: {0}")]
-    InvalidJob(String),
-    /// the configuration is unusable (bad URL, empty queue name, ...)
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// fewer replicas than [`ProducerOptions::min_replicas`] confirmed a write in time (the
-    /// write may still be on the primary: calling again is safe)
-    #[error("only {got} of {wanted} replicas confirmed the write in time")]
-    NotReplicated {
-        /// replicas asked for
-        wanted: u32,
-        /// replicas that confirmed
-        got: u32,
-    },
-    /// Redis is configured to drop data the queue needs (see [`check_config`])
-    #[error("{0}")]
-    LosesData(String),
-    /// the queue was set up with another shard count than this process's (see
-    /// [`QueueName::with_shards`]); running on would split its jobs and dedup markers
-    #[error(
-        "the queue was set up with {recorded} shard(s) and this process has {configured}: \
-         start every producer and consumer of a queue with the same shard count"
-    )]
-    ShardCount {
-        /// the count recorded in Redis
-        recorded: String,
-        /// this process's count
-        configured: usize,
-    },
-}

@@ -30,10 +30,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::check::{CheckMode, ConfigHealth};
 use crate::conn::{Conn, IntoRedisOptions, RedisOptions};
 use crate::dedup::Marker;
+use crate::error::Unexpected;
 use crate::job::NewJob;
 use crate::script::{ENQUEUE, redis_err};
 use crate::shard::{ShardBy, check_shard_count};
-use crate::{QueueError, QueueName};
+use crate::{QueueError, QueueName, RedisFailure};
 
 /// Outcome of enqueueing one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,7 @@ struct Inner {
     health: OnceLock<ConfigHealth>,
     /// Connection and dispatcher, made on first use: both need a Tokio runtime, and
     /// [`Producer::new`] may run before one exists.
-    started: OnceLock<Result<Started, String>>,
+    started: OnceLock<Result<Started, QueueError>>,
     /// set once the shard count recorded in Redis matched this producer's
     layout: tokio::sync::OnceCell<()>,
 }
@@ -202,7 +203,7 @@ impl Producer {
                 // sees `Timeout` first, and a batch stuck on a hung Redis still frees its
                 // in-flight slot soon after.
                 let t = t + t / 10 + Duration::from_millis(10);
-                let conn = inner.redis.lazy(t, 0).map_err(|e| e.to_string())?;
+                let conn = inner.redis.lazy(t, 0)?;
                 let txs = inner
                     .shards
                     .iter()
@@ -220,7 +221,7 @@ impl Producer {
                 Ok(Started { conn, txs })
             })
             .as_ref()
-            .map_err(|e| QueueError::Redis(e.clone()))
+            .map_err(Clone::clone)
     }
 
     /// Enqueues `jobs`; returns one outcome per job, in order.
@@ -322,7 +323,7 @@ impl Producer {
         request: Request,
         reply: Reply,
     ) -> Result<Vec<Enqueued>, QueueError> {
-        let stopped = || QueueError::Redis("producer task has stopped".into());
+        let stopped = || QueueError::from(RedisFailure::stopped());
         if self.inner.opts.coalesce {
             started.txs[shard]
                 .send(request)
@@ -419,10 +420,11 @@ fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]
 
 fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
     if out.len() != expected {
-        return Err(QueueError::Redis(format!(
-            "enqueue script answered {} results for {expected} jobs",
-            out.len()
-        )));
+        return Err(RedisFailure::unexpected(Unexpected::EnqueueCount {
+            got: out.len(),
+            expected,
+        })
+        .into());
     }
     Ok(out
         .iter()
@@ -565,6 +567,5 @@ async fn call_enqueue(
             got: replicas,
         });
     }
-    redis::from_redis_value(answer)
-        .map_err(|e| QueueError::Redis(format!("enqueue script answered: {e}")))
+    redis::from_redis_value(answer).map_err(|e| RedisFailure::enqueue_answer(e).into())
 }
