@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use wa_queue::{Consumer, ConsumerOptions, Counters, Handler, Job, Outcome, QueueName, RunOptions};
+use wa_queue::{
+    Consumer, ConsumerOptions, Counters, Handler, Job, JobKind, Outcome, QueueName, RunOptions,
+};
 
 /// Replies to every text message by writing a line to `out`; acknowledges every other job
 /// (statuses, media, ...) without a word.
@@ -36,7 +38,7 @@ impl<W> Replier<W> {
 
 impl<W: Write + Send + 'static> Handler for Replier<W> {
     async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
-        let (true, Some(text)) = (job.kind() == "message", job.text()) else {
+        let (JobKind::Message, Some(text)) = (job.kind(), job.text()) else {
             return Outcome::Done;
         };
         // Username users come without a phone number: reply to their business-scoped id.

@@ -190,7 +190,7 @@ fn print_table(out: &mut impl Write, jobs: &[DeadJob]) -> std::io::Result<()> {
     )?;
     for d in jobs {
         let (id, kind, attempt) = match &d.job {
-            Ok(j) => (j.id(), j.kind(), j.attempt.to_string()),
+            Ok(j) => (j.id(), j.kind_name(), j.attempt.to_string()),
             Err(_) => ("(unreadable)", "-", "-".to_owned()),
         };
         let died = d.died_at.map_or_else(|| "-".to_owned(), ago);
@@ -221,7 +221,7 @@ fn print_job(out: &mut impl Write, d: &DeadJob) -> std::io::Result<()> {
     };
     let fields = [
         ("id", Some(j.id())),
-        ("kind", Some(j.kind())),
+        ("kind", Some(j.kind_name())),
         ("type", j.type_()),
         ("wamid", j.wamid()),
         ("from", j.from()),
@@ -279,7 +279,7 @@ fn dead_doc(d: &DeadJob) -> DeadDoc<'_> {
     match &d.job {
         Ok(j) => DeadDoc {
             id: Some(j.id()),
-            kind: Some(j.kind()),
+            kind: Some(j.kind_name()),
             attempt: Some(j.attempt),
             error: d.error.as_deref(),
             died_at: d.died_at,

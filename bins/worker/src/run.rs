@@ -10,13 +10,13 @@ use tokio::sync::watch;
 use wa_queue::{ConfigHealth, Consumer, ConsumerOptions, Counters, QueueName, RunOptions};
 
 use crate::cli::{Global, RunArgs, Usage};
-use crate::handler::{AnyHandler, Kind};
+use crate::handler::{AnyHandler, Chosen};
 use crate::metrics;
 
 pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let (kind, default_concurrency) = Kind::from_args(&args, stop_tx)?;
-    let name = kind.name();
+    let (chosen, default_concurrency) = Chosen::from_args(&args, stop_tx)?;
+    let name = chosen.name();
     let concurrency = args.concurrency.unwrap_or(default_concurrency);
     let counters = Arc::new(Counters::default());
     let redis = g.redis.options().map_err(Usage)?;
@@ -79,9 +79,14 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
             Ok(_) = stop_rx.wait_for(|stop| *stop) => {}
         }
     };
-    let summary = wa_queue::run(consumer, AnyHandler::new(kind, durations), ropts, shutdown)
-        .await
-        .context("running the queue")?;
+    let summary = wa_queue::run(
+        consumer,
+        AnyHandler::new(chosen, durations),
+        ropts,
+        shutdown,
+    )
+    .await
+    .context("running the queue")?;
     tracing::info!(
         done = summary.done,
         retried = summary.retried,

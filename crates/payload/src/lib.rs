@@ -11,7 +11,7 @@
 //! # Getting started
 //!
 //! ```
-//! use wa_payload::{Body, Kind};
+//! use wa_payload::{Body, JobKind};
 //!
 //! let bytes = br#"{"object":"whatsapp_business_account","entry":[{"id":"1045","changes":[{
 //!   "value":{"messaging_product":"whatsapp",
@@ -26,7 +26,7 @@
 //! assert!(body.anomalies().is_empty());
 //!
 //! let n = body.notifications().next().expect("one message");
-//! assert_eq!(n.kind, Kind::Message);
+//! assert_eq!(n.kind, JobKind::Message);
 //! assert_eq!(n.wamid.as_deref(), Some("wamid.HBg/Nz")); // `\/` unescaped
 //! assert_eq!(n.text.as_deref(), Some("Hola"));
 //! assert_eq!(n.contact.and_then(|c| c.name).as_deref(), Some("José"));
@@ -52,7 +52,7 @@
 //!   envelope's own fields; inside a message or status it just reads as absent, the object itself
 //!   being handed on whole in `raw`).
 //! - A `messages` change whose value has none of `messages`, `statuses` or `errors` is yielded
-//!   whole as a [`Kind::Change`], so that a shape Meta adds later is not dropped. The same goes
+//!   whole as a [`JobKind::Change`], so that a shape Meta adds later is not dropped. The same goes
 //!   for a change without a string `field`.
 //! - A key that appears twice: the first one counts, the repeat is noted
 //!   ([`Problem::DuplicateKey`]) for the envelope's keys.
@@ -120,6 +120,7 @@ pub use message::{
     ReferredProduct, Reply, Revoke, SharedContact, System, Text, Unsupported, Url, WelcomeMessage,
 };
 pub use status::{Conversation, Origin, Pricing, Status, StatusValue};
+pub use wa_kind::JobKind;
 
 /// Why a body (or a part read on request) could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -140,32 +141,6 @@ pub enum PayloadError {
     /// to [`Body::parse_limited`]
     #[error("body holds more than {0} entries, changes, contacts and notifications")]
     TooManyParts(usize),
-}
-
-/// What a notification is; one job is made per notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Kind {
-    /// one `messages[]` item
-    Message,
-    /// one `statuses[]` item
-    Status,
-    /// one value-level `errors[]` item
-    Error,
-    /// the value of a change of any field other than `messages`
-    Change,
-}
-
-impl Kind {
-    /// The lowercase name used in jobs and filters: `message`, `status`, `error`, `change`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Message => "message",
-            Kind::Status => "status",
-            Kind::Error => "error",
-            Kind::Change => "change",
-        }
-    }
 }
 
 /// `value.metadata` of a change.
@@ -195,7 +170,7 @@ pub struct Contact<'a> {
 #[non_exhaustive]
 pub struct Notification<'a> {
     /// what it is
-    pub kind: Kind,
+    pub kind: JobKind,
     /// `entry[].id`: the WhatsApp Business Account id
     pub waba_id: Option<Cow<'a, str>>,
     /// `entry[].time`, present on some non-`messages` fields
@@ -225,26 +200,26 @@ pub struct Notification<'a> {
 }
 
 impl<'a> Notification<'a> {
-    /// The message, typed, when this is a [`Kind::Message`].
+    /// The message, typed, when this is a [`JobKind::Message`].
     pub fn message(&self) -> Option<Message<'a>> {
         match self.kind {
-            Kind::Message => Message::from_raw_value(self.raw).ok(),
+            JobKind::Message => Message::from_raw_value(self.raw).ok(),
             _ => None,
         }
     }
 
-    /// The status, typed, when this is a [`Kind::Status`].
+    /// The status, typed, when this is a [`JobKind::Status`].
     pub fn status(&self) -> Option<Status<'a>> {
         match self.kind {
-            Kind::Status => Status::from_raw_value(self.raw).ok(),
+            JobKind::Status => Status::from_raw_value(self.raw).ok(),
             _ => None,
         }
     }
 
-    /// The value-level error, typed, when this is a [`Kind::Error`].
+    /// The value-level error, typed, when this is a [`JobKind::Error`].
     pub fn error(&self) -> Option<ErrorInfo<'a>> {
         match self.kind {
-            Kind::Error => ErrorInfo::from_raw(self.raw.get()).ok(),
+            JobKind::Error => ErrorInfo::from_raw(self.raw.get()).ok(),
             _ => None,
         }
     }

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use crate::de::{first_byte, json_type_name};
 use crate::scan::{Scan, Scanner};
-use crate::{Anomaly, Contact, Kind, Metadata, Notification, PayloadError, Problem, RawValue};
+use crate::{Anomaly, Contact, JobKind, Metadata, Notification, PayloadError, Problem, RawValue};
 
 #[derive(Debug, Default)]
 pub(crate) struct EntryCtx<'a> {
@@ -46,7 +46,7 @@ pub(crate) struct Summary<'a> {
 
 #[derive(Debug)]
 pub(crate) struct Item<'a> {
-    pub(crate) kind: Kind,
+    pub(crate) kind: JobKind,
     /// index into `Walk::changes`
     pub(crate) change: usize,
     /// position in its array (used as a first guess for the matching contact)
@@ -407,7 +407,7 @@ fn one_change<'a>(
         w.count_part(s)?;
         match raw_value(s, start, end) {
             Some(raw) => w.items.push(Item {
-                kind: Kind::Change,
+                kind: JobKind::Change,
                 change,
                 pos: 0,
                 raw,
@@ -456,12 +456,16 @@ fn value_object<'a>(
             }
             _ => {
                 out.has_items = true;
-                let kind = [Kind::Message, Kind::Status, Kind::Error][k - 2];
+                let kind = [JobKind::Message, JobKind::Status, JobKind::Error][k - 2].clone();
                 if s.peek() != Some(b'[') {
                     w.note(at(&key), Problem::NotAnArray);
                     return s.skip_value();
                 }
-                s.array(|s, pos| item(s, w, kind, change, pos, || format!("{}[{pos}]", at(&key))))
+                s.array(|s, pos| {
+                    item(s, w, kind.clone(), change, pos, || {
+                        format!("{}[{pos}]", at(&key))
+                    })
+                })
             }
         }
     })
@@ -534,7 +538,7 @@ fn contact<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, path: impl Fn() -> String)
 fn item<'a>(
     s: &mut Scanner<'a>,
     w: &mut Walk<'a>,
-    kind: Kind,
+    kind: JobKind,
     change: usize,
     pos: usize,
     path: impl Fn() -> String,
@@ -546,7 +550,7 @@ fn item<'a>(
     let start = s.pos();
     let mut sum = Summary::default();
     match kind {
-        Kind::Message => s.object(|s, key| {
+        JobKind::Message => s.object(|s, key| {
             let slot = match &*key {
                 "id" => &mut sum.wamid,
                 "from" => &mut sum.from,
@@ -571,7 +575,7 @@ fn item<'a>(
             }
             Ok(())
         })?,
-        Kind::Status => s.object(|s, key| {
+        JobKind::Status => s.object(|s, key| {
             let slot = match &*key {
                 "id" => &mut sum.wamid,
                 "recipient_id" => &mut sum.from,
@@ -586,7 +590,8 @@ fn item<'a>(
             }
             Ok(())
         })?,
-        Kind::Error | Kind::Change => s.skip_value()?,
+        // errors and changes are handed on whole
+        _ => s.skip_value()?,
     }
     w.count_part(s)?;
     match raw_value(s, start, s.pos()) {
@@ -626,7 +631,7 @@ impl<'a> Walk<'a> {
         let change = &self.changes[item.change];
         let entry = &self.entries[change.entry];
         let mut n = Notification {
-            kind: item.kind,
+            kind: item.kind.clone(),
             waba_id: entry.waba_id.clone(),
             entry_time: entry.time,
             field: change.field.clone(),
@@ -641,12 +646,13 @@ impl<'a> Walk<'a> {
             raw: item.raw,
         };
         match item.kind {
-            Kind::Message | Kind::Status => {
+            JobKind::Message | JobKind::Status => {
                 n.contact = self
                     .contact_of(item, n.from.as_deref(), n.from_user_id.as_deref())
                     .cloned();
             }
-            Kind::Error | Kind::Change => n.type_ = change.field.clone(),
+            // errors and changes are named by their field
+            _ => n.type_ = change.field.clone(),
         }
         n
     }

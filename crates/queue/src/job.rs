@@ -11,68 +11,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{CONTRACT_VERSION, QueueError};
-
-/// The four kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    /// one message
-    Message,
-    /// one status update
-    Status,
-    /// one value-level error
-    Error,
-    /// one change of another field
-    Change,
-}
-
-impl JobKind {
-    /// Every kind, in the order of [`index`](Self::index).
-    pub const ALL: [JobKind; 4] = [
-        JobKind::Message,
-        JobKind::Status,
-        JobKind::Error,
-        JobKind::Change,
-    ];
-
-    /// The kind's place in [`ALL`](Self::ALL), for tables indexed by kind.
-    pub fn index(self) -> usize {
-        match self {
-            JobKind::Message => 0,
-            JobKind::Status => 1,
-            JobKind::Error => 2,
-            JobKind::Change => 3,
-        }
-    }
-
-    /// The name used in the job JSON (`message`, `status`, `error`, `change`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Message => "message",
-            JobKind::Status => "status",
-            JobKind::Error => "error",
-            JobKind::Change => "change",
-        }
-    }
-
-    /// Parses the JSON name; `None` for a kind this version does not know.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "message" => Some(JobKind::Message),
-            "status" => Some(JobKind::Status),
-            "error" => Some(JobKind::Error),
-            "change" => Some(JobKind::Change),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for JobKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::{CONTRACT_VERSION, JobKind, QueueError};
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
 pub fn now_ms() -> u64 {
@@ -125,7 +64,7 @@ pub struct NewJob<'a> {
 struct NewJobWire<'b> {
     v: u32,
     id: &'b str,
-    kind: JobKind,
+    kind: &'b str,
     #[serde(skip_serializing_if = "Option::is_none")]
     wamid: Option<&'b str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,7 +116,7 @@ impl<'a> NewJob<'a> {
         NewJobWire {
             v: CONTRACT_VERSION,
             id: &self.id,
-            kind: self.kind,
+            kind: self.kind.as_str(),
             wamid: self.wamid.as_deref(),
             from: self.from.as_deref(),
             from_user_id: self.from_user_id.as_deref(),
@@ -431,14 +370,15 @@ impl Job {
         self.id.get(&self.json)
     }
 
-    /// kind as written (a string, so an unknown kind still reaches the handler)
-    pub fn kind(&self) -> &str {
-        self.kind.get(&self.json)
+    /// The kind; one this version does not know is [`JobKind::Other`], its name kept, so
+    /// that it still reaches the handler.
+    pub fn kind(&self) -> JobKind {
+        JobKind::parse(self.kind_name())
     }
 
-    /// The kind, if this version knows it.
-    pub fn job_kind(&self) -> Option<JobKind> {
-        JobKind::parse(self.kind())
+    /// The kind's name exactly as written in the job (no allocation, whatever the kind).
+    pub fn kind_name(&self) -> &str {
+        self.kind.get(&self.json)
     }
 
     /// wamid
@@ -510,7 +450,7 @@ impl fmt::Debug for Job {
         f.debug_struct("Job")
             .field("v", &self.v)
             .field("id", &self.id())
-            .field("kind", &self.kind())
+            .field("kind", &self.kind_name())
             .field("wamid", &self.wamid())
             .field("from", &self.from())
             .field("from_user_id", &self.from_user_id())
@@ -721,8 +661,8 @@ mod tests {
         job.from = Some("1".into());
         let back = Job::from_json(&job.to_json().unwrap()).unwrap();
         assert_eq!(back.id(), "x");
-        assert_eq!(back.kind(), "status");
-        assert_eq!(back.job_kind(), Some(JobKind::Status));
+        assert_eq!(back.kind_name(), "status");
+        assert_eq!(back.kind(), JobKind::Status);
         assert_eq!(back.from(), Some("1"));
         assert_eq!(back.wamid(), None);
         assert_eq!(back.attempt, 0);
@@ -738,7 +678,7 @@ mod tests {
         );
         let job = Job::from_json(&queued).unwrap();
         assert_eq!(job.id(), "wamid.A/B");
-        assert_eq!(job.kind(), "message");
+        assert_eq!(job.kind_name(), "message");
         assert_eq!(job.text(), Some("say \"hi\"\n"));
         assert_eq!(job.from(), Some("1555"));
         assert_eq!((job.wamid(), job.last_error()), (None, None));

@@ -138,12 +138,13 @@ pub use conn::{IntoRedisOptions, RedisOptions};
 pub use consumer::{Consumer, ConsumerOptions, Delivery, Handler, Outcome, Settled};
 pub use dead::{DeadFilter, DeadJob, DeadPage, entry_key};
 pub use error::{QueueError, RedisFailure};
-pub use job::{Job, JobKind, NewJob, now_ms};
+pub use job::{Job, NewJob, now_ms};
 pub use keys::{MAX_SHARDS, QueueName};
 pub use producer::{Enqueued, Producer, ProducerOptions};
 pub use run::{Counters, RunOptions, RunSummary, run};
 pub use script::SCRIPTS;
 pub use shard::{ShardBy, shard_of};
+pub use wa_kind::JobKind;
 
 /// The contract version this crate reads and writes (`v` of every job).
 pub const CONTRACT_VERSION: u32 = 1;

@@ -109,16 +109,17 @@ impl Config {
 /// ```
 /// use wa_webhook::{Accept, JobKind};
 /// let accept: Accept = "message, status".parse().unwrap();
-/// assert!(accept.contains(JobKind::Message));
-/// assert!(!accept.contains(JobKind::Change));
+/// assert!(accept.contains(&JobKind::Message));
+/// assert!(!accept.contains(&JobKind::Change));
 /// assert_eq!(accept.to_string(), "message,status");
 /// assert!("mesage".parse::<Accept>().is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Accept(u8);
 
-/// The bit of `kind` in the set: bit [`JobKind::index`].
-fn bit(kind: JobKind) -> u8 {
+/// The bit of `kind` in the set: bit [`JobKind::index`] (a kind this version does not know
+/// has the bit of `change`).
+fn bit(kind: &JobKind) -> u8 {
     1 << kind.index()
 }
 
@@ -129,12 +130,12 @@ impl Accept {
     pub const NONE: Accept = Accept(0);
 
     /// This set plus `kind`.
-    pub fn with(self, kind: JobKind) -> Self {
+    pub fn with(self, kind: &JobKind) -> Self {
         Accept(self.0 | bit(kind))
     }
 
     /// Whether `kind` is in the set.
-    pub fn contains(self, kind: JobKind) -> bool {
+    pub fn contains(self, kind: &JobKind) -> bool {
         self.0 & bit(kind) != 0
     }
 }
@@ -159,7 +160,7 @@ impl FromStr for Accept {
                 .into_iter()
                 .find(|kind| word.eq_ignore_ascii_case(kind.as_str()))
                 .ok_or_else(|| WebhookError::UnknownKind(word.to_owned()))?;
-            set = set.with(kind);
+            set = set.with(&kind);
         }
         if set == Accept::NONE {
             return Err(WebhookError::EmptyAccept);
@@ -172,7 +173,7 @@ impl fmt::Display for Accept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
         for kind in JobKind::ALL {
-            if self.contains(kind) {
+            if self.contains(&kind) {
                 if !first {
                     f.write_str(",")?;
                 }
@@ -213,7 +214,7 @@ mod tests {
             Accept::ALL
         );
         let a: Accept = " Status ".parse().unwrap();
-        assert!(a.contains(JobKind::Status) && !a.contains(JobKind::Message));
+        assert!(a.contains(&JobKind::Status) && !a.contains(&JobKind::Message));
         assert!(matches!(
             "message,nope".parse::<Accept>(),
             Err(WebhookError::UnknownKind(w)) if w == "nope"

@@ -3,36 +3,20 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use wa_payload::{Kind, Notification};
+use wa_payload::Notification;
 use wa_queue::{JobKind, NewJob};
-
-/// The job kind of a notification. A kind the payload crate may add later is a `change`: it is
-/// still delivered, never dropped.
-pub(crate) fn job_kind(kind: Kind) -> JobKind {
-    match kind {
-        Kind::Message => JobKind::Message,
-        Kind::Status => JobKind::Status,
-        Kind::Error => JobKind::Error,
-        _ => JobKind::Change,
-    }
-}
 
 /// Builds the job of one notification. Nothing is copied but the dedup id when it has to be
 /// composed; `payload` is the notification's raw slice of the body. A job whose id cannot tell
 /// a redelivery from a genuine repeat (see [`DedupId::Event`]) gets `event_ttl` for its marker.
-pub(crate) fn build(
-    n: Notification<'_>,
-    kind: JobKind,
-    received_at: u64,
-    event_ttl: Duration,
-) -> NewJob<'_> {
-    let (id, dedup_ttl) = match dedup_id(&n, kind) {
+pub(crate) fn build(n: Notification<'_>, received_at: u64, event_ttl: Duration) -> NewJob<'_> {
+    let (id, dedup_ttl) = match dedup_id(&n) {
         DedupId::Own(id) => (id, None),
         DedupId::Event(id) => (Cow::Owned(id), Some(event_ttl)),
     };
     NewJob {
         id,
-        kind,
+        kind: n.kind,
         wamid: n.wamid,
         from: n.from,
         from_user_id: n.from_user_id,
@@ -62,8 +46,8 @@ enum DedupId<'a> {
 }
 
 /// The dedup id: the wamid of a message, `<wamid>:<status>` of a status, else [`content_id`].
-fn dedup_id<'a>(n: &Notification<'a>, kind: JobKind) -> DedupId<'a> {
-    match (kind, &n.wamid, &n.type_) {
+fn dedup_id<'a>(n: &Notification<'a>) -> DedupId<'a> {
+    match (&n.kind, &n.wamid, &n.type_) {
         (JobKind::Message, Some(wamid), _) if !wamid.is_empty() => DedupId::Own(wamid.clone()),
         (JobKind::Status, Some(wamid), Some(status)) if !wamid.is_empty() => {
             let mut id = String::with_capacity(wamid.len() + 1 + status.len());
@@ -152,10 +136,7 @@ mod tests {
         let parsed = wa_payload::Body::parse(body).unwrap();
         parsed
             .notifications()
-            .map(|n| {
-                let kind = job_kind(n.kind);
-                build(n, kind, 42, EVENT_TTL)
-            })
+            .map(|n| build(n, 42, EVENT_TTL))
             .collect()
     }
 
@@ -173,7 +154,7 @@ mod tests {
         let jobs = jobs_of(body);
         assert_eq!(jobs.len(), 5);
         let m = &jobs[0];
-        assert_eq!((m.kind, m.id.as_ref()), (JobKind::Message, "wamid.M"));
+        assert_eq!((&m.kind, m.id.as_ref()), (&JobKind::Message, "wamid.M"));
         assert_eq!(m.contact_name.as_deref(), Some("Ana"));
         assert_eq!(m.text.as_deref(), Some("hi"));
         assert_eq!(m.timestamp.as_deref(), Some("5"));
@@ -212,14 +193,5 @@ mod tests {
                 br#"{"event":"X"}"#
             )
         );
-    }
-
-    /// Every payload kind maps to the job kind of the same name.
-    #[test]
-    fn kinds_map() {
-        assert_eq!(job_kind(Kind::Message), JobKind::Message);
-        assert_eq!(job_kind(Kind::Status), JobKind::Status);
-        assert_eq!(job_kind(Kind::Error), JobKind::Error);
-        assert_eq!(job_kind(Kind::Change), JobKind::Change);
     }
 }

@@ -275,12 +275,11 @@ impl Webhook {
         let mut jobs = Vec::new();
         let mut bytes = 0usize;
         for n in payload.notifications() {
-            let kind = jobs::job_kind(n.kind);
-            if !accept.contains(kind) {
-                filtered.add(kind, Fate::Filtered);
+            if !accept.contains(&n.kind) {
+                filtered.add(&n.kind, Fate::Filtered);
                 continue;
             }
-            let job = jobs::build(n, kind, received_at, event_ttl);
+            let job = jobs::build(n, received_at, event_ttl);
             bytes += job.encoded_len().map_err(|_| Rejection::BadBody)?;
             if bytes > max_bytes {
                 tracing::warn!(
@@ -326,7 +325,7 @@ impl Webhook {
                 Enqueued::New => Fate::Enqueued,
                 Enqueued::Duplicate => Fate::Duplicate,
             };
-            tally.add(job.kind, fate);
+            tally.add(&job.kind, fate);
         }
         metrics.notifications(&tally);
         Ok(())

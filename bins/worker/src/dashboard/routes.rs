@@ -438,7 +438,7 @@ impl<'a> Row<'a> {
         Row {
             key: &d.key,
             id: j.map(|j| j.id()),
-            kind: j.map(|j| j.kind()),
+            kind: j.map(|j| j.kind_name()),
             type_: j.and_then(|j| j.type_()),
             from: j.and_then(|j| j.from()),
             phone_number_id: j.and_then(|j| j.phone_number_id()),

@@ -77,7 +77,7 @@ impl ExecHandler {
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("WA_JOB_ID", job.id())
-            .env("WA_JOB_KIND", job.kind())
+            .env("WA_JOB_KIND", job.kind_name())
             .env("WA_ATTEMPT", delivery.to_string())
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())

@@ -28,12 +28,13 @@ use crate::metrics::Histogram;
 /// One of the handlers, plus an optional duration histogram (only kept when metrics are served).
 #[derive(Debug)]
 pub struct AnyHandler {
-    kind: Kind,
+    chosen: Chosen,
     durations: Option<Arc<Histogram>>,
 }
 
+/// The handler the flags chose (not a job's kind: that is [`wa_queue::JobKind`]).
 #[derive(Debug)]
-pub enum Kind {
+pub enum Chosen {
     Stdout(StdoutHandler),
     Exec(ExecHandler),
     Forward(Box<ForwardHandler>),
@@ -41,14 +42,14 @@ pub enum Kind {
     Discard,
 }
 
-impl Kind {
+impl Chosen {
     /// The handler the flags ask for (`--stdout` when none), and its default concurrency.
     ///
     /// The defaults were measured (bench/drain.sh): for in-process handlers 32 in hand drains
     /// faster than 64 to 1024, because every job in hand lengthens the processing list that
     /// each acknowledgement searches in Redis. HTTP requests wait on the network, so more of
     /// them overlap usefully; processes cost a fork each, so fewer.
-    pub fn from_args(args: &RunArgs, stop: watch::Sender<bool>) -> Result<(Kind, u32), Usage> {
+    pub fn from_args(args: &RunArgs, stop: watch::Sender<bool>) -> Result<(Chosen, u32), Usage> {
         let h = &args.handler;
         let secret = args.forward_secret.as_ref().map(Secret::expose);
         if secret.is_some() && h.forward.is_none() {
@@ -57,7 +58,7 @@ impl Kind {
         Ok(if let Some(cmd) = &h.exec {
             let exec = ExecHandler::new(cmd, args.handler_timeout, &args.exec_env)
                 .map_err(|e| Usage(format!("--exec/WA_EXEC or --exec-env/WA_EXEC_ENV: {e}")))?;
-            (Kind::Exec(exec), 16)
+            (Chosen::Exec(exec), 16)
         } else if let Some(url) = &h.forward {
             let ca = args.forward_ca_cert.as_deref();
             let fwd = ForwardHandler::new(url, secret, ca, args.handler_timeout).map_err(|e| {
@@ -67,42 +68,42 @@ impl Kind {
                     ForwardError::Tls(e) => format!("--forward-ca-cert/WA_FORWARD_CA_CERT: {e}"),
                 })
             })?;
-            (Kind::Forward(Box::new(fwd)), 64)
+            (Chosen::Forward(Box::new(fwd)), 64)
         } else if h.discard {
-            (Kind::Discard, 1024)
+            (Chosen::Discard, 1024)
         } else {
             let stdout = StdoutHandler::start(stop)
                 .map_err(|e| Usage(format!("cannot use standard output: {e}")))?;
-            (Kind::Stdout(stdout), 1024)
+            (Chosen::Stdout(stdout), 1024)
         })
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Kind::Stdout(_) => "stdout",
-            Kind::Exec(_) => "exec",
-            Kind::Forward(_) => "forward",
-            Kind::Discard => "discard",
+            Chosen::Stdout(_) => "stdout",
+            Chosen::Exec(_) => "exec",
+            Chosen::Forward(_) => "forward",
+            Chosen::Discard => "discard",
         }
     }
 }
 
 impl AnyHandler {
-    pub fn new(kind: Kind, durations: Option<Arc<Histogram>>) -> Self {
-        Self { kind, durations }
+    pub fn new(chosen: Chosen, durations: Option<Arc<Histogram>>) -> Self {
+        Self { chosen, durations }
     }
 }
 
 impl Handler for AnyHandler {
     async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
         let started = self.durations.as_ref().map(|_| Instant::now());
-        let outcome = match &self.kind {
-            Kind::Stdout(h) => h.handle(job).await,
+        let outcome = match &self.chosen {
+            Chosen::Stdout(h) => h.handle(job).await,
             // Boxed: their futures are large (a child process, an HTTP request), and inline
             // they would make every job's future as large, a quick handler's too.
-            Kind::Exec(h) => Box::pin(h.handle(job, delivery)).await,
-            Kind::Forward(h) => Box::pin(h.handle(job, delivery)).await,
-            Kind::Discard => Outcome::Done,
+            Chosen::Exec(h) => Box::pin(h.handle(job, delivery)).await,
+            Chosen::Forward(h) => Box::pin(h.handle(job, delivery)).await,
+            Chosen::Discard => Outcome::Done,
         };
         if let (Some(hist), Some(started)) = (&self.durations, started) {
             hist.observe(started.elapsed());

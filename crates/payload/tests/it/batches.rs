@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use wa_payload::{Body, Kind};
+use wa_payload::{Body, JobKind};
 
 use crate::batch::{CHANGES, ENTRIES, batch, is_username_user, wamid};
 use crate::support::check_raw_slices;
@@ -18,7 +18,7 @@ fn thousand_messages_across_entries_and_changes() {
     assert_eq!(body.len(), 1000);
     let mut wabas = std::collections::BTreeSet::new();
     for (i, n) in body.notifications().enumerate() {
-        assert_eq!(n.kind, Kind::Message);
+        assert_eq!(n.kind, JobKind::Message);
         assert_eq!(n.wamid.as_deref(), Some(wamid(i).as_str()), "message {i}");
         assert_eq!(n.type_.as_deref(), Some("text"));
         assert_eq!(

@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use wa_payload::{Anomaly, Body, Content, Interactive, Kind, Notification, Problem, StatusValue};
+use wa_payload::{
+    Anomaly, Body, Content, Interactive, JobKind, Notification, Problem, StatusValue,
+};
 
 use crate::support::{check_raw_slices, data, data_dir};
 
@@ -32,10 +34,15 @@ fn mixed_phone_and_username_users() {
     let (ns, anomalies) = all(&bytes);
     assert!(anomalies.is_empty());
     assert_eq!(ns.len(), 4);
-    let kinds: Vec<Kind> = ns.iter().map(|n| n.kind).collect();
+    let kinds: Vec<JobKind> = ns.iter().map(|n| n.kind.clone()).collect();
     assert_eq!(
         kinds,
-        [Kind::Message, Kind::Message, Kind::Message, Kind::Status]
+        [
+            JobKind::Message,
+            JobKind::Message,
+            JobKind::Message,
+            JobKind::Status
+        ]
     );
 
     let c0 = ns[0].contact.as_ref().expect("contact");
@@ -154,7 +161,7 @@ fn template_status_update_change() {
     assert!(anomalies.is_empty());
     assert_eq!(ns.len(), 1);
     let n = &ns[0];
-    assert_eq!(n.kind, Kind::Change);
+    assert_eq!(n.kind, JobKind::Change);
     assert_eq!(n.field.as_deref(), Some("message_template_status_update"));
     assert_eq!(n.type_.as_deref(), Some("message_template_status_update"));
     assert_eq!(n.entry_time, Some(1768998300));
@@ -175,7 +182,7 @@ fn value_level_errors() {
     let (ns, _) = all(&bytes);
     assert_eq!(ns.len(), 2);
     for n in &ns {
-        assert_eq!(n.kind, Kind::Error);
+        assert_eq!(n.kind, JobKind::Error);
         assert_eq!(n.type_.as_deref(), Some("messages"));
         assert_eq!(n.wamid, None);
         assert_eq!(
@@ -394,10 +401,15 @@ fn odd_shapes_are_skipped_and_reported() {
 
     // Two messages, the metadata-only `messages` value as a change, and the change whose field is
     // not a string.
-    let kinds: Vec<Kind> = ns.iter().map(|n| n.kind).collect();
+    let kinds: Vec<JobKind> = ns.iter().map(|n| n.kind.clone()).collect();
     assert_eq!(
         kinds,
-        [Kind::Message, Kind::Message, Kind::Change, Kind::Change]
+        [
+            JobKind::Message,
+            JobKind::Message,
+            JobKind::Change,
+            JobKind::Change
+        ]
     );
     // A numeric WABA id and timestamp read as their decimal text.
     assert_eq!(ns[0].waba_id.as_deref(), Some("104512367890123"));

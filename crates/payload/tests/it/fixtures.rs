@@ -1,6 +1,6 @@
 //! Every shared fixture, read through the walk and the typed model, field by field.
 
-use wa_payload::{Body, Content, Interactive, Kind, Message, Notification, Status, StatusValue};
+use wa_payload::{Body, Content, Interactive, JobKind, Message, Notification, Status, StatusValue};
 
 use crate::support::{check_raw_slices, fixtures_dir};
 
@@ -28,7 +28,7 @@ fn single(bytes: &[u8]) -> Notification<'_> {
 }
 
 fn message<'a>(n: &Notification<'a>) -> Message<'a> {
-    assert_eq!(n.kind, Kind::Message);
+    assert_eq!(n.kind, JobKind::Message);
     let m = n.message().expect("typed message");
     assert_eq!(m.id, n.wamid);
     assert_eq!(m.from, n.from);
@@ -38,7 +38,7 @@ fn message<'a>(n: &Notification<'a>) -> Message<'a> {
 }
 
 fn status<'a>(n: &Notification<'a>) -> Status<'a> {
-    assert_eq!(n.kind, Kind::Status);
+    assert_eq!(n.kind, JobKind::Status);
     let s = n.status().expect("typed status");
     assert_eq!(s.id, n.wamid);
     assert_eq!(s.recipient_id, n.from);

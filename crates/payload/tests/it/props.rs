@@ -257,18 +257,19 @@ proptest! {
 
         let parsed = Body::parse(body.as_bytes()).expect("parses");
         prop_assert!(parsed.anomalies().is_empty(), "{:?}", parsed.anomalies());
-        let got: Vec<(&'static str, String)> = parsed
+        let got: Vec<(String, String)> = parsed
             .notifications()
             .map(|n| {
                 let key = match n.kind {
-                    wa_payload::Kind::Message | wa_payload::Kind::Status => {
+                    wa_payload::JobKind::Message | wa_payload::JobKind::Status => {
                         n.wamid.as_deref().unwrap_or_default().to_owned()
                     }
                     _ => n.raw.get().to_owned(),
                 };
-                (n.kind.as_str(), key)
+                (n.kind.to_string(), key)
             })
             .collect();
+        let want: Vec<(String, String)> = want.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         prop_assert_eq!(got, want);
         crate::support::check_raw_slices(body.as_bytes());
     }

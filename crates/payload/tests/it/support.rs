@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use wa_payload::{Body, Kind};
+use wa_payload::{Body, JobKind};
 
 /// The repository copy of the shared webhook fixtures.
 pub fn fixtures_dir() -> PathBuf {
@@ -42,7 +42,7 @@ pub fn offset_in(body: &[u8], raw: &RawValue) -> usize {
 /// other changes).
 pub fn check_raw_slices(bytes: &[u8]) {
     let body = Body::parse(bytes).expect("body parses");
-    let mut ours: Vec<(&'static str, String)> = Vec::new();
+    let mut ours: Vec<(String, String)> = Vec::new();
     for n in body.notifications() {
         let off = offset_in(bytes, n.raw);
         let len = n.raw.get().len();
@@ -57,7 +57,7 @@ pub fn check_raw_slices(bytes: &[u8]) {
             "slice at {off} is not one whole value"
         );
         let v: Value = serde_json::from_str(n.raw.get()).expect("raw is JSON");
-        ours.push((n.kind.as_str(), v.to_string()));
+        ours.push((n.kind.to_string(), v.to_string()));
     }
     let mut expected = independent_items(bytes);
     ours.sort();
@@ -69,7 +69,7 @@ pub fn check_raw_slices(bytes: &[u8]) {
 }
 
 /// The items of a well-formed body, found through `serde_json::Value`.
-fn independent_items(bytes: &[u8]) -> Vec<(&'static str, String)> {
+fn independent_items(bytes: &[u8]) -> Vec<(String, String)> {
     let v: Value = serde_json::from_slice(bytes).expect("JSON");
     let mut out = Vec::new();
     for entry in v["entry"].as_array().into_iter().flatten() {
@@ -78,22 +78,22 @@ fn independent_items(bytes: &[u8]) -> Vec<(&'static str, String)> {
             if change["field"] == "messages" {
                 let mut any = false;
                 for (key, kind) in [
-                    ("messages", Kind::Message),
-                    ("statuses", Kind::Status),
-                    ("errors", Kind::Error),
+                    ("messages", JobKind::Message),
+                    ("statuses", JobKind::Status),
+                    ("errors", JobKind::Error),
                 ] {
                     if let Some(items) = value.get(key) {
                         any = true;
                         for item in items.as_array().into_iter().flatten() {
-                            out.push((kind.as_str(), item.to_string()));
+                            out.push((kind.to_string(), item.to_string()));
                         }
                     }
                 }
                 if !any {
-                    out.push((Kind::Change.as_str(), value.to_string()));
+                    out.push((JobKind::Change.to_string(), value.to_string()));
                 }
             } else {
-                out.push((Kind::Change.as_str(), value.to_string()));
+                out.push((JobKind::Change.to_string(), value.to_string()));
             }
         }
     }

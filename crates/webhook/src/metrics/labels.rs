@@ -154,7 +154,7 @@ pub(crate) struct Tally(pub(super) [[u64; Fate::ALL.len()]; JobKind::ALL.len()])
 
 impl Tally {
     /// One more notification of `kind` came to `fate`.
-    pub(crate) fn add(&mut self, kind: JobKind, fate: Fate) {
+    pub(crate) fn add(&mut self, kind: &JobKind, fate: Fate) {
         self.0[kind.index()][fate.index()] += 1;
     }
 }

@@ -282,7 +282,7 @@ mod tests {
         m.signature_failure(SigFailure::Mismatch);
         let mut tally = Tally::default();
         for _ in 0..3 {
-            tally.add(JobKind::Status, Fate::Duplicate);
+            tally.add(&JobKind::Status, Fate::Duplicate);
         }
         m.notifications(&tally);
         m.enqueue_latency(Duration::from_micros(400));
