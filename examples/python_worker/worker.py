@@ -11,7 +11,8 @@ Run with:
 For every job it prints one line (kind, id, type, from, text), acknowledges it, and goes on
 until Ctrl-C, or until --max-jobs jobs or --idle-exit of silence when those are given. A queue
 spread over shards (wa-ingress --shards N) is drained whole: the worker reads the shard count
-the queue recorded and takes from every shard in turn.
+the queue recorded and takes from every shard in turn. A queue whose workers keep order per
+sender (wa-worker --ordered) is refused: this worker does not.
 """
 
 import argparse
@@ -178,11 +179,18 @@ RELEASE = """
 -- KEYS[2]  <prefix>:{<queue>}:pending
 -- KEYS[3]  <prefix>:{<queue>}:processing:<consumer>
 -- KEYS[4]  <prefix>:{<queue>}:dead
+-- KEYS[5]  ordered mode only: <prefix>:{<queue>}:holders
+-- KEYS[6]  ordered mode only: <prefix>:{<queue>}:waiting:
 -- ARGV[1]  consumer id
 -- ARGV[2]  force: '1' release whatever the lease, '0' only if it has lapsed
 -- ARGV[3]  max attempts: deliveries before a job goes to dead (force 0 only)
 -- returns  {returned to pending, moved to dead}, or {-1} if the lease is live
 --          (nothing done)
+--
+-- Ordered mode: a job returned to pending keeps the hold of its sender (taken
+-- again, it passes as the holder, so the sender's later jobs still wait for
+-- it); a job sent to dead hands the hold on as an acknowledgement does (see
+-- exchange.lua).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[2] ~= '1' then
@@ -224,6 +232,17 @@ while true do
       redis.call('LPUSH', KEYS[4], '{' .. body .. ',"error":"lost with its worker '
         .. lost .. times .. '","died_at":' .. now .. '}')
       dead = dead + 1
+      local sender = type(job.from) == 'string' and job.from or job.from_user_id
+      if KEYS[6] and type(sender) == 'string' and type(job.id) == 'string'
+          and redis.call('HGET', KEYS[5], sender) == job.id then
+        local next = redis.call('LPOP', KEYS[6] .. sender)
+        if next then
+          redis.call('HSET', KEYS[5], sender, cjson.decode(next).id)
+          redis.call('RPUSH', KEYS[2], next)
+        else
+          redis.call('HDEL', KEYS[5], sender)
+        end
+      end
       out = nil
     else
       out = '{' .. body .. '}'
@@ -272,6 +291,18 @@ class Worker:
             self.redis.close()
         # The socket must outlive the longest blocking call.
         self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10)
+
+    def refuse_ordered(self):
+        """This worker does not keep order per sender (docs/queue-contract.md, Order per
+        sender): it must not run on a queue whose consumers do, or it would take a held
+        sender's jobs out of turn and strand the jobs waiting behind the ones it acknowledges."""
+        args = self.args
+        key = f"{args.prefix}:{{{args.queue}}}:ordered"
+        if self.redis.call("GET", key) is not None:
+            raise SystemExit(
+                f"worker.py: the queue keeps order per sender ({key} is set) and this worker "
+                "does not: run wa-worker --ordered on it"
+            )
 
     def load_shards(self):
         """Reads the queue's shard count (`<prefix>:{<queue>}:shards`, absent for a queue of
@@ -370,6 +401,7 @@ class Worker:
         idle_since = time.monotonic()
         backoff = 0.1
         self.connect()
+        self.refuse_ordered()
         self.load_shards()
         self.housekeeping()
         print(f"worker {self.id} on queue {args.queue!r} at {self.redis.where}", file=sys.stderr)

@@ -326,3 +326,39 @@ fn python_worker_releases_with_the_contract_script() {
         .expect("the release script");
     assert!(worker.contains(release.trim_end()));
 }
+
+/// The Python example does not keep order per sender, so it refuses a queue recorded as
+/// ordered (exit status 1, the reason on stderr) and takes nothing.
+#[tokio::test]
+async fn python_worker_refuses_an_ordered_queue() {
+    let url = support::redis_url();
+    let mut redis = support::redis(&url).await;
+    let (name, queue) = unique_queue("pyordered");
+    let _: () = redis::cmd("SET")
+        .arg(queue.ordered_key())
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let script: PathBuf = root().join("examples/python_worker/worker.py");
+    let run = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(["--redis-url", &url, "--queue", &name, "--idle-exit", "5s"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("exits at once")
+        .unwrap_or_else(|err| panic!("this test needs python3 on PATH: {err}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("keeps order per sender"), "{stderr}");
+    let consumers: u64 = redis::cmd("ZCARD")
+        .arg(queue.consumers())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(consumers, 0);
+    wa_testkit::delete_matching(&url, &format!("{}*", queue.base()));
+}

@@ -105,6 +105,12 @@ pub struct RunArgs {
     /// list): with 2, one call travels while the jobs of the other are handled
     #[arg(long, env = "WA_LANES", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub lanes: u8,
+    /// In order per sender: one job of a sender at a time, in the order they reached the
+    /// queue; a retrying job holds the sender's later jobs back until it is done or dead.
+    /// Every worker of the queue must run with it; with --shards above 1 the ingress must
+    /// route with --shard-by sender
+    #[arg(long, env = "WA_ORDERED")]
+    pub ordered: bool,
     /// First retry delay; doubles per attempt, with jitter
     #[arg(long, env = "WA_BACKOFF_BASE", default_value = "1s", value_parser = duration)]
     pub backoff_base: Duration,

@@ -65,6 +65,15 @@ fn main() -> ExitCode {
             eprintln!("wa-worker: {e:#} (--shards/WA_SHARDS)");
             ExitCode::from(64)
         }
+        Err(e)
+            if matches!(
+                e.downcast_ref(),
+                Some(QueueError::OrderedQueue { .. } | QueueError::UnorderedConsumers { .. })
+            ) =>
+        {
+            eprintln!("wa-worker: {e:#} (--ordered/WA_ORDERED)");
+            ExitCode::from(64)
+        }
         Err(e) if matches!(e.downcast_ref(), Some(QueueError::LosesData(_))) => {
             eprintln!("wa-worker: {e} (or start with --redis-check warn)");
             ExitCode::from(78)

@@ -56,10 +56,11 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
     copts.block = args.block.min(args.lease / 3);
     copts.batch = args.batch as usize;
     copts.lanes = args.lanes.into();
+    copts.ordered = args.ordered;
     let consumer = Consumer::connect(&redis, queue, copts)
         .await
         .context("connecting to Redis (--redis-url/REDIS_URL)")?;
-    tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency, "worker started");
+    tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency, ordered = args.ordered, "worker started");
 
     let mut ropts = RunOptions::default();
     ropts.concurrency = concurrency as usize;

@@ -671,3 +671,29 @@ async fn config_errors_exit_64() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 }
+
+/// `WA_ORDERED=true` runs the worker in order per sender: it records the mode on the queue and
+/// drains it; a worker started without it then refuses, exit 64 with a message naming the flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn ordered_worker_records_the_mode_and_others_refuse() {
+    let q = TestQueue::new("ordered").await;
+    q.enqueue(&ids("o", 100)).await;
+    let mut w = q.worker_logged_env(&["--discard"], &[("WA_ORDERED", "true")]);
+    q.wait_drained(LONG).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+    assert!(logs(&mut w).await.contains("ordered=true"));
+    let mut plain = q.worker_logged(&["--discard"]);
+    let code = tokio::time::timeout(LONG, plain.wait())
+        .await
+        .expect("exits at once")
+        .unwrap()
+        .code();
+    let err = logs(&mut plain).await;
+    assert_eq!(code, Some(64), "{err}");
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("wa-worker: ") && last.contains("--ordered/WA_ORDERED"),
+        "{err}"
+    );
+    wa_testkit::delete_matching(&redis_url(), &format!("{}*", q.queue.base()));
+}

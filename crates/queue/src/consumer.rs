@@ -45,6 +45,7 @@ use crate::conn::{Conn, IntoRedisOptions, Waits, bounded};
 use crate::error::Unexpected;
 use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
 use crate::keys::DONE_FIELD;
+use crate::order::check_order_mode;
 use crate::script::{EXCHANGE, EXPIRED, LEASE, PROMOTE, RELEASE};
 use crate::shard::check_shard_count;
 use crate::{QueueError, QueueName, RedisFailure};
@@ -96,6 +97,14 @@ pub struct ConsumerOptions {
     /// [d/2, d] where d = base * 2^(delivery-1) capped at max, so delays still never shrink
     /// from one attempt to the next; false uses d exactly
     pub jitter: bool,
+    /// in order per sender (default false): the jobs of one sender (`from`, else
+    /// `from_user_id`) are handed out one at a time, in the order they reached their shard,
+    /// and a retrying job holds its sender's later jobs back until it is acknowledged or dead
+    /// (see `docs/operations.md`, Ordered mode). Every consumer of the queue must run ordered:
+    /// the first records it (`<prefix>:{<name>}:ordered`), and a consumer of the other kind
+    /// refuses to start ([`QueueError::OrderedQueue`], [`QueueError::UnorderedConsumers`]).
+    /// With more than one shard, producers must route by sender ([`crate::ShardBy::Sender`]).
+    pub ordered: bool,
 }
 
 impl Default for ConsumerOptions {
@@ -110,6 +119,7 @@ impl Default for ConsumerOptions {
             lanes: 2,
             op_timeout: Duration::from_secs(5),
             jitter: true,
+            ordered: false,
         }
     }
 }
@@ -219,8 +229,18 @@ struct Released {
 /// How a finished job leaves the processing list.
 enum Op {
     Ack,
-    Retry { job: String, delay_ms: u64 },
-    Dead { job: String },
+    /// ordered mode: acknowledged, and the sender's hold released if this job has it
+    Release {
+        sender: String,
+        id: String,
+    },
+    Retry {
+        job: String,
+        delay_ms: u64,
+    },
+    Dead {
+        job: String,
+    },
 }
 
 /// A finished job waiting to be settled: its exact element and what to do.
@@ -325,16 +345,30 @@ struct ShardKeys {
     consumers: String,
     delayed: String,
     dead: String,
+    /// ordered mode only: the holders hash and the start of the waiting lists' names
+    order: Option<[String; 2]>,
 }
 
 impl ShardKeys {
-    fn new(name: QueueName) -> Self {
+    fn new(name: QueueName, ordered: bool) -> Self {
         Self {
             pending: name.pending(),
             consumers: name.consumers(),
             delayed: name.delayed(),
             dead: name.dead(),
+            order: ordered.then(|| [name.holders(), name.waiting("")]),
             name,
+        }
+    }
+
+    /// Appends the ordered mode's keys, if any; the number of keys appended.
+    fn order_keys(&self, c: &mut redis::Cmd) -> usize {
+        match &self.order {
+            Some([holders, waiting]) => {
+                c.arg(holders).arg(waiting);
+                2
+            }
+            None => 0,
         }
     }
 }
@@ -431,7 +465,7 @@ impl Consumer {
         let shards: Vec<ShardKeys> = queue
             .shard_names()
             .into_iter()
-            .map(ShardKeys::new)
+            .map(|name| ShardKeys::new(name, opts.ordered))
             .collect();
         // Lanes are numbered shard-fastest: lane i takes from shard i mod N and shares the
         // connection of every lane with the same i div N (one connection per lane of one
@@ -462,6 +496,7 @@ impl Consumer {
             })
             .collect();
         check_shard_count(&conn, &queue, opts.op_timeout).await?;
+        check_order_mode(&conn, &queue, opts.ordered, opts.op_timeout).await?;
         let c = Self {
             counts: queue.counts(),
             shards,
@@ -673,7 +708,7 @@ impl Consumer {
         };
         let (reason, delay) = match (&d.job, outcome) {
             (Err(why), _) => return dead(why),
-            (Ok(_), Outcome::Done) => return Op::Ack,
+            (Ok(job), Outcome::Done) => return self.ack_op(job),
             (Ok(_), Outcome::Dead(e)) => return dead(e),
             (Ok(_), Outcome::Retry(e)) => (e, self.opts.jittered(made)),
             (Ok(_), Outcome::RetryAfter(e, after)) => (e, (*after).min(self.opts.backoff_max)),
@@ -693,6 +728,20 @@ impl Consumer {
                 delay_ms: delay.as_millis() as u64,
             },
             None => dead(reason),
+        }
+    }
+
+    /// How an acknowledged job leaves: in ordered mode it hands its sender's hold on.
+    fn ack_op(&self, job: &Job) -> Op {
+        if !self.opts.ordered {
+            return Op::Ack;
+        }
+        match job.from().or(job.from_user_id()) {
+            Some(sender) => Op::Release {
+                sender: sender.to_owned(),
+                id: job.id().to_owned(),
+            },
+            None => Op::Ack,
         }
     }
 
@@ -739,14 +788,16 @@ impl Consumer {
         let lease_ms = self.opts.lease.as_millis() as u64;
         let expected = lane.held.len();
         let keys = &self.shards[lane.shard];
+        let nkeys = if keys.order.is_some() { 8 } else { 6 };
         let fill = |c: &mut redis::Cmd| {
             c.arg(&keys.pending)
                 .arg(&lane.processing)
                 .arg(&keys.consumers)
                 .arg(&keys.delayed)
                 .arg(&keys.dead)
-                .arg(&lane.taking)
-                .arg(&*lane.id)
+                .arg(&lane.taking);
+            keys.order_keys(c);
+            c.arg(&*lane.id)
                 .arg(lease_ms)
                 .arg(expected)
                 .arg(drop)
@@ -772,10 +823,10 @@ impl Consumer {
                 .arg(0)
                 .arg(take - 1)
                 .to_owned();
-            let call = EXCHANGE.call_then::<Vec<Vec<u8>>>(&mut c, 6, fill, &read);
+            let call = EXCHANGE.call_then::<Vec<Vec<u8>>>(&mut c, nkeys, fill, &read);
             bounded(self.opts.op_timeout, call).await?
         } else {
-            let call = EXCHANGE.call::<redis::Value>(&mut c, 6, fill);
+            let call = EXCHANGE.call::<redis::Value>(&mut c, nkeys, fill);
             (bounded(self.opts.op_timeout, call).await?, Vec::new())
         };
         let (status, n) = parse_exchange(&answer)?;
@@ -1076,14 +1127,16 @@ impl Consumer {
         let mut c = self.conn.clone();
         let keys = &self.shards[shard];
         let processing = keys.name.processing(id);
+        let nkeys = if keys.order.is_some() { 6 } else { 4 };
         let answer: Vec<i64> = bounded(
             self.opts.op_timeout,
-            RELEASE.call(&mut c, 4, |c| {
+            RELEASE.call(&mut c, nkeys, |c| {
                 c.arg(&keys.consumers)
                     .arg(&keys.pending)
                     .arg(&processing)
-                    .arg(&keys.dead)
-                    .arg(id)
+                    .arg(&keys.dead);
+                keys.order_keys(c);
+                c.arg(id)
                     .arg(if force { "1" } else { "0" })
                     .arg(self.opts.max_attempts);
             }),
@@ -1151,6 +1204,7 @@ fn report_not_owned(d: &Delivery, outcome: &Outcome) {
 fn op_letter(op: &Op) -> &'static str {
     match op {
         Op::Ack => "",
+        Op::Release { .. } => "o",
         Op::Retry { .. } => "r",
         Op::Dead { .. } => "d",
     }
@@ -1159,6 +1213,9 @@ fn op_letter(op: &Op) -> &'static str {
 fn op_args(c: &mut redis::Cmd, op: &Op) {
     match op {
         Op::Ack => {}
+        Op::Release { sender, id } => {
+            c.arg(sender).arg(id);
+        }
         Op::Retry { job, delay_ms } => {
             c.arg(job).arg(*delay_ms);
         }
@@ -1170,7 +1227,7 @@ fn op_args(c: &mut redis::Cmd, op: &Op) {
 
 fn settled_as(done: Option<&Finish>) -> Settled {
     match done.map(|f| &f.op) {
-        Some(Op::Ack) => Settled::Acked,
+        Some(Op::Ack | Op::Release { .. }) => Settled::Acked,
         Some(Op::Retry { .. }) => Settled::Retried,
         Some(Op::Dead { .. }) => Settled::Dead,
         None => Settled::NotInHand,

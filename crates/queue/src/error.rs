@@ -44,6 +44,26 @@ pub enum QueueError {
         /// this process's count
         configured: usize,
     },
+    /// the queue is recorded as ordered (see [`ConsumerOptions::ordered`](crate::ConsumerOptions::ordered)) and this consumer is
+    /// not: it would take a held sender's jobs out of turn
+    #[error(
+        "the queue keeps order per sender ({key} is set): start every consumer of it ordered, \
+         or see docs/operations.md (Ordered mode) for how to leave ordered mode"
+    )]
+    OrderedQueue {
+        /// the key that records the mode
+        key: String,
+    },
+    /// this consumer is ordered, and consumers that are not (the queue had no ordered one) are
+    /// live on the queue
+    #[error(
+        "{live} consumer(s) that do not keep order are live on the queue: stop them before \
+         starting ordered consumers"
+    )]
+    UnorderedConsumers {
+        /// live consumer ids found
+        live: u64,
+    },
 }
 
 /// Why a Redis call failed. Its text is the client's own message (or ours, for an answer this

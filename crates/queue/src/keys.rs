@@ -157,6 +157,25 @@ impl QueueName {
         format!("{}counts", self.base())
     }
 
+    /// `<prefix>:{<name>}:ordered`: recorded by the first consumer that keeps order per
+    /// sender; a consumer that does not refuses to run while it exists (see
+    /// `docs/queue-contract.md`, Order per sender)
+    pub fn ordered_key(&self) -> String {
+        format!("{}ordered", self.base())
+    }
+
+    /// `<prefix>:{<name>}:holders`: in ordered mode, a hash of sender -> id of the job that
+    /// holds the sender (in hand, retrying in delayed, or back in pending)
+    pub fn holders(&self) -> String {
+        format!("{}holders", self.base())
+    }
+
+    /// `<prefix>:{<name>}:waiting:<sender>`: in ordered mode, the sender's later jobs, oldest
+    /// first, waiting for its holder to settle
+    pub fn waiting(&self, sender: &str) -> String {
+        format!("{}waiting:{sender}", self.base())
+    }
+
     /// `<prefix>:{<name>}:dedup:`, where the dedup markers' buckets live
     /// (`dedup:<slot>:<route prefix>`, see `docs/queue-contract.md`)
     pub fn dedup(&self) -> String {
@@ -186,6 +205,9 @@ mod tests {
         assert_eq!(q.counts(), "wa:{whatsapp}:counts");
         assert_eq!(q.dedup(), "wa:{whatsapp}:dedup:");
         assert_eq!(q.seen("wamid.X"), "wa:{whatsapp}:seen:wamid.X");
+        assert_eq!(q.ordered_key(), "wa:{whatsapp}:ordered");
+        assert_eq!(q.holders(), "wa:{whatsapp}:holders");
+        assert_eq!(q.waiting("1555"), "wa:{whatsapp}:waiting:1555");
         let q = QueueName::with_prefix("acme", "q").unwrap();
         assert_eq!(q.pending(), "acme:{q}:pending");
     }

@@ -102,6 +102,9 @@
 //!   outcomes of the jobs it lost are logged and counted ([`Counters::lost_outcomes`]), never
 //!   settled.
 //! - Rewrites (retry, dead, replay) keep `payload` byte for byte and keep unknown fields.
+//! - In order per sender, optionally ([`ConsumerOptions::ordered`]): one job of a sender at a
+//!   time, in the order the jobs reached their shard; a retrying job holds its sender's later
+//!   jobs back until it is acknowledged or dead, and so does a job whose worker died.
 //!
 //! # Keys
 //!
@@ -127,6 +130,7 @@ mod dedup;
 mod error;
 mod job;
 mod keys;
+mod order;
 mod producer;
 mod run;
 mod script;

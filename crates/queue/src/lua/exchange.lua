@@ -14,6 +14,10 @@
 -- KEYS[5]  <prefix>:{<queue>}:dead
 -- KEYS[6]  <prefix>:{<queue>}:taking:<consumer>, a list that exists only
 --          while this script runs (a take put together)
+-- KEYS[7]  ordered mode only: <prefix>:{<queue>}:holders, sender -> id of the
+--          job that holds the sender
+-- KEYS[8]  ordered mode only: <prefix>:{<queue>}:waiting: , the start of the
+--          name of each sender's list of jobs waiting for its holder
 -- ARGV[1]  consumer id
 -- ARGV[2]  lease length, ms
 -- ARGV[3]  the length the processing list must have
@@ -26,13 +30,24 @@
 --                     rightmost), which must equal job; indexes are counted
 --                     before anything is removed, and lie beyond the D dropped
 --   r  job, delay_ms  schedule job (a rewritten copy) in delayed
---   d  job            push job (a dead entry) to dead
+--   d  job            push job (a dead entry) to dead (ordered: and release
+--                     the hold of its sender if it is the holder)
+--   o  sender, id     ordered: release the sender's hold if job id holds it (a
+--                     job acknowledged)
 -- returns  {1, n}: n jobs were taken and are now the n leftmost elements of
 --          the processing list, newest first (the consumer reads them with
 --          LRANGE processing 0 N-1, sent right behind this call, which costs
 --          Redis less than returning them from Lua); {0} if the consumer is not
 --          registered, {-1} if the list is not as expected (in both cases
 --          nothing was done)
+--
+-- Ordered mode (8 keys): a job is taken only if its sender (`from`, else
+-- `from_user_id`) is free or held by the job itself; otherwise it is moved to
+-- the end of the sender's waiting list. Taking a job of a free sender makes the
+-- job its holder. When the holder leaves for good (acknowledged or dead; not a
+-- retry), the sender's oldest waiting job becomes the holder and goes to the
+-- consumers' end of pending, or the sender is freed. Jobs without a sender (or
+-- an id) are taken as they come.
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
   return {0}
 end
@@ -61,9 +76,43 @@ for i = 1, #ops do
   elseif op == 'r' then
     later[#later + 1] = {'ZADD', at}
     at = at + 2
+  elseif op == 'o' then
+    later[#later + 1] = {'RELEASE', at}
+    at = at + 2
   else
     later[#later + 1] = {'LPUSH', at}
     at = at + 1
+  end
+end
+local ordered = KEYS[8] ~= nil
+-- the sender and id of a job's text, or nil if it has no sender or no id
+local function order_key(raw)
+  local ok, job = pcall(cjson.decode, raw)
+  if not ok or type(job) ~= 'table' or type(job.id) ~= 'string' then
+    return nil
+  end
+  local sender = job.from
+  if type(sender) ~= 'string' then
+    sender = job.from_user_id
+  end
+  if type(sender) ~= 'string' then
+    return nil
+  end
+  return sender, job.id
+end
+-- the holder `id` of `sender` is done with: hand the hold to the sender's
+-- oldest waiting job, which goes where the next take finds it first
+local function release(sender, id)
+  if not sender or redis.call('HGET', KEYS[7], sender) ~= id then
+    return
+  end
+  local next = redis.call('LPOP', KEYS[8] .. sender)
+  if next then
+    local _, next_id = order_key(next)
+    redis.call('HSET', KEYS[7], sender, next_id)
+    redis.call('RPUSH', KEYS[1], next)
+  else
+    redis.call('HDEL', KEYS[7], sender)
   end
 end
 local t = redis.call('TIME')
@@ -84,8 +133,13 @@ end
 for _, op in ipairs(later) do
   if op[1] == 'ZADD' then
     redis.call('ZADD', KEYS[4], now + tonumber(ARGV[op[2] + 1]), ARGV[op[2]])
+  elseif op[1] == 'RELEASE' then
+    release(ARGV[op[2]], ARGV[op[2] + 1])
   else
     redis.call('LPUSH', KEYS[5], ARGV[op[2]])
+    if ordered then
+      release(order_key(ARGV[op[2]]))
+    end
   end
 end
 local n = math.min(tonumber(ARGV[5]), 1000)
@@ -97,6 +151,30 @@ if waiting == 0 then
   return {1, 0}
 end
 n = math.min(n, waiting)
+if ordered then
+  -- one job at a time from the oldest end, as long as fewer than n are taken;
+  -- at most 1000 set aside per call, so that one call stays short
+  local took, parked = 0, 0
+  while took < n and parked < 1000 do
+    local raw = redis.call('RPOP', KEYS[1])
+    if not raw then
+      break
+    end
+    local sender, id = order_key(raw)
+    local holder = sender and redis.call('HGET', KEYS[7], sender)
+    if holder and holder ~= id then
+      redis.call('RPUSH', KEYS[8] .. sender, raw)
+      parked = parked + 1
+    else
+      if holder == false then
+        redis.call('HSET', KEYS[7], sender, id)
+      end
+      redis.call('LPUSH', KEYS[2], raw)
+      took = took + 1
+    end
+  end
+  return {1, took}
+end
 local kept = redis.call('LLEN', KEYS[2])
 -- With fewer jobs still in hand than to take (the usual case with quick
 -- handlers), SORT ... STORE copies pending's n oldest (its right end, in order,

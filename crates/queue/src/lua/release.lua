@@ -14,11 +14,18 @@
 -- KEYS[2]  <prefix>:{<queue>}:pending
 -- KEYS[3]  <prefix>:{<queue>}:processing:<consumer>
 -- KEYS[4]  <prefix>:{<queue>}:dead
+-- KEYS[5]  ordered mode only: <prefix>:{<queue>}:holders
+-- KEYS[6]  ordered mode only: <prefix>:{<queue>}:waiting:
 -- ARGV[1]  consumer id
 -- ARGV[2]  force: '1' release whatever the lease, '0' only if it has lapsed
 -- ARGV[3]  max attempts: deliveries before a job goes to dead (force 0 only)
 -- returns  {returned to pending, moved to dead}, or {-1} if the lease is live
 --          (nothing done)
+--
+-- Ordered mode: a job returned to pending keeps the hold of its sender (taken
+-- again, it passes as the holder, so the sender's later jobs still wait for
+-- it); a job sent to dead hands the hold on as an acknowledgement does (see
+-- exchange.lua).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[2] ~= '1' then
@@ -60,6 +67,17 @@ while true do
       redis.call('LPUSH', KEYS[4], '{' .. body .. ',"error":"lost with its worker '
         .. lost .. times .. '","died_at":' .. now .. '}')
       dead = dead + 1
+      local sender = type(job.from) == 'string' and job.from or job.from_user_id
+      if KEYS[6] and type(sender) == 'string' and type(job.id) == 'string'
+          and redis.call('HGET', KEYS[5], sender) == job.id then
+        local next = redis.call('LPOP', KEYS[6] .. sender)
+        if next then
+          redis.call('HSET', KEYS[5], sender, cjson.decode(next).id)
+          redis.call('RPUSH', KEYS[2], next)
+        else
+          redis.call('HDEL', KEYS[5], sender)
+        end
+      end
       out = nil
     else
       out = '{' .. body .. '}'

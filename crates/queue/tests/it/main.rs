@@ -7,6 +7,7 @@ mod dead;
 mod dedup;
 mod fault;
 mod lost;
+mod ordered;
 mod position;
 mod producer;
 mod shards;
