@@ -11,7 +11,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -58,11 +57,7 @@ impl<W: Write + Send + 'static> Handler for Replier<W> {
 /// Resolves once no job has finished for `idle`: lets a script or a test stop the worker once
 /// the queue has run dry.
 pub async fn idle_for(counters: Arc<Counters>, idle: Duration) {
-    let finished = || {
-        counters.done.load(Ordering::Relaxed)
-            + counters.retried.load(Ordering::Relaxed)
-            + counters.dead.load(Ordering::Relaxed)
-    };
+    let finished = || counters.done() + counters.retried() + counters.dead();
     let (mut seen, mut since) = (finished(), Instant::now());
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -108,7 +103,7 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let options = RunOptions::default();
-    let counters = Arc::clone(&options.counters);
+    let counters = Arc::clone(options.counters());
     let stop = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

@@ -89,7 +89,7 @@ async fn custom_worker_replies_to_each_text_message() {
         .expect("consumer connects");
     let out = Captured::default();
     let options = RunOptions::default();
-    let stop = example::idle_for(Arc::clone(&options.counters), Duration::from_millis(500));
+    let stop = example::idle_for(Arc::clone(options.counters()), Duration::from_millis(500));
     let run = wa_queue::run(consumer, example::Replier::new(out.clone()), options, stop);
     let summary = tokio::time::timeout(Duration::from_secs(60), run)
         .await

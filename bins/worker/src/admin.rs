@@ -189,7 +189,7 @@ fn print_table(out: &mut impl Write, jobs: &[DeadJob]) -> std::io::Result<()> {
         "key", "id", "kind", "attempt", "died"
     )?;
     for d in jobs {
-        let (id, kind, attempt) = match &d.job {
+        let (id, kind, attempt) = match d.job() {
             Ok(j) => (j.id(), j.kind_name(), j.attempt.to_string()),
             Err(_) => ("(unreadable)", "-", "-".to_owned()),
         };
@@ -215,8 +215,8 @@ fn print_job(out: &mut impl Write, d: &DeadJob) -> std::io::Result<()> {
         "error           {}",
         one_line(d.error.as_deref().unwrap_or("-"))
     )?;
-    let Ok(j) = &d.job else {
-        writeln!(out, "unreadable      {}", one_line(&d.raw))?;
+    let Ok(j) = d.job() else {
+        writeln!(out, "unreadable      {}", one_line(d.raw()))?;
         return writeln!(out);
     };
     let fields = [
@@ -276,7 +276,7 @@ struct DeadDoc<'a> {
 }
 
 fn dead_doc(d: &DeadJob) -> DeadDoc<'_> {
-    match &d.job {
+    match d.job() {
         Ok(j) => DeadDoc {
             id: Some(j.id()),
             kind: Some(j.kind_name()),
@@ -294,7 +294,7 @@ fn dead_doc(d: &DeadJob) -> DeadDoc<'_> {
             error: d.error.as_deref(),
             died_at: d.died_at,
             job: None,
-            raw: Some(&d.raw),
+            raw: Some(d.raw()),
             unreadable: Some(why),
         },
     }

@@ -123,43 +123,43 @@ async fn render(s: &Sources) -> String {
         (
             "wa_worker_jobs_done_total",
             "Jobs handled and acknowledged.",
-            &c.done,
+            c.done(),
         ),
         (
             "wa_worker_jobs_retried_total",
             "Jobs scheduled for a retry.",
-            &c.retried,
+            c.retried(),
         ),
         (
             "wa_worker_jobs_dead_total",
             "Jobs moved to the dead list.",
-            &c.dead,
+            c.dead(),
         ),
         (
             "wa_worker_jobs_returned_total",
             "Jobs returned to pending at shutdown.",
-            &c.returned,
+            c.returned(),
         ),
         (
             "wa_worker_redis_errors_total",
             "Failed Redis calls.",
-            &c.redis_errors,
+            c.redis_errors(),
         ),
         (
             "wa_worker_leases_lost_total",
             "Leases found lost: a reaper gave this worker's jobs in hand to others.",
-            &c.leases_lost,
+            c.leases_lost(),
         ),
         (
             "wa_worker_lost_outcomes_total",
             "Outcomes of jobs this worker no longer held when they finished (not settled).",
-            &c.lost_outcomes,
+            c.lost_outcomes(),
         ),
     ] {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            v.load(Relaxed)
+            v
         );
     }
     s.durations

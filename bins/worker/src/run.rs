@@ -62,13 +62,12 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
         .context("connecting to Redis (--redis-url/REDIS_URL)")?;
     tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency, ordered = args.ordered, "worker started");
 
-    let mut ropts = RunOptions::default();
+    let mut ropts = RunOptions::default().with_counters(counters);
     ropts.concurrency = concurrency as usize;
     // exec and forward enforce the timeout themselves (killing the child, naming the cause);
     // the run loop's own limit is the backstop a little later.
     ropts.handler_timeout = args.handler_timeout + Duration::from_secs(2);
     ropts.shutdown_grace = args.shutdown_grace;
-    ropts.counters = counters;
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let shutdown = async move {

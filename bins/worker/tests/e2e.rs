@@ -348,7 +348,7 @@ async fn forward_maps_answers_to_outcomes() {
     );
     let dead = q.admin.dead_list(10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].job.as_ref().unwrap().id(), "bad-1");
+    assert_eq!(dead[0].job().unwrap().id(), "bad-1");
     let seen = seen.lock().unwrap();
     assert_eq!(seen.bad_signatures, 0);
     assert_eq!(seen.attempts["ok-1"], [1]);

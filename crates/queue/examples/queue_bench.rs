@@ -298,10 +298,10 @@ async fn main() {
     let consumer = Consumer::connect(&url, q.clone(), co).await.unwrap();
     let mut ro = RunOptions::default();
     ro.concurrency = 2000;
-    let counters = ro.counters.clone();
+    let counters = ro.counters().clone();
     let watch = counters.clone();
     let stop = async move {
-        while watch.done.load(Ordering::Relaxed) < pending as u64 {
+        while watch.done() < pending as u64 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };

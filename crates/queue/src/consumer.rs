@@ -176,9 +176,9 @@ impl ConsumerOptions {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// the job, or the reason it could not be read (such a delivery can only go to dead)
-    pub job: Result<Job, String>,
+    job: Result<Job, String>,
     /// exact element in the processing list
-    pub raw: String,
+    raw: String,
     /// the lane it was taken by
     lane: usize,
     /// the registration (consumer id) it was taken under
@@ -188,6 +188,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The job, or why it could not be read (such a delivery can only go to dead).
+    pub fn job(&self) -> Result<&Job, &str> {
+        self.job.as_ref().map_err(String::as_str)
+    }
+
+    /// The exact element held in the processing list.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
     pub(crate) fn lane(&self) -> usize {
         self.lane
     }

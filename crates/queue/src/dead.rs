@@ -34,14 +34,14 @@ const TAKE_BATCH: usize = 500;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DeadJob {
-    /// the job (`Err` with the raw text when it does not parse)
-    pub job: Result<Job, String>,
+    /// the job, `None` when it does not parse (its text is [`raw`](Self::raw))
+    job: Option<Job>,
     /// last error
     pub error: Option<String>,
     /// when it died, ms since the epoch
     pub died_at: Option<u64>,
     /// exact element in the dead list
-    pub raw: String,
+    raw: String,
     /// a short name for this exact element ([`entry_key`]); unreadable entries have one too
     pub key: String,
 }
@@ -49,7 +49,7 @@ pub struct DeadJob {
 impl DeadJob {
     pub(crate) fn new(raw: String) -> Self {
         let (error, died_at) = dead_fields(&raw);
-        let job = Job::parse(&raw).map_err(|_| raw.clone());
+        let job = Job::parse(&raw).ok();
         Self {
             job,
             error,
@@ -57,6 +57,16 @@ impl DeadJob {
             key: entry_key(&raw),
             raw,
         }
+    }
+
+    /// The job, `Err` with its text when it does not parse.
+    pub fn job(&self) -> Result<&Job, &str> {
+        self.job.as_ref().ok_or(&self.raw)
+    }
+
+    /// The exact element in the dead list.
+    pub fn raw(&self) -> &str {
+        &self.raw
     }
 }
 

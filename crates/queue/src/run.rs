@@ -28,10 +28,26 @@ pub struct RunOptions {
     pub handler_timeout: Duration,
     /// after shutdown is asked, how long running handlers may still take (default 30 s)
     pub shutdown_grace: Duration,
-    /// live counts the embedding program can read while [`run`] goes on (for metrics)
-    pub counters: Arc<Counters>,
+    /// live counts the embedding program can read while [`run`] goes on: see
+    /// [`counters`](Self::counters)
+    counters: Arc<Counters>,
     /// how often due retries are promoted and lapsed consumers reaped (default 1 s)
     pub housekeeping: Duration,
+}
+
+impl RunOptions {
+    /// The live counts of the runs given these options, to read while they go on (for
+    /// metrics); clone the `Arc` to keep them.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// These options counting into `counters` (shared with, say, a metrics endpoint set up
+    /// before the options).
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = counters;
+        self
+    }
 }
 
 impl Default for RunOptions {
@@ -46,24 +62,54 @@ impl Default for RunOptions {
     }
 }
 
-/// Live counters of a [`run`], updated as jobs finish (relaxed atomics).
+/// Live counters of a [`run`], updated as jobs finish (relaxed atomics, read through the
+/// methods: only the run loop counts).
 #[derive(Debug, Default)]
-#[non_exhaustive]
 pub struct Counters {
+    done: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    returned: AtomicU64,
+    redis_errors: AtomicU64,
+    leases_lost: AtomicU64,
+    lost_outcomes: AtomicU64,
+}
+
+impl Counters {
     /// jobs acknowledged
-    pub done: AtomicU64,
+    pub fn done(&self) -> u64 {
+        self.done.load(Relaxed)
+    }
+
     /// jobs scheduled for a retry
-    pub retried: AtomicU64,
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Relaxed)
+    }
+
     /// jobs moved to dead (by the handler, after max attempts, or unreadable)
-    pub dead: AtomicU64,
+    pub fn dead(&self) -> u64 {
+        self.dead.load(Relaxed)
+    }
+
     /// jobs returned to pending at shutdown
-    pub returned: AtomicU64,
+    pub fn returned(&self) -> u64 {
+        self.returned.load(Relaxed)
+    }
+
     /// failed Redis calls (each followed by a reconnect with backoff)
-    pub redis_errors: AtomicU64,
+    pub fn redis_errors(&self) -> u64 {
+        self.redis_errors.load(Relaxed)
+    }
+
     /// leases found lost (a reaper gave this worker's jobs in hand to others), once each
-    pub leases_lost: AtomicU64,
+    pub fn leases_lost(&self) -> u64 {
+        self.leases_lost.load(Relaxed)
+    }
+
     /// outcomes of jobs this worker no longer held when they finished (not settled)
-    pub lost_outcomes: AtomicU64,
+    pub fn lost_outcomes(&self) -> u64 {
+        self.lost_outcomes.load(Relaxed)
+    }
 }
 
 /// Counts of a finished [`run`].
@@ -81,6 +127,7 @@ pub struct RunSummary {
 }
 
 impl Counters {
+    /// The counts that a [`RunSummary`] reports.
     fn summary(&self) -> RunSummary {
         RunSummary {
             done: self.done.load(Relaxed),
@@ -284,8 +331,8 @@ pub async fn run<H: Handler>(
                             idle[consumer.lane_shard(lane)] = x.taken.len() < take;
                         }
                         for d in x.taken {
-                            if let Err(why) = &d.job {
-                                let why = why.clone();
+                            if let Err(why) = d.job() {
+                                let why = why.to_owned();
                                 finished[lane].push((Box::new(d), Outcome::Dead(why)));
                                 continue;
                             }
@@ -400,7 +447,7 @@ async fn handle<H: Handler>(
     limit: Duration,
     tx: mpsc::UnboundedSender<(Box<Delivery>, Outcome)>,
 ) {
-    let outcome = match &d.job {
+    let outcome = match d.job() {
         Ok(j) => {
             // the handler is called inside the guarded future, so that a panic while it makes
             // its future (not only while that runs) is caught too
@@ -412,7 +459,7 @@ async fn handle<H: Handler>(
                 Err(_) => Outcome::Retry(format!("handler timed out after {limit:?}")),
             }
         }
-        Err(why) => Outcome::Dead(why.clone()),
+        Err(why) => Outcome::Dead(why.to_owned()),
     };
     let _ = tx.send((d, outcome));
 }

@@ -434,7 +434,7 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn of(d: &'a DeadJob) -> Self {
-        let j = d.job.as_ref().ok();
+        let j = d.job().ok();
         Row {
             key: &d.key,
             id: j.map(|j| j.id()),
@@ -466,14 +466,14 @@ struct JobDoc<'a> {
 impl<'a> JobDoc<'a> {
     fn of(d: &'a DeadJob) -> Self {
         let row = Row::of(d);
-        let Ok(j) = &d.job else {
+        let Ok(j) = d.job() else {
             return JobDoc {
                 row,
                 fields: Vec::new(),
                 received_at: None,
                 last_error: None,
                 payload: None,
-                unreadable: Some(&d.raw),
+                unreadable: Some(d.raw()),
             };
         };
         let fields = [

@@ -27,7 +27,7 @@ async fn enqueue_n(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn id_of(d: &Delivery) -> String {
-    d.job.as_ref().unwrap().id().to_owned()
+    d.job().unwrap().id().to_owned()
 }
 
 /// One consumer sees jobs in the order they were enqueued, across batch boundaries.
@@ -135,7 +135,7 @@ async fn retry_order_and_backoff_growth() {
     let again = consumer.fetch(3).await.unwrap();
     assert_eq!(again.iter().map(id_of).collect::<Vec<_>>(), ids);
     for d in &again {
-        let j = d.job.as_ref().unwrap();
+        let j = d.job().unwrap();
         assert_eq!(j.attempt, 1);
         assert_eq!(d.number(), 2);
         assert_eq!(j.last_error(), Some(format!("fail {}", j.id()).as_str()));
@@ -196,7 +196,7 @@ async fn dead_after_max_attempts_then_replay() {
     assert_eq!((stats.pending, stats.delayed, stats.dead), (0, 0, 1));
     let dead = admin.dead_list(10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    let j = dead[0].job.as_ref().unwrap();
+    let j = dead[0].job().unwrap();
     assert_eq!(j.id(), "d0");
     assert_eq!(j.attempt, 3);
     assert_eq!(j.payload().get(), payload(0).get());
@@ -212,10 +212,10 @@ async fn dead_after_max_attempts_then_replay() {
     assert_eq!(admin.replay(&["nope".into()]).await.unwrap(), 0);
     assert_eq!(admin.replay(&["d0".into()]).await.unwrap(), 1);
     let d = consumer.fetch(1).await.unwrap().pop().unwrap();
-    let j = d.job.as_ref().unwrap();
+    let j = d.job().unwrap();
     assert_eq!((j.attempt, j.last_error()), (0, None));
     assert_eq!(j.payload().get(), payload(0).get());
-    assert!(!d.raw.contains("died_at") && !d.raw.contains("\"error\""));
+    assert!(!d.raw().contains("died_at") && !d.raw().contains("\"error\""));
     consumer.dead(&d, "by hand").await.unwrap();
     assert_eq!(
         admin.dead_list(10).await.unwrap()[0].error.as_deref(),
@@ -291,7 +291,7 @@ async fn run_end_to_end_leaves_no_keys() {
     let mut ro = RunOptions::default();
     ro.concurrency = 8;
     ro.housekeeping = Duration::from_millis(50);
-    let counters = ro.counters.clone();
+    let counters = ro.counters().clone();
     let stop = {
         let all_seen = all_seen.clone();
         async move {
@@ -307,7 +307,7 @@ async fn run_end_to_end_leaves_no_keys() {
     assert_eq!(summary.retried, 200);
     assert_eq!(summary.dead, 4);
     assert_eq!(summary.returned, 0);
-    assert_eq!(counters.done.load(Ordering::Relaxed), 200);
+    assert_eq!(counters.done(), 200);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 402);
     assert!(seen.iter().all(|(id, _)| id != "future"));
@@ -316,7 +316,10 @@ async fn run_end_to_end_leaves_no_keys() {
     let admin = Admin::connect(&url, q.clone()).await.unwrap();
     let dead = admin.dead_list(10).await.unwrap();
     assert_eq!(dead.len(), 4);
-    let future = dead.iter().find(|d| d.raw.contains("\"future\"")).unwrap();
+    let future = dead
+        .iter()
+        .find(|d| d.raw().contains("\"future\""))
+        .unwrap();
     assert!(
         future
             .error
@@ -324,9 +327,9 @@ async fn run_end_to_end_leaves_no_keys() {
             .unwrap()
             .contains("unknown contract version 2")
     );
-    assert!(future.raw.contains(r#""payload":{"a":"\u00e9"}"#));
-    let garbage = dead.iter().find(|d| d.raw.contains("not json")).unwrap();
-    assert!(garbage.job.is_err() && garbage.died_at.is_some());
+    assert!(future.raw().contains(r#""payload":{"a":"\u00e9"}"#));
+    let garbage = dead.iter().find(|d| d.raw().contains("not json")).unwrap();
+    assert!(garbage.job().is_err() && garbage.died_at.is_some());
 
     // Replay the two refused ones and let a plain run finish them.
     assert_eq!(
@@ -460,12 +463,11 @@ async fn panics_are_retries() {
     o.max_attempts = 1;
     let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
     let ro = RunOptions::default();
-    let counters = ro.counters.clone();
+    let counters = ro.counters().clone();
     let stop = {
         let counters = counters.clone();
         async move {
-            while counters.done.load(Ordering::Relaxed) + counters.dead.load(Ordering::Relaxed) < 9
-            {
+            while counters.done() + counters.dead() < 9 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -41,7 +41,7 @@ async fn fill(url: &str, q: &QueueName) {
 fn ids(page: &wa_queue::DeadPage) -> Vec<String> {
     page.jobs
         .iter()
-        .map(|j| j.job.as_ref().unwrap().id().to_owned())
+        .map(|j| j.job().unwrap().id().to_owned())
         .collect()
 }
 
@@ -125,7 +125,7 @@ async fn replay_and_purge_exactly_the_filter() {
     let rest = admin.dead_page(&filter(), 0, ENTRIES).await.unwrap();
     assert_eq!(rest.total as usize, left - timeouts_left);
     assert!(rest.jobs.iter().all(|j| {
-        let id = j.job.as_ref().unwrap().id();
+        let id = j.job().unwrap().id();
         !want.iter().any(|w| w == id) && !j.error.as_deref().unwrap().contains("Timeout")
     }));
     cleanup(&url, &q).await;

@@ -27,7 +27,7 @@ async fn drain(url: &str, q: &wa_queue::QueueName) -> HashSet<String> {
             break;
         }
         for d in &batch {
-            got.insert(d.job.as_ref().unwrap().id().to_owned());
+            got.insert(d.job().unwrap().id().to_owned());
         }
         let items: Vec<_> = batch.iter().map(|d| (d, &Outcome::Done)).collect();
         c.settle(&items).await.unwrap();
@@ -138,7 +138,7 @@ async fn redis_restart_during_consumption_loses_nothing() {
     let mut ro = RunOptions::default();
     ro.concurrency = 4;
     ro.housekeeping = Duration::from_millis(100);
-    let counters = ro.counters.clone();
+    let counters = ro.counters().clone();
     let stop = async move {
         let _ = tokio::time::timeout(Duration::from_secs(60), done.notified()).await;
     };
@@ -162,12 +162,7 @@ async fn redis_restart_during_consumption_loses_nothing() {
         .unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), n, "summary {summary:?}");
-    assert!(
-        counters
-            .redis_errors
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
+    assert!(counters.redis_errors() > 0);
 }
 
 /// A hung Redis (SIGSTOP, connections stay open) makes enqueue and ping fail with a timeout

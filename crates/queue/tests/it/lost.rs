@@ -87,7 +87,7 @@ async fn a_job_lost_with_its_worker_too_often_goes_to_dead() {
     assert!(entry.contains(&original[1..original.len() - 1]), "{entry}");
     let dead = only_dead(&url, &q).await;
     assert_eq!(dead.error.as_deref(), Some("lost with its worker 3 times"));
-    assert_eq!(dead.job.as_ref().unwrap().lost, 3);
+    assert_eq!(dead.job().unwrap().lost, 3);
     reaper.shutdown().await.unwrap();
     purge_then_nothing_left(&url, &q).await;
 }
@@ -129,7 +129,7 @@ async fn lost_deliveries_count_towards_retries() {
         assert!(tokio::time::Instant::now() < deadline, "retry never due");
     };
     assert_eq!(third[0].number(), 3);
-    let j = third[0].job.as_ref().unwrap();
+    let j = third[0].job().unwrap();
     assert_eq!((j.attempt, j.lost), (1, 1));
     c.settle(&[(&third[0], &Outcome::Retry("boom".into()))])
         .await

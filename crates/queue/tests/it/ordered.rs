@@ -216,7 +216,7 @@ async fn per_sender_order_with_retries_dead_letters_and_three_consumers() {
         .await
         .unwrap()
         .into_iter()
-        .map(|d| d.job.unwrap().id().to_owned())
+        .map(|d| d.job().unwrap().id().to_owned())
         .collect();
     let mut failed_for_good = 0;
     for sender in &senders {
@@ -348,7 +348,7 @@ async fn a_crashed_holder_still_goes_first() {
     short.lease = Duration::from_millis(300);
     let crashed = Consumer::connect(&url, q.clone(), short).await.unwrap();
     let first = crashed.fetch(1).await.unwrap();
-    assert_eq!(sender_seq(first[0].job.as_ref().unwrap()).1, 0);
+    assert_eq!(sender_seq(first[0].job().unwrap()).1, 0);
     // the worker dies: nothing settled, nothing returned, its lease left to lapse
     drop(first);
     drop(crashed);
@@ -399,7 +399,7 @@ async fn graceful_stop_keeps_the_hold_and_a_replay_queues_behind_it() {
     assert_eq!(d0.len(), 1, "one job of a sender at a time");
     consumer.dead(&d0[0], "given up").await.unwrap();
     let d1 = consumer.fetch(10).await.unwrap();
-    assert_eq!(sender_seq(d1[0].job.as_ref().unwrap()).1, 1);
+    assert_eq!(sender_seq(d1[0].job().unwrap()).1, 1);
     // seq 1 holds the sender; seq 0 comes back from dead behind it
     let admin = Admin::connect(&url, q.clone()).await.unwrap();
     assert_eq!(admin.replay_all().await.unwrap(), 1);

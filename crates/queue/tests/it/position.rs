@@ -26,7 +26,7 @@ async fn enqueue(producer: &Producer, prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn id_of(d: &Delivery) -> String {
-    d.job.as_ref().unwrap().id().to_owned()
+    d.job().unwrap().id().to_owned()
 }
 
 /// Records the ids of `got` in `seen` and acknowledges them all in one call.
@@ -195,7 +195,7 @@ async fn a_list_changed_behind_the_consumers_back_is_returned_whole() {
     let again = consumer.fetch(10).await.unwrap();
     assert_ne!(consumer.id(), first_id);
     assert_eq!(again.len(), 4);
-    assert!(again.iter().any(|d| d.raw.contains("stranger")));
+    assert!(again.iter().any(|d| d.raw().contains("stranger")));
     assert!(lrange(&url, &q.processing(&first_id)).await.is_empty());
     let all: Vec<_> = again.iter().map(|d| (d, &Outcome::Done)).collect();
     consumer.settle(&all).await.unwrap();
@@ -494,7 +494,7 @@ async fn run_with_slow_jobs_settles_every_job_once() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut ro = RunOptions::default();
     ro.concurrency = 32;
-    let counters = ro.counters.clone();
+    let counters = ro.counters().clone();
     let watch = seen.clone();
     let stop = async move {
         while watch.lock().unwrap().len() < 500 {
@@ -512,11 +512,6 @@ async fn run_with_slow_jobs_settles_every_job_once() {
     assert_eq!(seen.len(), 500, "each job handled once");
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
     assert_eq!(summary.done, 500, "{summary:?}");
-    assert_eq!(
-        counters
-            .redis_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(counters.redis_errors(), 0);
     assert_only_markers_left(&url, &q).await;
 }
