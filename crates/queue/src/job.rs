@@ -8,7 +8,8 @@ use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::{CONTRACT_VERSION, JobKind, QueueError};
@@ -58,36 +59,38 @@ pub struct NewJob<'a> {
     pub dedup_ttl: Option<Duration>,
 }
 
-/// The wire form of a new job: field order and names as the contract lists them; absent
-/// optional fields are left out.
-#[derive(Serialize)]
-struct NewJobWire<'b> {
-    v: u32,
-    id: &'b str,
-    kind: &'b str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wamid: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_user_id: Option<&'b str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    type_: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timestamp: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    contact_name: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    phone_number_id: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_phone_number: Option<&'b str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    waba_id: Option<&'b str>,
-    received_at: u64,
-    attempt: u32,
-    payload: &'b RawValue,
+/// The wire form: field order and names as the contract lists them (`v` = 1 and `attempt` =
+/// 0 written here); absent optional fields are left out, the payload is embedded verbatim.
+impl Serialize for NewJob<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let texts = [
+            ("wamid", &self.wamid),
+            ("from", &self.from),
+            ("from_user_id", &self.from_user_id),
+            ("type", &self.type_),
+            ("text", &self.text),
+            ("timestamp", &self.timestamp),
+            ("contact_name", &self.contact_name),
+            ("phone_number_id", &self.phone_number_id),
+            ("display_phone_number", &self.display_phone_number),
+            ("waba_id", &self.waba_id),
+        ];
+        let present = texts.iter().filter(|(_, t)| t.is_some()).count();
+        let mut job = s.serialize_struct("NewJob", 6 + present)?;
+        job.serialize_field("v", &CONTRACT_VERSION)?;
+        job.serialize_field("id", &self.id)?;
+        job.serialize_field("kind", self.kind.as_str())?;
+        for (name, text) in texts {
+            match text {
+                Some(t) => job.serialize_field(name, t)?,
+                None => job.skip_field(name)?,
+            }
+        }
+        job.serialize_field("received_at", &self.received_at)?;
+        job.serialize_field("attempt", &0u32)?;
+        job.serialize_field("payload", self.payload)?;
+        job.end()
+    }
 }
 
 impl<'a> NewJob<'a> {
@@ -112,44 +115,23 @@ impl<'a> NewJob<'a> {
         }
     }
 
-    fn wire(&self) -> NewJobWire<'_> {
-        NewJobWire {
-            v: CONTRACT_VERSION,
-            id: &self.id,
-            kind: self.kind.as_str(),
-            wamid: self.wamid.as_deref(),
-            from: self.from.as_deref(),
-            from_user_id: self.from_user_id.as_deref(),
-            type_: self.type_.as_deref(),
-            text: self.text.as_deref(),
-            timestamp: self.timestamp.as_deref(),
-            contact_name: self.contact_name.as_deref(),
-            phone_number_id: self.phone_number_id.as_deref(),
-            display_phone_number: self.display_phone_number.as_deref(),
-            waba_id: self.waba_id.as_deref(),
-            received_at: self.received_at,
-            attempt: 0,
-            payload: self.payload,
-        }
-    }
-
     /// Appends the job's compact contract JSON to `buf`.
     pub fn write_json(&self, buf: &mut Vec<u8>) -> Result<(), QueueError> {
-        serde_json::to_writer(buf, &self.wire()).map_err(|e| QueueError::InvalidJob(e.to_string()))
+        serde_json::to_writer(buf, self).map_err(|e| QueueError::InvalidJob(e.to_string()))
     }
 
     /// The length of the job's compact contract JSON, found by encoding it into a counter
     /// (nothing is allocated): what [`write_json`](Self::write_json) would append.
     pub fn encoded_len(&self) -> Result<usize, QueueError> {
         let mut count = ByteCount(0);
-        serde_json::to_writer(&mut count, &self.wire())
+        serde_json::to_writer(&mut count, self)
             .map_err(|e| QueueError::InvalidJob(e.to_string()))?;
         Ok(count.0)
     }
 
     /// The job's compact contract JSON.
     pub fn to_json(&self) -> Result<String, QueueError> {
-        serde_json::to_string(&self.wire()).map_err(|e| QueueError::InvalidJob(e.to_string()))
+        serde_json::to_string(self).map_err(|e| QueueError::InvalidJob(e.to_string()))
     }
 }
 
@@ -381,67 +363,51 @@ impl Job {
         self.kind.get(&self.json)
     }
 
-    /// wamid
-    pub fn wamid(&self) -> Option<&str> {
-        self.opt(&self.wamid)
-    }
-
-    /// sender / recipient
-    pub fn from(&self) -> Option<&str> {
-        self.opt(&self.from)
-    }
-
-    /// business-scoped user id
-    pub fn from_user_id(&self) -> Option<&str> {
-        self.opt(&self.from_user_id)
-    }
-
-    /// type
-    pub fn type_(&self) -> Option<&str> {
-        self.opt(&self.type_)
-    }
-
-    /// text
-    pub fn text(&self) -> Option<&str> {
-        self.opt(&self.text)
-    }
-
-    /// timestamp as sent
-    pub fn timestamp(&self) -> Option<&str> {
-        self.opt(&self.timestamp)
-    }
-
-    /// contact profile name
-    pub fn contact_name(&self) -> Option<&str> {
-        self.opt(&self.contact_name)
-    }
-
-    /// phone number id
-    pub fn phone_number_id(&self) -> Option<&str> {
-        self.opt(&self.phone_number_id)
-    }
-
-    /// display phone number
-    pub fn display_phone_number(&self) -> Option<&str> {
-        self.opt(&self.display_phone_number)
-    }
-
-    /// WABA id
-    pub fn waba_id(&self) -> Option<&str> {
-        self.opt(&self.waba_id)
-    }
-
-    /// the error of the previous failed delivery, if any
-    pub fn last_error(&self) -> Option<&str> {
-        self.opt(&self.last_error)
-    }
-
     /// The embedded object, verbatim. Found again in the job's JSON at each call (a scan of
     /// the payload, no copy): keep the reference rather than calling this in a loop.
     pub fn payload(&self) -> &RawValue {
         serde_json::from_str(&self.json[self.payload.clone()])
             .expect("the payload was read from this very text")
     }
+}
+
+/// The accessors of the optional text fields: a field's name and what it holds, once each.
+macro_rules! text_accessors {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        impl Job {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> Option<&str> {
+                    self.opt(&self.$name)
+                }
+            )*
+        }
+    };
+}
+
+text_accessors! {
+    /// wamid
+    wamid;
+    /// sender / recipient
+    from;
+    /// business-scoped user id
+    from_user_id;
+    /// type
+    type_;
+    /// text
+    text;
+    /// timestamp as sent
+    timestamp;
+    /// contact profile name
+    contact_name;
+    /// phone number id
+    phone_number_id;
+    /// display phone number
+    display_phone_number;
+    /// WABA id
+    waba_id;
+    /// the error of the previous failed delivery, if any
+    last_error;
 }
 
 /// Shows the fields, as the struct did when they were strings of their own.
