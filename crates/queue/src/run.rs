@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::consumer::{Exchanged, Settled};
+use crate::consumer::{Exchanged, PROMOTE_BATCH, Settled};
 use crate::{Consumer, Delivery, Handler, Outcome, QueueError};
 
 /// Settings of [`run`].
@@ -529,7 +529,7 @@ async fn housekeeping(
     loop {
         interval.tick().await;
         let chores = async {
-            while consumer.promote_due().await? >= 1000 {}
+            while consumer.promote_due().await? >= PROMOTE_BATCH {}
             let reaped = consumer.reap_expired().await?;
             if reaped > 0 {
                 tracing::info!(jobs = reaped, "took back the jobs of lapsed consumers");
