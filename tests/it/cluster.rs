@@ -350,3 +350,147 @@ async fn failover_and_reshard_under_load() {
     assert!(moved.acked.len() > 20, "too little load: {moved:?}");
     assert_eq!(moved.lost, 0, "200s lost in the reshard");
 }
+
+/// Records each sender's deliveries and whether two of one sender ever ran at once; sleeps 0-2
+/// ms and fails about a fifth of the deliveries (retried), both by a mix of the job's place, its
+/// sender and the delivery number; wakes the test once `total` jobs were done.
+struct OrderedRecord {
+    seen: std::sync::Mutex<Seen>,
+    overlaps: std::sync::atomic::AtomicUsize,
+    total: usize,
+    all_done: tokio::sync::watch::Sender<bool>,
+}
+
+/// What the handlers saw: each sender's jobs done (their place in its sequence), handlers
+/// running per sender, jobs done in all.
+#[derive(Default)]
+struct Seen {
+    done: HashMap<String, Vec<usize>>,
+    running: HashMap<String, usize>,
+    count: usize,
+}
+
+/// An [`OrderedRecord`] shared by the handlers of several consumers.
+struct Recorded(std::sync::Arc<OrderedRecord>);
+
+impl Handler for Recorded {
+    async fn handle(&self, job: &Job, delivery: u32) -> Outcome {
+        let this = &self.0;
+        let sender = job.from().unwrap_or_default().to_owned();
+        let seq: usize = job.text().and_then(|t| t.parse().ok()).unwrap_or_default();
+        let mix =
+            seq * 7 + delivery as usize * 3 + usize::from(sender.as_bytes()[sender.len() - 1]);
+        {
+            let mut s = this.seen.lock().unwrap();
+            let running = s.running.entry(sender.clone()).or_default();
+            *running += 1;
+            if *running > 1 {
+                this.overlaps
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(mix as u64 % 3)).await;
+        let fail = mix.is_multiple_of(5);
+        let mut s = this.seen.lock().unwrap();
+        *s.running.get_mut(&sender).unwrap() -= 1;
+        if fail {
+            return Outcome::Retry("failed on purpose".into());
+        }
+        s.done.entry(sender).or_default().push(seq);
+        s.count += 1;
+        if s.count >= this.total {
+            this.all_done.send_replace(true);
+        }
+        Outcome::Done
+    }
+}
+
+/// `--ordered` on the cluster with 16 shards routed by sender: two ordered consumers, handlers
+/// that fail a fifth of the deliveries (retried within a few ms, never dead): per sender, no two
+/// handlers at once and the jobs done in send order; no sender left held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_on_sixteen_shards() {
+    let name = unique("cluster-ordered");
+    let queue = QueueName::new(&name).unwrap().with_shards(16).unwrap();
+    let redis = RedisOptions::new("redis://ignored.invalid:1")
+        .unwrap()
+        .cluster(&cluster().seeds())
+        .unwrap();
+    let mut popts = ProducerOptions::default();
+    popts.shard_by = wa_queue::ShardBy::Sender;
+    let producer = Producer::new(&redis, queue.clone(), popts).unwrap();
+    let payload = RawValue::from_string("{}".into()).unwrap();
+    let (senders, per_sender) = (12, 15);
+    let texts: Vec<String> = (0..per_sender).map(|n| n.to_string()).collect();
+    let from: Vec<String> = (0..senders).map(|s| format!("1555300{s:04}")).collect();
+    let ids: Vec<String> = (0..per_sender)
+        .flat_map(|n| from.iter().map(move |f| format!("wamid.{f}.{n}")))
+        .collect();
+    let jobs: Vec<NewJob<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut j = NewJob::new(id.as_str(), JobKind::Message, &payload);
+            j.from = Some(from[i % senders].as_str().into());
+            j.text = Some(texts[i / senders].as_str().into());
+            j
+        })
+        .collect();
+    for chunk in jobs.chunks(20) {
+        producer.enqueue(chunk).await.unwrap();
+    }
+
+    let (all_done, done_rx) = tokio::sync::watch::channel(false);
+    let record = std::sync::Arc::new(OrderedRecord {
+        seen: Default::default(),
+        overlaps: Default::default(),
+        total: senders * per_sender,
+        all_done,
+    });
+    let mut opts = ConsumerOptions::default();
+    opts.ordered = true;
+    opts.backoff_base = Duration::from_millis(5);
+    opts.backoff_max = Duration::from_millis(20);
+    opts.max_attempts = 50;
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let consumer = Consumer::connect(&redis, queue.clone(), opts.clone())
+            .await
+            .unwrap();
+        let mut ropts = RunOptions::default();
+        ropts.concurrency = 8;
+        ropts.housekeeping = Duration::from_millis(20);
+        let mut done = done_rx.clone();
+        runs.spawn(wa_queue::run(
+            consumer,
+            Recorded(record.clone()),
+            ropts,
+            async move {
+                tokio::time::timeout(LIMIT, done.wait_for(|d| *d))
+                    .await
+                    .expect("every job done in time")
+                    .unwrap();
+            },
+        ));
+    }
+    while let Some(r) = runs.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(
+        record.overlaps.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let seen = std::mem::take(&mut record.seen.lock().unwrap().done);
+    for f in &from {
+        assert_eq!(seen[f], (0..per_sender).collect::<Vec<_>>(), "{f}");
+    }
+    let admin = Admin::connect(&redis, queue.clone()).await.unwrap();
+    let stats = admin.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delayed, stats.dead), (0, 0, 0));
+    for shard in queue.shard_names() {
+        let holders = shard.holders();
+        let port = cluster().master_of(&holders);
+        let held: u64 = cluster().query(port, &["HLEN", &holders]).unwrap();
+        assert_eq!(held, 0, "{holders}");
+    }
+}
