@@ -25,6 +25,10 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
             processing: serde_json::Map<String, serde_json::Value>,
             live_consumers: u64,
             oldest_pending_ms: Option<u64>,
+            /// ordered mode only: senders with a job in progress (their later jobs wait
+            /// outside `pending`)
+            #[serde(skip_serializing_if = "is_zero")]
+            held_senders: u64,
             #[serde(skip_serializing_if = "Vec::is_empty")]
             shards: Vec<Shard>,
         }
@@ -49,6 +53,7 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
                 .collect(),
             live_consumers: st.live_consumers,
             oldest_pending_ms: st.oldest_pending_ms,
+            held_senders: st.held_senders,
             shards: st
                 .shards
                 .iter()
@@ -73,6 +78,10 @@ pub async fn stats(admin: &Admin, queue: &str, args: &StatsArgs) -> anyhow::Resu
         writeln!(out, "dead            {}", st.dead)?;
         writeln!(out, "live consumers  {}", st.live_consumers)?;
         writeln!(out, "oldest pending  {oldest}")?;
+        if st.held_senders > 0 {
+            // ordered mode: their later jobs wait outside pending
+            writeln!(out, "held senders    {}", st.held_senders)?;
+        }
         if !st.shards.is_empty() {
             writeln!(out, "shards          {}", st.shards.len())?;
             writeln!(out, "  shard  pending  delayed     dead  in hand")?;
@@ -344,4 +353,8 @@ impl DeadSelect {
         }
         Ok(filter)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -24,6 +24,7 @@ type StatsReply = (
     Option<String>,
     (u64, u64),
     Option<u64>,
+    u64,
 );
 
 /// Queue depths and consumers.
@@ -47,6 +48,9 @@ pub struct Stats {
     pub leases: Vec<u64>,
     /// Redis's clock when the stats were read, ms since the epoch
     pub server_time_ms: u64,
+    /// senders held in ordered mode (each has a job in progress, and maybe later jobs waiting
+    /// behind it, which `pending` does not count); 0 for a queue that does not keep order
+    pub held_senders: u64,
     /// jobs acknowledged so far, as counted by the queue's `counts` hash (`None` when no
     /// consumer has written it: wa-queue's run loop does, once a second)
     pub done: Option<u64>,
@@ -124,6 +128,7 @@ impl Admin {
             total.processing.extend(s.processing.iter().cloned());
             total.leases.extend(s.leases.iter().copied());
             total.live_consumers += s.live_consumers;
+            total.held_senders += s.held_senders;
             total.oldest_pending_ms = total.oldest_pending_ms.max(s.oldest_pending_ms);
             total.server_time_ms = total.server_time_ms.max(s.server_time_ms);
         }
@@ -135,19 +140,21 @@ impl Admin {
     async fn stats_here(&self) -> Result<Stats, QueueError> {
         let q = &self.queue;
         let mut c = self.conn.clone();
-        let (pending, delayed, dead, consumers, oldest, time, done): StatsReply = bounded(
-            TIMEOUT,
-            redis::pipe()
-                .llen(q.pending())
-                .zcard(q.delayed())
-                .llen(q.dead())
-                .zrange_withscores(q.consumers(), 0, -1)
-                .lindex(q.pending(), -1)
-                .cmd("TIME")
-                .hget(q.counts(), DONE_FIELD)
-                .query_async(&mut c),
-        )
-        .await?;
+        let (pending, delayed, dead, consumers, oldest, time, done, held_senders): StatsReply =
+            bounded(
+                TIMEOUT,
+                redis::pipe()
+                    .llen(q.pending())
+                    .zcard(q.delayed())
+                    .llen(q.dead())
+                    .zrange_withscores(q.consumers(), 0, -1)
+                    .lindex(q.pending(), -1)
+                    .cmd("TIME")
+                    .hget(q.counts(), DONE_FIELD)
+                    .hlen(q.holders())
+                    .query_async(&mut c),
+            )
+            .await?;
         let server_now = time.0 * 1000 + time.1 / 1000;
         let live_consumers = consumers
             .iter()
@@ -174,6 +181,7 @@ impl Admin {
             processing,
             live_consumers: live_consumers as u64,
             oldest_pending_ms,
+            held_senders,
             leases,
             server_time_ms: server_now,
             done,

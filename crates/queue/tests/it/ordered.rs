@@ -258,7 +258,10 @@ async fn per_sender_order_with_retries_dead_letters_and_three_consumers() {
     assert!(retried > 50, "retries happened: {retried}");
 
     let stats = admin.stats().await.unwrap();
-    assert_eq!((stats.pending, stats.delayed), (0, 0));
+    assert_eq!(
+        (stats.pending, stats.delayed, stats.held_senders),
+        (0, 0, 0)
+    );
     for shard in q.shard_names() {
         let left: Vec<String> = keys(&url, &shard)
             .await
@@ -336,7 +339,8 @@ async fn send_one_sender(url: &str, q: &QueueName, sender: &str, n: usize) {
 }
 
 /// A worker that dies holding a sender's first job (its lease lapses): another ordered
-/// consumer sets the sender's later jobs aside rather than run them, and once the reaper
+/// consumer sets the sender's later jobs aside rather than run them (stats count the sender as
+/// held, nothing pending), and once the reaper
 /// returns the first job, runs it (its second delivery) and then the rest, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_holder_still_goes_first() {
@@ -371,6 +375,13 @@ async fn a_crashed_holder_still_goes_first() {
         .await
         .unwrap();
     assert_eq!(holder, format!("wamid.{sender}.0"));
+    let stats = Admin::connect(&url, q.clone())
+        .await
+        .unwrap()
+        .stats()
+        .await
+        .unwrap();
+    assert_eq!((stats.pending, stats.held_senders), (0, 1));
 
     let seen = run_until(other, 5).await;
     assert_eq!(seen, vec![(0, 2), (1, 1), (2, 1), (3, 1), (4, 1)]);
