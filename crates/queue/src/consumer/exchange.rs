@@ -66,6 +66,101 @@ pub(super) fn parse_exchange(v: &redis::Value) -> Result<(i64, usize), QueueErro
     }
 }
 
+/// What one exchange settles and takes: the finished run at the list's old end (dropped by
+/// count), the finished jobs beyond it removed by index (only once the list holds more than
+/// `eager`), and how many jobs to take.
+struct Plan {
+    drop: usize,
+    by_index: Vec<usize>,
+    take: usize,
+}
+
+impl Plan {
+    fn of(lane: &Lane, take: usize, eager: usize) -> Self {
+        let drop = lane.held.iter().take_while(|h| h.done.is_some()).count();
+        let by_index = if lane.held.len() > eager {
+            (drop..lane.held.len())
+                .filter(|&i| lane.held[i].done.is_some())
+                .take(MAX_PER_CALL)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            drop,
+            by_index,
+            take: take.min(MAX_PER_CALL),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.drop == 0 && self.by_index.is_empty() && self.take == 0
+    }
+
+    /// The script's letters: `h` when a run is dropped, then `x` and the op of each job removed
+    /// by index, then the op of each job of the run.
+    fn letters(&self, lane: &Lane) -> String {
+        let mut letters = String::with_capacity(1 + self.drop + 2 * self.by_index.len());
+        if self.drop > 0 {
+            letters.push('h');
+        }
+        for i in self.by_index.iter().copied() {
+            letters.push('x');
+            letters.push_str(op_letter(&finished(lane, i).op));
+        }
+        for i in 0..self.drop {
+            letters.push_str(op_letter(&finished(lane, i).op));
+        }
+        letters
+    }
+
+    /// After the script did it: the settled jobs leave the mirror, and are reported.
+    fn settled(&self, lane: &mut Lane, out: &mut Exchanged) {
+        for i in self.by_index.iter().rev().copied() {
+            let h = lane.held.remove(i).expect("held");
+            out.settled.push((h.seq, settled_as(h.done.as_deref())));
+        }
+        for h in lane.held.drain(..self.drop) {
+            out.settled.push((h.seq, settled_as(h.done.as_deref())));
+        }
+    }
+}
+
+/// The finished job at place `i` of the mirror.
+fn finished(lane: &Lane, i: usize) -> &Finish {
+    lane.held[i].done.as_deref().expect("finished")
+}
+
+/// The jobs just taken join the mirror and become deliveries; one that is not UTF-8 is held
+/// as finished, bound for dead with the next call.
+fn take_in(lane: &mut Lane, taken: Vec<Vec<u8>>, out: &mut Exchanged) {
+    out.taken.reserve(taken.len());
+    for raw in taken {
+        let seq = lane.next_seq;
+        lane.next_seq += 1;
+        match String::from_utf8(raw) {
+            Ok(raw) => {
+                lane.held.push_back(Held { seq, done: None });
+                out.taken.push(Delivery {
+                    job: Job::parse(&raw),
+                    raw,
+                    lane: lane.index,
+                    epoch: lane.epoch,
+                    seq,
+                });
+            }
+            Err(e) => {
+                let raw = e.into_bytes();
+                let text = String::from_utf8_lossy(&raw);
+                let job = rewrite_dead(&text, None, "job is not UTF-8", now_ms());
+                let op = Op::Dead { job };
+                let done = Some(Box::new(Finish { raw, op }));
+                lane.held.push_back(Held { seq, done });
+            }
+        }
+    }
+}
+
 /// A job finished after this consumer gave it up (its lease was lost, or a call's outcome was
 /// unknown): it is back in pending or with another worker, so its outcome is not settled here.
 pub(super) fn report_not_owned(d: &Delivery, outcome: &Outcome) {
@@ -181,39 +276,48 @@ impl Consumer {
         eager: usize,
     ) -> Result<Exchanged, QueueError> {
         self.prepare(lane).await?;
-        let drop = lane.held.iter().take_while(|h| h.done.is_some()).count();
-        let by_index: Vec<usize> = if lane.held.len() > eager {
-            (drop..lane.held.len())
-                .filter(|&i| lane.held[i].done.is_some())
-                .take(MAX_PER_CALL)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let take = take.min(MAX_PER_CALL);
+        let plan = Plan::of(lane, take, eager);
         let mut out = Exchanged::default();
-        if drop == 0 && by_index.is_empty() && take == 0 {
+        if plan.is_empty() {
             return Ok(out);
-        }
-        let finish = |i: usize| lane.held[i].done.as_deref().expect("finished");
-        let mut letters = String::with_capacity(1 + drop + 2 * by_index.len());
-        if drop > 0 {
-            letters.push('h');
-        }
-        for i in by_index.iter().copied() {
-            letters.push('x');
-            letters.push_str(op_letter(&finish(i).op));
-        }
-        for i in 0..drop {
-            letters.push_str(op_letter(&finish(i).op));
         }
         // Until the answer is in, the list is unknown: a failed or cancelled call leaves it so,
         // and the next call gives this id up.
         lane.sync = false;
+        let (status, taken) = self.call_exchange(lane, &plan).await?;
+        match status {
+            1 => {}
+            0 => {
+                let id = lane.id.clone();
+                out.lease_lost = self.report_lost_lease(lane.index, &id);
+                self.rotate(lane);
+                return Ok(out);
+            }
+            _ => {
+                tracing::warn!(consumer = %lane.id, "processing list is not as this consumer left it; returning it to pending and taking a new id");
+                return Ok(out);
+            }
+        }
+        plan.settled(lane, &mut out);
+        take_in(lane, taken, &mut out);
+        lane.sync = true;
+        Ok(out)
+    }
+
+    /// Sends the exchange script for `plan` (and, when it takes jobs, the `LRANGE` that reads
+    /// them back right behind it); the script's status and the jobs taken, oldest first.
+    async fn call_exchange(
+        &self,
+        lane: &Lane,
+        plan: &Plan,
+    ) -> Result<(i64, Vec<Vec<u8>>), QueueError> {
+        let letters = plan.letters(lane);
         let lease_ms = self.opts.lease.as_millis() as u64;
         let expected = lane.held.len();
         let keys = &self.shards[lane.shard];
         let nkeys = if keys.order.is_some() { 8 } else { 6 };
+        let (drop, take) = (plan.drop, plan.take);
+        let finish = |i: usize| finished(lane, i);
         let fill = |c: &mut redis::Cmd| {
             c.arg(&keys.pending)
                 .arg(&lane.processing)
@@ -232,7 +336,7 @@ impl Consumer {
                 c.arg(finish(0).raw.as_slice())
                     .arg(finish(drop - 1).raw.as_slice());
             }
-            for i in by_index.iter().copied() {
+            for i in plan.by_index.iter().copied() {
                 c.arg(i).arg(finish(i).raw.as_slice());
                 op_args(c, &finish(i).op);
             }
@@ -261,53 +365,7 @@ impl Consumer {
         // newest first as read; deliver (and mirror) oldest first
         taken.truncate(n);
         taken.reverse();
-        match status {
-            1 => {}
-            0 => {
-                let id = lane.id.clone();
-                out.lease_lost = self.report_lost_lease(lane.index, &id);
-                self.rotate(lane);
-                return Ok(out);
-            }
-            _ => {
-                tracing::warn!(consumer = %lane.id, "processing list is not as this consumer left it; returning it to pending and taking a new id");
-                return Ok(out);
-            }
-        }
-        for i in by_index.iter().rev().copied() {
-            let h = lane.held.remove(i).expect("held");
-            out.settled.push((h.seq, settled_as(h.done.as_deref())));
-        }
-        for h in lane.held.drain(..drop) {
-            out.settled.push((h.seq, settled_as(h.done.as_deref())));
-        }
-        out.taken.reserve(taken.len());
-        for raw in taken {
-            let seq = lane.next_seq;
-            lane.next_seq += 1;
-            match String::from_utf8(raw) {
-                Ok(raw) => {
-                    lane.held.push_back(Held { seq, done: None });
-                    out.taken.push(Delivery {
-                        job: Job::parse(&raw),
-                        raw,
-                        lane: lane.index,
-                        epoch: lane.epoch,
-                        seq,
-                    });
-                }
-                Err(e) => {
-                    let raw = e.into_bytes();
-                    let text = String::from_utf8_lossy(&raw);
-                    let job = rewrite_dead(&text, None, "job is not UTF-8", now_ms());
-                    let op = Op::Dead { job };
-                    let done = Some(Box::new(Finish { raw, op }));
-                    lane.held.push_back(Held { seq, done });
-                }
-            }
-        }
-        lane.sync = true;
-        Ok(out)
+        Ok((status, taken))
     }
 
     /// For [`run`](crate::run): records `finished` outcomes and exchanges (see
