@@ -11,6 +11,8 @@ shift || true
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(1 10 100 1000)
 
+# Touched first: after bench/enqueue-cpu.sh the wa-queue artifact may be another revision's.
+find crates/queue/src crates/queue/examples -type f -exec touch {} +
 cargo build --release -q -p wa-queue --example dedup_memory
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)
@@ -19,5 +21,5 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p "$port" info server | grep -E '^redis_version'
-redis-cli -p "$port" config get hash-max-listpack-entries | paste -sd' '
+redis-cli -p "$port" config get set-max-intset-entries | paste -sd' '
 REDIS_URL="redis://127.0.0.1:$port" target/release/examples/dedup_memory "$n" "${rates[@]}"

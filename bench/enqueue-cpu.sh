@@ -40,11 +40,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Both builds share this checkout's target directory, so the dependencies compile once.
+# Both builds share this checkout's target directory, so the dependencies compile once. The
+# wa-queue sources are touched before each build: the two sides' wa-queue share one artifact
+# name there, and cargo took the other side's as fresh.
+find crates/queue/src crates/queue/examples -type f -exec touch {} +
 cargo build --release -q -p wa-queue --example queue_bench
 cp target/release/examples/queue_bench "$dir/this"
 git worktree add -q --detach "$old" "$base"
 cp crates/queue/examples/queue_bench.rs "$old/crates/queue/examples/queue_bench.rs"
+find "$old/crates/queue/src" "$old/crates/queue/examples" -type f -exec touch {} +
 CARGO_TARGET_DIR="$repo/target" cargo build --release -q --manifest-path "$old/Cargo.toml" \
   -p wa-queue --example queue_bench
 cp target/release/examples/queue_bench "$dir/base"
@@ -81,7 +85,7 @@ for rep in $(seq "$reps"); do
   for side in base this; do
     echo "== rep $rep, $side"
     REDIS_URL="redis://127.0.0.1:$port" BENCH_VERBOSE=1 "$dir/$side" "$jobs" |
-      grep -E '^(enqueue|drain)|evalsha|^ +(exists|set|hexists|hlen|hset|lpush|pttl|expireat|ttl|expire) '
+      grep -E '^(enqueue|drain)|evalsha|^ +(exists|get|set|hexists|hlen|hset|lpush|pttl|expireat|ttl|expire|sadd|sismember|smembers|srem) '
   done
   echo "== rep $rep, BullMQ"
   bullmq

@@ -124,7 +124,7 @@ async fn custom_worker_replies_to_each_text_message() {
     // ("wamid.T1", "wamid.T2", "wamid.I1", "wamid.S1:delivered")
     assert_eq!(keys.markers().await, 4);
     let _: u64 = redis::cmd("DEL")
-        .arg(keys.dedup_buckets().await)
+        .arg(keys.dedup_keys().await)
         .query_async(&mut redis)
         .await
         .expect("DEL");

@@ -218,14 +218,18 @@ async fn locate(redis: &RedisServer, queue: &str, ids: &[&String]) -> HashMap<St
             found.insert(k.clone(), n);
         }
     }
+    // Buckets (`dedup:<slot>/<b>`) hold their markers and a 0; the slots' headers none.
     let mut markers = 0;
-    for k in keys.iter().filter(|k| k.contains(":dedup:")) {
-        let n: usize = redis::cmd("HLEN")
+    for k in keys
+        .iter()
+        .filter(|k| k.contains(":dedup:") && k.contains('/'))
+    {
+        let n: usize = redis::cmd("SCARD")
             .arg(k)
             .query_async(&mut c)
             .await
-            .expect("HLEN");
-        markers += n;
+            .expect("SCARD");
+        markers += n - 1;
     }
     found.insert("dedup markers (the whole queue's)".to_string(), markers);
     found

@@ -333,7 +333,8 @@ async fn repeated_events_count_again_after_the_event_window() {
         1,
         "a redelivery inside the window was enqueued"
     );
-    // The event has no timestamp: its marker is in a bucket of a clock slot (`dedup:s<step>.<n>:`).
+    // The event has no timestamp: its marker is in a bucket of a clock slot
+    // (`dedup:s<step>.<n>/<b>`).
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let buckets = ingress.queue.dedup_buckets().await;
@@ -358,7 +359,7 @@ async fn repeated_events_count_again_after_the_event_window() {
         ingress.post(text_body(&wamid, "full window")).await.status,
         200
     );
-    // The message has a timestamp: its bucket is in a minute's slot (`dedup:m<minute>:`).
+    // The message has a timestamp: its bucket is in a minute's slot (`dedup:m<minute>/<b>`).
     let buckets = ingress.queue.dedup_buckets().await;
     let minute: Vec<_> = buckets.iter().filter(|b| b.contains(":dedup:m")).collect();
     assert_eq!(minute.len(), 1, "{buckets:?}");

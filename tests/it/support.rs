@@ -72,8 +72,9 @@ impl QueueKeys {
         format!("wa:{{{}}}:pending", self.name)
     }
 
-    /// The queue's dedup markers' buckets (`dedup:<slot>:<route prefix>`).
-    pub async fn dedup_buckets(&self) -> Vec<String> {
+    /// The queue's dedup keys: each slot's header (`dedup:<slot>`) and buckets
+    /// (`dedup:<slot>/<b>`).
+    pub async fn dedup_keys(&self) -> Vec<String> {
         redis::cmd("KEYS")
             .arg(format!("wa:{{{}}}:dedup:*", self.name))
             .query_async(&mut redis(&self.url).await)
@@ -81,17 +82,26 @@ impl QueueKeys {
             .expect("KEYS")
     }
 
-    /// How many dedup markers the queue's buckets hold.
+    /// The queue's dedup buckets (`dedup:<slot>/<b>`), without the headers.
+    pub async fn dedup_buckets(&self) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(format!("wa:{{{}}}:dedup:*/*", self.name))
+            .query_async(&mut redis(&self.url).await)
+            .await
+            .expect("KEYS")
+    }
+
+    /// How many dedup markers the queue's buckets hold (each also keeps a 0).
     pub async fn markers(&self) -> usize {
         let mut conn = redis(&self.url).await;
         let mut n = 0;
         for bucket in self.dedup_buckets().await {
-            let len: usize = redis::cmd("HLEN")
+            let len: usize = redis::cmd("SCARD")
                 .arg(bucket)
                 .query_async(&mut conn)
                 .await
-                .expect("HLEN");
-            n += len;
+                .expect("SCARD");
+            n += len - 1;
         }
         n
     }

@@ -1,6 +1,6 @@
-//! Measures the Redis memory a dedup marker costs (`INFO memory`), in the bucket layout the
-//! producer writes and, for comparison, as the old layout's `SET NX EX` keys. A benchmark, not
-//! a test: it prints figures.
+//! Measures the Redis memory a dedup marker costs (`INFO memory`), in the layout the producer
+//! writes (buckets and their slots' headers) and, for comparison, as the old layout's `SET NX EX`
+//! keys. A benchmark, not a test: it prints figures.
 //!
 //! Run with (release build; use a Redis of its own, the figure is the change of `used_memory`):
 //!     cargo run -p wa-queue --release --example dedup_memory -- [markers] [per-second]...
@@ -97,8 +97,9 @@ async fn buckets(
             .unwrap();
     }
     let after = used_memory(c).await;
+    // The buckets (`dedup:<slot>/<b>`), not the slots' headers.
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", q.dedup()))
+        .arg(format!("{}*/*", q.dedup()))
         .query_async(c)
         .await
         .unwrap();

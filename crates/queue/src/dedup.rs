@@ -1,25 +1,25 @@
-//! Where a job's dedup marker goes: an 8-byte digest in a small hash (a "bucket").
+//! Where a job's dedup marker goes: a 64-bit digest of its id in a small set (a "bucket").
 //!
 //! # Why buckets
 //!
 //! A marker used to be a key of its own (`seen:<id>`, `SET NX EX`): about 165 bytes of Redis
-//! memory for 8 days per notification, most of it the key's bookkeeping. Many digests in one
-//! small hash cost a few bytes each: Redis keeps a hash of up to `hash-max-listpack-entries`
-//! (default 128) short fields as one compact listpack, with one expiry for all of them.
+//! memory for 8 days per notification, most of it the key's bookkeeping. Many 64-bit integers
+//! in one small set cost 8 bytes each: Redis keeps a set of up to `set-max-intset-entries`
+//! (default 512) integers as one sorted array, an intset, with one expiry for all of them, and
+//! finds or adds one by binary search.
 //!
-//! A bucket is named by the job's **slot** and a prefix of its **route** (hex digits of the id's
-//! hash). The slot of a job with a timestamp is the minute of the notification's own time, which
-//! a redelivery carries unchanged. A job without one (a content-hashed event) is filed by Redis's
-//! clock, in slots an eighth of its TTL wide that `enqueue.lua` names and searches back to the
-//! TTL: its window must follow that TTL however much else is marked meanwhile, not a calendar
-//! day. Level 0 of a slot is one bucket, level 1 sixteen, level 2 256, ...: a marker goes into
-//! the first bucket on its path with room, so buckets fill up at any rate and stay listpacks.
-//! `enqueue.lua` walks the path and makes every bucket on a new marker's path live as long as
-//! the marker must, so the marker is found for its whole window, as the key was.
+//! A marker is filed under a **slot**: for a job with a timestamp, the minute of the
+//! notification's own time, which a redelivery carries unchanged; for a job without one (a
+//! content-hashed event), slots of Redis's clock an eighth of its TTL wide, which
+//! `enqueue.lua` names and searches back to the TTL, so that its window follows that TTL
+//! however much else is marked meanwhile. The buckets of a slot form a linear hash table on
+//! the marker's last digits: a marker is always in the one bucket they name, and a bucket is
+//! split in two as the slot grows, so a lookup is one `SADD` at any rate and every bucket stays
+//! an intset. `enqueue.lua` keeps a small header per slot (bucket count, markers, expiry) and
+//! makes every bucket of a slot live as long as its newest marker must.
 //!
-//! The digest and the route come from different bytes of the id's SHA-256, so ids that share a
-//! bucket share no digest bits by construction; see `docs/queue-contract.md` for the chance of
-//! a false duplicate.
+//! A false duplicate needs another id of the same slot with the same 64-bit digest; see
+//! `docs/queue-contract.md` for the chance.
 
 use ring::digest::{SHA256, digest};
 
@@ -33,24 +33,23 @@ pub(crate) const SLOT_SECONDS: u64 = 60;
 pub(crate) struct Marker {
     /// `m<minute>`, or empty for a job without a timestamp (the script picks its slot)
     pub(crate) slot: String,
-    /// 16 hex digits: bytes 8..16 of the id's SHA-256
-    pub(crate) route: String,
-    /// bytes 0..8 of the id's SHA-256: the marker itself
-    pub(crate) digest: [u8; 8],
+    /// bytes 0..8 of the id's SHA-256 as a signed big-endian integer, 0 taken as 1 (the
+    /// script keeps 0 in every bucket), in decimal: the marker itself
+    pub(crate) digest: String,
 }
 
 impl Marker {
     /// The marker of `job`, from its id and timestamp.
     pub(crate) fn of(job: &NewJob<'_>) -> Self {
-        let hash = digest(&SHA256, job.id.as_bytes());
-        let hash = hash.as_ref();
-        let mut digest = [0; 8];
-        digest.copy_from_slice(&hash[..8]);
-        let route = hash[8..16].iter().map(|b| format!("{b:02x}")).collect();
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&digest(&SHA256, job.id.as_bytes()).as_ref()[..8]);
+        let digest = match i64::from_be_bytes(bytes) {
+            0 => 1,
+            d => d,
+        };
         Self {
             slot: slot(job.timestamp.as_deref()),
-            route,
-            digest,
+            digest: digest.to_string(),
         }
     }
 }
@@ -80,16 +79,16 @@ mod tests {
         assert_eq!(slot(None), "");
     }
 
-    /// Digest and route are fixed bytes of the id's SHA-256 (a port must compute the same).
+    /// The digest is the first 8 bytes of the id's SHA-256, signed, in decimal (a port must
+    /// compute the same).
     #[test]
-    fn digest_and_route_of_an_id() {
+    fn digest_of_an_id() {
         let payload = RawValue::from_string("{}".into()).unwrap();
         let mut job = NewJob::new("abc", JobKind::Message, &payload);
         job.timestamp = Some("120".into());
         let m = Marker::of(&job);
-        // SHA-256("abc") = ba7816bf8f01cfea 414140de5dae2223 ...
-        assert_eq!(m.digest, [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea]);
-        assert_eq!(m.route, "414140de5dae2223");
+        // SHA-256("abc") = ba7816bf8f01cfea ..., as i64: -5010229573455851542
+        assert_eq!(m.digest, "-5010229573455851542");
         assert_eq!(m.slot, "m2");
     }
 }

@@ -176,8 +176,8 @@ impl QueueName {
         format!("{}waiting:{sender}", self.base())
     }
 
-    /// `<prefix>:{<name>}:dedup:`, where the dedup markers' buckets live
-    /// (`dedup:<slot>:<route prefix>`, see `docs/queue-contract.md`)
+    /// `<prefix>:{<name>}:dedup:`, where the dedup markers live: each slot's header
+    /// `dedup:<slot>` and buckets `dedup:<slot>/<b>` (see `docs/queue-contract.md`)
     pub fn dedup(&self) -> String {
         format!("{}dedup:", self.base())
     }

@@ -407,14 +407,10 @@ impl Producer {
     }
 }
 
-/// `enqueue.lua`'s five arguments per job: JSON, marker TTL, slot, route, digest.
+/// `enqueue.lua`'s four arguments per job: JSON, marker TTL, slot, marker.
 fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]) {
     for ((json, ttl), mark) in jobs.iter().zip(ttls).zip(marks) {
-        c.arg(json)
-            .arg(ttl)
-            .arg(&mark.slot)
-            .arg(&mark.route)
-            .arg(&mark.digest[..]);
+        c.arg(json).arg(ttl).arg(&mark.slot).arg(&mark.digest);
     }
 }
 

@@ -3,25 +3,30 @@
 -- KEYS[1+i]  <prefix>:{<queue>}:seen:<id of job i> (i = 1..n): the marker of
 --            the layout before buckets, still honoured until it expires
 -- ARGV[1]    <prefix>:{<queue>}:dedup: , where the marker buckets live
--- ARGV[2..]  five per job: its JSON, marker TTL (seconds), slot, route, digest
+-- ARGV[2..]  four per job: its JSON, marker TTL (seconds), slot, marker
 --   slot     'm' .. floor(timestamp / 60) for a job with a timestamp; '' for
 --            one without (filed by Redis's clock in slots of a width its TTL
---            sets, see place)
---   route    16 hex digits; the first L name the job's bucket at level L
---   digest   8 bytes: the marker, a field of its bucket (a hash)
+--            sets, see slots_of)
+--   marker   bytes 0..8 of SHA-256(id) as a signed big-endian 64-bit
+--            integer, in decimal: a member of a bucket (a set of integers)
 -- returns    array of n integers: 1 = new (pushed), 0 = duplicate (not pushed)
 --
--- A bucket is <dedup:><slot>:<first L digits of the route>. A marker goes into
--- the first bucket on its path (levels 0, 1, 2, ...) with room; buckets only
--- fill up and expire whole, so a marker is found by walking the same path
--- while the buckets are full. Every bucket on a new marker's path lives as long
--- as that marker must.
+-- A slot is a linear hash table of buckets <dedup:><slot>/<b>, b = 0 .. N-1,
+-- on the marker's route (see route): a marker lives in bucket route mod
+-- 2^(L+1), or route mod 2^L when that is N or more (2^L <= N < 2^(L+1)).
+-- When the slot holds more than FILL markers per bucket, bucket N - 2^L is
+-- split: its markers whose route mod 2^(L+1) is N move to a new bucket N. So
+-- a marker is always in the one bucket its route names, whatever the slot's
+-- size. Every bucket also holds 0, so that none is ever empty. The slot's
+-- header <dedup:><slot> is the string '<N> <markers> <expiry>'; the header
+-- and every bucket of the slot expire together, at that expiry (whole
+-- seconds, Redis's clock).
 --
--- A marker is set only once its job is pushed, so a failure part-way never
--- leaves a marker without its job (a redelivery would be taken for a
--- duplicate and the job lost); at worst a job is pushed without its marker
--- and a redelivery pushes it again. pending's type is checked first, so a
--- wrong key fails the call before anything is written.
+-- SADD both looks for a marker and sets it. A call sets its markers, then
+-- pushes; if the push fails it takes its markers out again before failing,
+-- so a failure never leaves a marker without its job (a redelivery would be
+-- taken for a duplicate and the job lost). pending's type, the base's hash
+-- tag, the headers and the markers are checked before anything is written.
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'list' and kind ~= 'none' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind .. ', not a list')
@@ -35,112 +40,269 @@ local base = ARGV[1]
 if not tag(KEYS[1]) or tag(base) ~= tag(KEYS[1]) then
   return redis.error_reply('ERR dedup base ' .. base .. ' lacks the hash tag of ' .. KEYS[1])
 end
--- entries per bucket: Redis's default hash-max-listpack-entries, so that a
--- bucket stays one compact listpack
-local CAP = 128
--- slots a TTL spans for a job without a timestamp (see place)
+-- markers per bucket before a split: the fullest buckets (those a round of
+-- splits has not reached yet) then hold about 2 * FILL, below Redis's
+-- default set-max-intset-entries (512), so buckets stay compact intsets
+local FILL = 200
+-- most buckets per slot: routes are 15 bits
+local ROUTES = 32768
+-- slots a TTL spans for a job without a timestamp (see slots_of)
 local SPAN = 8
 local clock = redis.call('TIME')
 local now = tonumber(clock[1])
 local now_ms = now * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local size = {}
-local planned = {}
+local n = #KEYS - 1
 
-local function entries(bucket)
-  if not size[bucket] then
-    size[bucket] = redis.call('HLEN', bucket)
+-- A marker's route: |marker| mod 10^6 (its last six digits), mod 2^15.
+local function route(marker)
+  if #marker < 7 then
+    return math.abs(tonumber(marker)) % ROUTES
   end
-  return size[bucket]
+  local a, b, c, d, e, f = string.byte(marker, -6, -1)
+  return (((((a * 10 + b) * 10 + c) * 10 + d) * 10 + e) * 10 + f - 5333328) % ROUTES
 end
 
--- The buckets of one slot down to the first with room, or nil if the digest
--- is in one of them (or was planned there by this call).
-local function walk(slot, route, digest)
-  local path = {}
-  for level = 0, #route do
-    local bucket = base .. slot .. ':' .. string.sub(route, 1, level)
-    if planned[bucket .. digest] or redis.call('HEXISTS', bucket, digest) == 1 then
-      return nil
-    end
-    path[#path + 1] = bucket
-    if entries(bucket) < CAP then
-      break
+-- Calls cmd key arg... with the arguments in chunks, so that unpack() stays
+-- far below Lua's stack limit; answers the sum of the replies.
+local function chunked(cmd, key, args)
+  local sum = 0
+  for from = 1, #args, 200 do
+    local to = math.min(from + 199, #args)
+    if key then
+      sum = sum + redis.call(cmd, key, unpack(args, from, to))
+    else
+      sum = sum + redis.call(cmd, unpack(args, from, to))
     end
   end
-  return path
+  return sum
 end
 
--- Where a new marker goes (nil for a duplicate), the time (whole seconds) its
--- buckets must live to, and the time they are given when that is later than
--- their expiry. A job with a timestamp: its minute's slot, for its TTL from
--- now, plus 1/64 of it so that most calls need not renew the bucket. A job
--- without one: slots of step = ceil(TTL / SPAN) seconds of Redis's clock,
--- named s<step>.<floor(now / step)>; the slots back to now - TTL are searched
--- too, and a slot's buckets live to its end + TTL. A repeat is then a
--- duplicate up to TTL seconds later, and new from TTL + step on, however much
--- else is marked meanwhile.
-local function place(slot, route, digest, ttl)
-  if slot ~= '' then
-    local need = math.ceil(now_ms / 1000) + ttl
-    return walk(slot, route, digest), need, need + math.ceil(ttl / 64)
+-- A slot's state, read once per call from its header: N (buckets), 2^L, the
+-- markers it holds and when it expires (0 for a slot that does not exist).
+local slots = {}
+local function slot(name)
+  local st = slots[name]
+  if st then
+    return st
   end
+  local header = base .. name
+  st = {header = header, prefix = header .. '/', n = 0, low = 1, count = 0, expiry = 0,
+    made = {}, need = 0, give = 0}
+  local head = redis.call('GET', header)
+  st.fresh = not head
+  if head then
+    local b, count, expiry = string.match(head, '^(%d+) (%d+) (%d+)$')
+    if not b or tonumber(b) < 1 then
+      error({err = 'ERR malformed dedup header ' .. header})
+    end
+    st.n, st.count, st.expiry = tonumber(b), tonumber(count), tonumber(expiry)
+    while st.low * 2 <= st.n do
+      st.low = st.low * 2
+    end
+  end
+  slots[name] = st
+  return st
+end
+
+local function bucket(st, route)
+  local b = route % (2 * st.low)
+  if b >= st.n then
+    b = b - st.low
+  end
+  return st.prefix .. b
+end
+
+-- Splits bucket N - 2^L of a slot into itself and a new bucket N.
+local function split(st)
+  local low = st.low
+  local from, into = st.n - low, st.n
+  local moved, m = {}, 0
+  for _, marker in ipairs(redis.call('SMEMBERS', st.prefix .. from)) do
+    if marker ~= '0' and route(marker) % (2 * low) == into then
+      m = m + 1
+      moved[m] = marker
+    end
+  end
+  redis.call('SADD', st.prefix .. into, '0')
+  if m > 0 then
+    chunked('SADD', st.prefix .. into, moved)
+    chunked('SREM', st.prefix .. from, moved)
+  end
+  st.made[#st.made + 1] = into
+  st.n = st.n + 1
+  if st.n == 2 * low then
+    st.low = 2 * low
+  end
+end
+
+-- The slot a job's marker goes into, and the older slots it is looked for in
+-- too. A job with a timestamp: its minute's slot only. A job without one:
+-- slots of step = ceil(TTL / SPAN) seconds of Redis's clock, named
+-- s<step>.<floor(now / step)>, and those back to now - TTL.
+local NONE = {}
+local function slots_of(name, ttl)
+  if name ~= '' then
+    return slot(name), NONE
+  end
+  ttl = tonumber(ttl)
   local step = math.max(1, math.ceil(ttl / SPAN))
   local current = math.floor(now / step)
+  local older = {}
   for k = math.floor((now - ttl) / step), current - 1 do
-    if not walk('s' .. step .. '.' .. k, route, digest) then
-      return nil
-    end
+    older[#older + 1] = slot('s' .. step .. '.' .. k)
   end
-  local need = (current + 1) * step + ttl
-  return walk('s' .. step .. '.' .. current, route, digest), need, need
+  return slot('s' .. step .. '.' .. current), older
 end
 
-local n = #KEYS - 1
+-- Old-layout markers: one EXISTS for all; one per job only if any exists.
+local legacy = false
+for from = 2, #KEYS, 200 do
+  if redis.call('EXISTS', unpack(KEYS, from, math.min(from + 199, #KEYS))) > 0 then
+    legacy = true
+    break
+  end
+end
+
+-- Read every header and split ahead of this call's markers, as if all of
+-- them were new, so that no bucket overfills while they go in. The jobs
+-- that may be new, in arrays (k = 1 .. m).
 local out = {}
-local new = {}
+local at_of, route_of, slot_of, older_of = {}, {}, {}, {}
+local m = 0
 for i = 1, n do
-  local at = 2 + 5 * (i - 1)
-  local ttl, digest = tonumber(ARGV[at + 1]), ARGV[at + 4]
-  local path, need, give = nil, 0, 0
-  if redis.call('EXISTS', KEYS[1 + i]) == 0 then
-    path, need, give = place(ARGV[at + 2], ARGV[at + 3], digest, ttl)
+  local at = 2 + 4 * (i - 1)
+  local marker = ARGV[at + 3]
+  if #marker == 0 or #marker > 20 then
+    return redis.error_reply('ERR marker of job ' .. i .. ' is not a 64-bit integer')
   end
-  if path then
-    local bucket = path[#path]
-    planned[bucket .. digest] = true
-    size[bucket] = entries(bucket) + 1
-    out[i] = 1
-    new[#new + 1] = {json = ARGV[at], need = need, give = give, digest = digest, path = path}
-  else
-    out[i] = 0
+  out[i] = 0
+  if not (legacy and redis.call('EXISTS', KEYS[1 + i]) == 1) then
+    local into, older = slots_of(ARGV[at + 2], ARGV[at + 1])
+    m = m + 1
+    at_of[m], route_of[m], slot_of[m], older_of[m] = at, route(marker), into, older
+    into.coming = (into.coming or 0) + 1
   end
 end
--- LPUSH many values at once (same order as one LPUSH each), in chunks so
--- unpack() stays far below Lua's stack limit; then mark what was pushed, and
--- make each bucket on the markers' paths live as long as they need. Expiries
--- are whole seconds, so half a second tells "earlier" apart from the few
--- milliseconds between TIME and the clock PTTL counts from.
-for from = 1, #new, 200 do
-  local to = math.min(from + 199, #new)
-  local push = {}
-  for k = from, to do
-    push[#push + 1] = new[k].json
-  end
-  redis.call('LPUSH', KEYS[1], unpack(push))
-  local need, give = {}, {}
-  for k = from, to do
-    local job = new[k]
-    redis.call('HSET', job.path[#job.path], job.digest, '1')
-    for _, bucket in ipairs(job.path) do
-      need[bucket] = math.max(need[bucket] or 0, job.need)
-      give[bucket] = math.max(give[bucket] or 0, job.give)
+for _, st in pairs(slots) do
+  if st.coming then
+    if st.n == 0 then
+      st.n = 1
+      st.made[1] = 0
+      redis.call('SADD', st.prefix .. '0', '0')
     end
-  end
-  for bucket, due in pairs(need) do
-    local left = redis.call('PTTL', bucket)
-    if left < 0 or now_ms + left + 500 < due * 1000 then
-      redis.call('EXPIREAT', bucket, give[bucket])
+    while st.count + st.coming > FILL * st.n and st.n < ROUTES do
+      split(st)
     end
   end
 end
+
+-- The time (whole seconds) a new marker's slot must live to, and the time
+-- it is given when that is later than its expiry. A job with a timestamp:
+-- its TTL from now, plus 1/64 of it so that most calls need not renew the
+-- slot. A job without one: its slot's end + TTL. A repeat is then a
+-- duplicate up to TTL seconds later, and new from TTL + step on, however
+-- much else is marked meanwhile.
+local function lifetime(stamped, ttl)
+  if stamped then
+    local need = math.ceil(now_ms / 1000) + ttl
+    return need, need + math.ceil(ttl / 64)
+  end
+  local step = math.max(1, math.ceil(ttl / SPAN))
+  local need = (math.floor(now / step) + 1) * step + ttl
+  return need, need
+end
+
+local new, added = {}, 0
+-- Takes this call's markers out again (after a failed write).
+local function undo()
+  for _, k in ipairs(new) do
+    local st = slot_of[k]
+    redis.call('SREM', bucket(st, route_of[k]), ARGV[at_of[k] + 3])
+    st.count = st.count - 1
+  end
+end
+
+-- Writes the header and expiry of each slot that changed: a slot that must
+-- live longer than its expiry gets the later time on every bucket, and new
+-- buckets get it. A new slot that ended up with no marker (all duplicates,
+-- or undone) is removed.
+local function finish()
+  for _, st in pairs(slots) do
+    if st.added or #st.made > 0 then
+      if st.fresh and st.count == 0 then
+        for b = 0, st.n - 1 do
+          redis.call('DEL', st.prefix .. b)
+        end
+      else
+        local renew = st.need > st.expiry
+        if renew then
+          st.expiry = st.give
+        end
+        redis.call('SET', st.header, st.n .. ' ' .. st.count .. ' ' .. st.expiry, 'EXAT', st.expiry)
+        if renew then
+          for b = 0, st.n - 1 do
+            redis.call('EXPIREAT', st.prefix .. b, st.expiry)
+          end
+        else
+          for _, b in ipairs(st.made) do
+            redis.call('EXPIREAT', st.prefix .. b, st.expiry)
+          end
+        end
+      end
+    end
+  end
+end
+
+for k = 1, m do
+  local at, r = at_of[k], route_of[k]
+  local marker = ARGV[at + 3]
+  local seen = false
+  if older_of[k] ~= NONE then
+    for _, st in ipairs(older_of[k]) do
+      if st.n > 0 and redis.call('SISMEMBER', bucket(st, r), marker) == 1 then
+        seen = true
+        break
+      end
+    end
+  end
+  if not seen then
+    local st = slot_of[k]
+    local set = redis.pcall('SADD', bucket(st, r), marker)
+    if set ~= 1 and set ~= 0 then
+      undo()
+      finish()
+      return set
+    end
+    if set == 1 then
+      -- the same for every marker of a slot with the same TTL
+      if st.ttl ~= ARGV[at + 1] then
+        st.ttl = ARGV[at + 1]
+        local need, give = lifetime(ARGV[at + 2] ~= '', tonumber(st.ttl))
+        if need > st.need then
+          st.need, st.give = need, give
+        end
+      end
+      st.count = st.count + 1
+      st.added = true
+      out[(at - 2) / 4 + 1] = 1
+      added = added + 1
+      new[added] = k
+    end
+  end
+end
+
+-- LPUSH many values at once (same order as one LPUSH each).
+local push = {}
+for j, k in ipairs(new) do
+  push[j] = ARGV[at_of[k]]
+end
+for from = 1, #push, 200 do
+  local pushed = redis.pcall('LPUSH', KEYS[1], unpack(push, from, math.min(from + 199, #push)))
+  if type(pushed) == 'table' then
+    undo()
+    finish()
+    return pushed
+  end
+end
+finish()
 return out

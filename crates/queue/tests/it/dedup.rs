@@ -1,6 +1,6 @@
-//! The dedup markers' buckets: old-layout markers honoured, bursts that stay listpacks, paths
-//! that live as long as the markers under them, the window of jobs without a timestamp, the
-//! queue's hash tag on every bucket.
+//! The dedup markers' buckets: old-layout markers honoured, busy minutes that stay intsets with
+//! every marker in the bucket its route names, slots renewed whole, the window of jobs without
+//! a timestamp, shards, the queue's hash tag on every bucket.
 
 use std::time::{Duration, Instant};
 
@@ -8,16 +8,91 @@ use ring::digest::{SHA256, digest};
 use wa_queue::{Enqueued, NewJob, Producer, ProducerOptions, QueueName, SCRIPTS};
 
 use crate::support::{
-    cleanup, clock_slot, conn, job, keys, markers, payload, queue, redis_now, redis_url,
+    buckets, cleanup, clock_slot, conn, job, keys, markers, payload, queue, redis_now, redis_url,
 };
 
-/// A marker's digest (bytes 0..8 of the id's SHA-256) and route (bytes 8..16 in hex), as the
-/// contract defines them.
-fn digest_and_route(id: &str) -> (Vec<u8>, String) {
+/// A marker as the contract defines it: bytes 0..8 of the id's SHA-256, a signed big-endian
+/// integer (0 taken as 1), in decimal.
+fn marker(id: &str) -> String {
     let hash = digest(&SHA256, id.as_bytes());
-    let hash = hash.as_ref();
-    let route = hash[8..16].iter().map(|b| format!("{b:02x}")).collect();
-    (hash[..8].to_vec(), route)
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&hash.as_ref()[..8]);
+    match i64::from_be_bytes(bytes) {
+        0 => "1".into(),
+        d => d.to_string(),
+    }
+}
+
+/// A marker's route as the contract defines it: |marker| mod 10^6, mod 2^15.
+fn route(marker: &str) -> u64 {
+    marker.trim_start_matches('-').parse::<u64>().unwrap() % 1_000_000 % 32_768
+}
+
+/// The bucket of a slot of `n` buckets that a route names (linear hashing).
+fn bucket_of(route: u64, n: u64) -> u64 {
+    let low = 1u64 << (63 - n.leading_zeros());
+    let b = route % (2 * low);
+    if b >= n { b - low } else { b }
+}
+
+/// A slot's header: (buckets, markers, expiry).
+async fn header(q: &QueueName, slot: &str) -> (u64, u64, u64) {
+    let head: String = redis::cmd("GET")
+        .arg(format!("{}{slot}", q.dedup()))
+        .query_async(&mut conn(&redis_url()).await)
+        .await
+        .unwrap();
+    let f: Vec<u64> = head.split(' ').map(|x| x.parse().unwrap()).collect();
+    (f[0], f[1], f[2])
+}
+
+/// Checks every bucket of `q`'s `slot` against its header: as many buckets as it says, each an
+/// intset of at most 512 holding 0 and only markers whose route names it, as many markers as
+/// it says, and every key of the slot with a TTL above `min_ttl` seconds.
+async fn check_slot(q: &QueueName, slot: &str, min_ttl: i64) {
+    let url = redis_url();
+    let mut c = conn(&url).await;
+    let (n, count, _) = header(q, slot).await;
+    let prefix = format!("{}{slot}/", q.dedup());
+    let mine: Vec<String> = buckets(&url, q)
+        .await
+        .into_iter()
+        .filter(|b| b.starts_with(&prefix))
+        .collect();
+    assert_eq!(mine.len() as u64, n, "{slot}");
+    let mut total = 0;
+    for b in 0..n {
+        let key = format!("{prefix}{b}");
+        let (members, encoding, ttl): (Vec<String>, String, i64) = redis::pipe()
+            .cmd("SMEMBERS")
+            .arg(&key)
+            .cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(&key)
+            .cmd("TTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(
+            members.len() <= 512 && encoding == "intset",
+            "{key}: {} {encoding}",
+            members.len()
+        );
+        assert!(ttl > min_ttl, "{key}: ttl {ttl}");
+        assert!(members.iter().any(|m| m == "0"), "{key} lacks its 0");
+        for m in members.iter().filter(|m| *m != "0") {
+            assert_eq!(bucket_of(route(m), n), b, "{m} in {key}");
+        }
+        total += members.len() as u64 - 1;
+    }
+    assert_eq!(total, count, "{slot}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{}{slot}", q.dedup()))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > min_ttl, "{slot} header: ttl {ttl}");
 }
 
 /// A job stamped at `timestamp` (seconds, as Meta sends it).
@@ -31,14 +106,6 @@ fn producer(q: &QueueName) -> Producer {
     let mut opts = ProducerOptions::default();
     opts.timeout = Duration::from_secs(10);
     Producer::new(redis_url(), q.clone(), opts).unwrap()
-}
-
-async fn ttl(key: &str) -> i64 {
-    redis::cmd("TTL")
-        .arg(key)
-        .query_async(&mut conn(&redis_url()).await)
-        .await
-        .unwrap()
 }
 
 /// After an upgrade, a marker the old layout wrote (`seen:<id>`, SET EX) still makes a
@@ -74,17 +141,18 @@ async fn old_layout_markers_are_honoured() {
     cleanup(&url, &q).await;
 }
 
-/// 3 000 notifications with the same timestamp, from concurrent callers: each is new once and
-/// a duplicate when redelivered, and every bucket stays within 128 entries, a listpack.
-#[tokio::test]
-async fn a_burst_in_one_minute_stays_in_listpacks() {
+/// 20 000 notifications with the same timestamp, from concurrent callers: each is new once and
+/// a duplicate when redelivered, the slot splits into buckets that all stay intsets, and every
+/// marker is in the one bucket its route names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_minute_stays_in_intsets() {
     let url = redis_url();
-    let q = queue("burst");
+    let q = queue("busy");
     let producer = producer(&q);
     let p = payload(1);
-    let ids: Vec<String> = (0..3000).map(|i| format!("wamid.{i}")).collect();
+    let ids: Vec<String> = (0..20_000).map(|i| format!("wamid.{i}")).collect();
     for expect in [Enqueued::New, Enqueued::Duplicate] {
-        let calls = ids.chunks(50).map(|chunk| {
+        let calls = ids.chunks(100).map(|chunk| {
             let jobs: Vec<_> = chunk
                 .iter()
                 .map(|id| at(id.clone(), 1_717_000_000, &p))
@@ -95,68 +163,106 @@ async fn a_burst_in_one_minute_stays_in_listpacks() {
         let outs = futures_util::future::join_all(calls).await;
         assert!(outs.iter().flatten().all(|o| *o == expect), "{expect:?}");
     }
-    assert_eq!(markers(&url, &q).await, 3000);
-    let mut c = conn(&url).await;
-    let buckets: Vec<String> = keys(&url, &q)
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with(&q.dedup()))
-        .collect();
-    assert!(buckets.len() > 3000 / 128, "{}", buckets.len());
-    for b in &buckets {
-        let (n, encoding): (usize, String) = redis::pipe()
-            .cmd("HLEN")
-            .arg(b)
-            .cmd("OBJECT")
-            .arg("ENCODING")
-            .arg(b)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        assert!(n <= 128 && encoding == "listpack", "{b}: {n} {encoding}");
-        assert!(ttl(b).await > 7 * 24 * 3600, "{b}");
-    }
+    assert_eq!(markers(&url, &q).await, 20_000);
+    let (n, count, _) = header(&q, "m28616666").await;
+    assert_eq!(count, 20_000);
+    assert!(n >= 20_000 / 200, "{n} buckets");
+    check_slot(&q, "m28616666", 7 * 24 * 3600).await;
     cleanup(&url, &q).await;
 }
 
-/// A marker that goes below a full bucket renews that bucket too, so the walk that finds the
-/// marker again is intact for the marker's whole TTL.
+/// A marker that must live longer than its slot's expiry renews every bucket of the slot (a
+/// split may have moved any marker into any of them), and the older markers stay duplicates.
 #[tokio::test]
-async fn a_full_bucket_on_the_path_lives_as_long_as_the_marker() {
+async fn a_late_marker_renews_its_whole_slot() {
     let url = redis_url();
-    let q = queue("path");
-    let mut c = conn(&url).await;
-    let top = format!("{}m1:", q.dedup());
-    let mut fill = redis::cmd("HSET");
-    fill.arg(&top);
-    for i in 0..128u32 {
-        fill.arg(format!("filler{i:02}")).arg("1");
-    }
-    let _: () = fill.query_async(&mut c).await.unwrap();
-    let _: () = redis::cmd("EXPIRE")
-        .arg(&top)
-        .arg(100)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let p = payload(1);
+    let q = queue("renew");
     let producer = producer(&q);
-    let j = at("wamid.deep".into(), 60, &p);
+    let p = payload(1);
+    let early: Vec<_> = (0..1000)
+        .map(|i| at(format!("wamid.{i}"), 60, &p))
+        .collect();
+    assert!(
+        producer
+            .enqueue(&early)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Enqueued::New)
+    );
+    // As if the slot had been marked long ago: 100 s left on its header and every bucket.
+    let (n, count, _) = header(&q, "m1").await;
+    assert!(n > 1, "{n} buckets");
+    let soon = redis_now(&url).await + 100;
+    let mut c = conn(&url).await;
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(format!("{}m1", q.dedup()))
+        .arg(format!("{n} {count} {soon}"))
+        .arg("EXAT")
+        .arg(soon)
+        .ignore();
+    for b in 0..n {
+        pipe.cmd("EXPIREAT")
+            .arg(format!("{}m1/{b}", q.dedup()))
+            .arg(soon)
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut c).await.unwrap();
+    check_slot(&q, "m1", 90).await;
     assert_eq!(
-        producer.enqueue(std::slice::from_ref(&j)).await.unwrap(),
+        producer
+            .enqueue(&[at("wamid.late".into(), 60, &p)])
+            .await
+            .unwrap(),
         [Enqueued::New]
     );
-    let (digest, route) = digest_and_route("wamid.deep");
-    let below = format!("{top}{}", &route[..1]);
-    let there: bool = redis::cmd("HEXISTS")
-        .arg(&below)
-        .arg(&digest)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!(there, "the marker is not in {below}");
-    assert!(ttl(&top).await > 7 * 24 * 3600);
-    assert_eq!(producer.enqueue(&[j]).await.unwrap(), [Enqueued::Duplicate]);
+    check_slot(&q, "m1", 7 * 24 * 3600).await;
+    assert!(
+        producer
+            .enqueue(&early)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Enqueued::Duplicate)
+    );
+    cleanup(&url, &q).await;
+}
+
+/// Four shards on one Redis, a busy minute: each shard's slot lives under its own hash tag,
+/// stays intsets with every marker where its route says, and a redelivery of every id, routed
+/// to the same shards, is all duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_minute_over_shards() {
+    let url = redis_url();
+    let q = queue("busyshards").with_shards(4).unwrap();
+    let producer = producer(&q);
+    let p = payload(1);
+    let ids: Vec<String> = (0..8000).map(|i| format!("wamid.{i}")).collect();
+    for expect in [Enqueued::New, Enqueued::Duplicate] {
+        let calls = ids.chunks(200).map(|chunk| {
+            let jobs: Vec<_> = chunk.iter().map(|id| at(id.clone(), 120, &p)).collect();
+            let producer = producer.clone();
+            async move { producer.enqueue(&jobs).await.unwrap() }
+        });
+        let outs = futures_util::future::join_all(calls).await;
+        assert!(outs.iter().flatten().all(|o| *o == expect), "{expect:?}");
+    }
+    let mut total = 0;
+    for shard in q.shard_names() {
+        assert!(
+            keys(&url, &shard)
+                .await
+                .iter()
+                .any(|k| k.starts_with(&shard.dedup()))
+        );
+        check_slot(&shard, "m2", 7 * 24 * 3600).await;
+        total += markers(&url, &shard).await;
+    }
+    assert_eq!(total, 8000);
+    for shard in q.shard_names() {
+        cleanup(&url, &shard).await;
+    }
     cleanup(&url, &q).await;
 }
 
@@ -169,11 +275,22 @@ async fn jobs_without_a_timestamp_are_looked_for_back_to_their_ttl() {
     let ttl = ProducerOptions::default().dedup_ttl.as_secs();
     let now = redis_now(&url).await;
     let mut c = conn(&url).await;
+    // Each marker planted as a producer writes a new slot: a header and bucket 0.
     for (id, back) in [("event.oldest", 8), ("event.older", 9)] {
-        let _: () = redis::cmd("HSET")
-            .arg(format!("{}{}:", q.dedup(), clock_slot(ttl, now, back)))
-            .arg(digest_and_route(id).0)
-            .arg("1")
+        let slot = format!("{}{}", q.dedup(), clock_slot(ttl, now, back));
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(&slot)
+            .arg(format!("1 1 {}", now + 3600))
+            .arg("EXAT")
+            .arg(now + 3600)
+            .cmd("SADD")
+            .arg(format!("{slot}/0"))
+            .arg("0")
+            .arg(marker(id))
+            .cmd("EXPIREAT")
+            .arg(format!("{slot}/0"))
+            .arg(now + 3600)
             .query_async(&mut c)
             .await
             .unwrap();
@@ -248,7 +365,6 @@ async fn a_dedup_base_without_the_queues_hash_tag_is_refused() {
     let url = redis_url();
     let q = queue("tagless");
     let other = queue("tagless-other");
-    let (digest, route) = digest_and_route("wamid.1");
     let enqueue = SCRIPTS
         .iter()
         .find(|(name, _)| *name == "enqueue.lua")
@@ -265,8 +381,7 @@ async fn a_dedup_base_without_the_queues_hash_tag_is_refused() {
             .arg("{}")
             .arg(60)
             .arg("m1")
-            .arg(&route)
-            .arg(&digest)
+            .arg(marker("wamid.1"))
             .query_async::<Vec<i64>>(&mut c)
             .await
             .unwrap_err();

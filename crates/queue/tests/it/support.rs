@@ -51,27 +51,40 @@ pub fn fast_opts() -> wa_queue::ConsumerOptions {
     o
 }
 
-/// Whether `key` holds dedup markers: a bucket (`dedup:`) or an old-layout `seen:` key.
+/// Whether `key` holds dedup markers: a slot's header or bucket (`dedup:`) or an old-layout
+/// `seen:` key.
 pub fn is_marker_key(key: &str) -> bool {
     key.contains(":dedup:") || key.contains(":seen:")
 }
 
-/// The dedup markers `q` holds: entries of its buckets plus old-layout `seen:` keys.
+/// `q`'s dedup buckets (`dedup:<slot>/<b>`, sets), without the slots' headers (`dedup:<slot>`).
+pub async fn buckets(url: &str, q: &QueueName) -> Vec<String> {
+    let dedup = q.dedup();
+    keys(url, q)
+        .await
+        .into_iter()
+        .filter(|k| {
+            k.strip_prefix(&dedup)
+                .is_some_and(|rest| rest.contains('/'))
+        })
+        .collect()
+}
+
+/// The dedup markers `q` holds: members of its buckets (less the 0 each keeps) plus
+/// old-layout `seen:` keys.
 pub async fn markers(url: &str, q: &QueueName) -> usize {
     let mut c = conn(url).await;
     let mut n = 0;
-    for k in keys(url, q).await {
-        n += if k.contains(":dedup:") {
-            redis::cmd("HLEN")
-                .arg(&k)
-                .query_async(&mut c)
-                .await
-                .unwrap()
-        } else {
-            usize::from(k.contains(":seen:"))
-        };
+    for b in buckets(url, q).await {
+        let len: usize = redis::cmd("SCARD")
+            .arg(&b)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        n += len - 1;
     }
-    n
+    let seen = keys(url, q).await;
+    n + seen.iter().filter(|k| k.contains(":seen:")).count()
 }
 
 /// Redis's clock, whole seconds (`TIME`): what `enqueue.lua` files jobs without a timestamp by.
@@ -91,11 +104,11 @@ pub fn clock_slot(ttl: u64, now: u64, back: u64) -> String {
     format!("s{step}.{}", now / step - back)
 }
 
-/// The TTL, in seconds, of `q`'s level-0 bucket of `slot` (`m<minute>` or `s<step>.<index>`);
-/// -2 when it does not exist.
+/// The TTL, in seconds, of `q`'s bucket 0 of `slot` (`m<minute>` or `s<step>.<index>`); -2
+/// when it does not exist.
 pub async fn bucket_ttl(url: &str, q: &QueueName, slot: &str) -> i64 {
     redis::cmd("TTL")
-        .arg(format!("{}{slot}:", q.dedup()))
+        .arg(format!("{}{slot}/0", q.dedup()))
         .query_async(&mut conn(url).await)
         .await
         .unwrap()

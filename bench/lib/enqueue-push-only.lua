@@ -1,0 +1,14 @@
+-- A floor for bench/enqueue-instructions.sh, not part of the contract: the enqueue script's
+-- arguments (four per job, as enqueue.lua takes them), pending's TYPE, and one LPUSH of every
+-- job; no dedup at all. What a call costs before any marker is looked for.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local n = #KEYS - 1
+local out, push = {}, {}
+for i = 1, n do
+  out[i] = 1
+  push[i] = ARGV[2 + 4 * (i - 1)]
+end
+for from = 1, #push, 200 do
+  redis.call('LPUSH', KEYS[1], unpack(push, from, math.min(from + 199, #push)))
+end
+return out
