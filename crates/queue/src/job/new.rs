@@ -1,0 +1,139 @@
+//! A job as a producer builds it, and its encoding in the contract's order.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::{CONTRACT_VERSION, JobKind, QueueError};
+
+use super::now_ms;
+
+/// A job as a producer builds it: borrowed, serialised straight to the contract's JSON
+/// (`v` = 1 and `attempt` = 0 are written by the encoder). `payload` is embedded verbatim.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    /// dedup id
+    pub id: Cow<'a, str>,
+    /// kind
+    pub kind: JobKind,
+    /// wamid
+    pub wamid: Option<Cow<'a, str>>,
+    /// sender (recipient for a status)
+    pub from: Option<Cow<'a, str>>,
+    /// business-scoped user id of the sender/recipient
+    pub from_user_id: Option<Cow<'a, str>>,
+    /// message type, status value or field name
+    pub type_: Option<Cow<'a, str>>,
+    /// text body of text messages
+    pub text: Option<Cow<'a, str>>,
+    /// timestamp as sent
+    pub timestamp: Option<Cow<'a, str>>,
+    /// profile name of the sender's contact
+    pub contact_name: Option<Cow<'a, str>>,
+    /// metadata.phone_number_id
+    pub phone_number_id: Option<Cow<'a, str>>,
+    /// metadata.display_phone_number
+    pub display_phone_number: Option<Cow<'a, str>>,
+    /// entry id
+    pub waba_id: Option<Cow<'a, str>>,
+    /// when the ingress received it, ms since the epoch
+    pub received_at: u64,
+    /// the object exactly as Meta sent it
+    pub payload: &'a RawValue,
+    /// how long this job's dedup marker lives; `None` is the producer's
+    /// [`dedup_ttl`](crate::ProducerOptions::dedup_ttl) (whole seconds, at least one)
+    pub dedup_ttl: Option<Duration>,
+}
+
+/// The wire form: field order and names as the contract lists them (`v` = 1 and `attempt` =
+/// 0 written here); absent optional fields are left out, the payload is embedded verbatim.
+impl Serialize for NewJob<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let texts = [
+            ("wamid", &self.wamid),
+            ("from", &self.from),
+            ("from_user_id", &self.from_user_id),
+            ("type", &self.type_),
+            ("text", &self.text),
+            ("timestamp", &self.timestamp),
+            ("contact_name", &self.contact_name),
+            ("phone_number_id", &self.phone_number_id),
+            ("display_phone_number", &self.display_phone_number),
+            ("waba_id", &self.waba_id),
+        ];
+        let present = texts.iter().filter(|(_, t)| t.is_some()).count();
+        let mut job = s.serialize_struct("NewJob", 6 + present)?;
+        job.serialize_field("v", &CONTRACT_VERSION)?;
+        job.serialize_field("id", &self.id)?;
+        job.serialize_field("kind", self.kind.as_str())?;
+        for (name, text) in texts {
+            match text {
+                Some(t) => job.serialize_field(name, t)?,
+                None => job.skip_field(name)?,
+            }
+        }
+        job.serialize_field("received_at", &self.received_at)?;
+        job.serialize_field("attempt", &0u32)?;
+        job.serialize_field("payload", self.payload)?;
+        job.end()
+    }
+}
+
+impl<'a> NewJob<'a> {
+    /// A job with only the required fields set; `received_at` is now.
+    pub fn new(id: impl Into<Cow<'a, str>>, kind: JobKind, payload: &'a RawValue) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            wamid: None,
+            from: None,
+            from_user_id: None,
+            type_: None,
+            text: None,
+            timestamp: None,
+            contact_name: None,
+            phone_number_id: None,
+            display_phone_number: None,
+            waba_id: None,
+            received_at: now_ms(),
+            payload,
+            dedup_ttl: None,
+        }
+    }
+
+    /// Appends the job's compact contract JSON to `buf`.
+    pub fn write_json(&self, buf: &mut Vec<u8>) -> Result<(), QueueError> {
+        serde_json::to_writer(buf, self).map_err(|e| QueueError::InvalidJob(e.to_string()))
+    }
+
+    /// The length of the job's compact contract JSON, found by encoding it into a counter
+    /// (nothing is allocated): what [`write_json`](Self::write_json) would append.
+    pub fn encoded_len(&self) -> Result<usize, QueueError> {
+        let mut count = ByteCount(0);
+        serde_json::to_writer(&mut count, self)
+            .map_err(|e| QueueError::InvalidJob(e.to_string()))?;
+        Ok(count.0)
+    }
+
+    /// The job's compact contract JSON.
+    pub fn to_json(&self) -> Result<String, QueueError> {
+        serde_json::to_string(self).map_err(|e| QueueError::InvalidJob(e.to_string()))
+    }
+}
+
+/// An `io::Write` that only counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! A job as a consumer reads it: validated once, its text fields places in its JSON.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::{CONTRACT_VERSION, JobKind, QueueError};
+
+/// A job as a consumer reads it. Unknown top-level fields are kept when the job is rewritten
+/// (retry, dead, replay), and `payload` stays byte for byte as enqueued.
+///
+/// Reading a job validates the whole object once but copies nothing out of it: every text
+/// field is a place in the job's JSON (only a string with escapes is decoded into one of its
+/// own), and the payload is found again when asked for. A handler that passes the JSON on, or
+/// reads only the text, pays for neither a dozen strings nor the payload's copy.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Job {
+    /// contract version
+    pub v: u32,
+    /// received at, ms
+    pub received_at: Option<u64>,
+    /// failed deliveries before this one (0 when first enqueued)
+    pub attempt: u32,
+    /// deliveries before this one that were lost with their worker (it died or lost its
+    /// lease): a reaper counts them, and they count towards the maximum like failed ones
+    pub lost: u32,
+    /// the job's JSON exactly as it was read from the queue
+    json: Box<str>,
+    id: Text,
+    kind: Text,
+    wamid: Option<Text>,
+    from: Option<Text>,
+    from_user_id: Option<Text>,
+    type_: Option<Text>,
+    text: Option<Text>,
+    timestamp: Option<Text>,
+    contact_name: Option<Text>,
+    phone_number_id: Option<Text>,
+    display_phone_number: Option<Text>,
+    waba_id: Option<Text>,
+    last_error: Option<Text>,
+    /// where the payload is in `json`
+    payload: Range<usize>,
+}
+
+/// A text field of a [`Job`]: where its characters are in the job's JSON, or, for a string
+/// with escapes, the decoded text.
+#[derive(Debug, Clone)]
+enum Text {
+    At(Range<usize>),
+    Decoded(Box<str>),
+}
+
+/// A string as the parser hands it out: borrowed from the input when it has no escapes.
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Borrowed<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Borrowed<'a>, E> {
+                Ok(Borrowed(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Borrowed<'a>, E> {
+                Ok(Borrowed(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Borrowed<'a>, E> {
+                Ok(Borrowed(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+struct JobWire<'a> {
+    v: u32,
+    #[serde(borrow)]
+    id: Borrowed<'a>,
+    #[serde(borrow)]
+    kind: Borrowed<'a>,
+    #[serde(default, borrow)]
+    wamid: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    from: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    from_user_id: Option<Borrowed<'a>>,
+    #[serde(default, borrow, rename = "type")]
+    type_: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    contact_name: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    phone_number_id: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    display_phone_number: Option<Borrowed<'a>>,
+    #[serde(default, borrow)]
+    waba_id: Option<Borrowed<'a>>,
+    #[serde(default)]
+    received_at: Option<u64>,
+    #[serde(default)]
+    attempt: u32,
+    #[serde(default)]
+    lost: u32,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default, borrow)]
+    last_error: Option<Borrowed<'a>>,
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    v: Option<serde_json::Value>,
+}
+
+/// Where `part` (a slice of `whole`) starts and ends in `whole`.
+fn place(whole: &str, part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    start..start + part.len()
+}
+
+impl Text {
+    fn of(raw: &str, s: Borrowed<'_>) -> Self {
+        match s.0 {
+            Cow::Borrowed(b) => Text::At(place(raw, b)),
+            Cow::Owned(o) => Text::Decoded(o.into()),
+        }
+    }
+
+    fn get<'j>(&'j self, json: &'j str) -> &'j str {
+        match self {
+            Text::At(r) => &json[r.clone()],
+            Text::Decoded(s) => s,
+        }
+    }
+}
+
+impl Job {
+    /// Reads a job. Fails (and such a job can only go to dead) when the text is not a JSON
+    /// object of this contract: `v` missing or other than [`CONTRACT_VERSION`], a required
+    /// field (`id`, `kind`, `payload`) missing, or a field of the wrong type.
+    pub fn from_json(raw: &str) -> Result<Job, QueueError> {
+        Self::parse(raw).map_err(QueueError::InvalidJob)
+    }
+
+    pub(crate) fn parse(raw: &str) -> Result<Job, String> {
+        match serde_json::from_str::<JobWire<'_>>(raw) {
+            Ok(w) if w.v == CONTRACT_VERSION => {
+                let text = |t: Option<Borrowed<'_>>| t.map(|t| Text::of(raw, t));
+                Ok(Job {
+                    v: w.v,
+                    received_at: w.received_at,
+                    attempt: w.attempt,
+                    lost: w.lost,
+                    id: Text::of(raw, w.id),
+                    kind: Text::of(raw, w.kind),
+                    wamid: text(w.wamid),
+                    from: text(w.from),
+                    from_user_id: text(w.from_user_id),
+                    type_: text(w.type_),
+                    text: text(w.text),
+                    timestamp: text(w.timestamp),
+                    contact_name: text(w.contact_name),
+                    phone_number_id: text(w.phone_number_id),
+                    display_phone_number: text(w.display_phone_number),
+                    waba_id: text(w.waba_id),
+                    last_error: text(w.last_error),
+                    payload: place(raw, w.payload.get()),
+                    json: raw.into(),
+                })
+            }
+            Ok(w) => Err(format!("unknown contract version {}", w.v)),
+            Err(e) => {
+                // Say "unknown version" rather than a field error when that is the cause: a
+                // later version may well have changed the fields too.
+                match serde_json::from_str::<VersionProbe>(raw) {
+                    Ok(VersionProbe { v: Some(v) }) if v != CONTRACT_VERSION => {
+                        Err(format!("unknown contract version {v}"))
+                    }
+                    Ok(VersionProbe { v: None }) => Err("job has no contract version".into()),
+                    _ => Err(format!("unreadable job: {e}")),
+                }
+            }
+        }
+    }
+
+    /// The job's JSON exactly as it was read from the queue: every top-level field (those a
+    /// newer producer added too) and the payload's bytes as Meta sent them. This is what a
+    /// handler should pass on (to a process, a pipe, an HTTP endpoint) rather than re-encoding
+    /// the fields.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    fn opt<'j>(&'j self, t: &'j Option<Text>) -> Option<&'j str> {
+        t.as_ref().map(|t| t.get(&self.json))
+    }
+
+    /// dedup id
+    pub fn id(&self) -> &str {
+        self.id.get(&self.json)
+    }
+
+    /// The kind; one this version does not know is [`JobKind::Other`], its name kept, so
+    /// that it still reaches the handler.
+    pub fn kind(&self) -> JobKind {
+        JobKind::parse(self.kind_name())
+    }
+
+    /// The kind's name exactly as written in the job (no allocation, whatever the kind).
+    pub fn kind_name(&self) -> &str {
+        self.kind.get(&self.json)
+    }
+
+    /// The embedded object, verbatim. Found again in the job's JSON at each call (a scan of
+    /// the payload, no copy): keep the reference rather than calling this in a loop.
+    pub fn payload(&self) -> &RawValue {
+        serde_json::from_str(&self.json[self.payload.clone()])
+            .expect("the payload was read from this very text")
+    }
+}
+
+/// The accessors of the optional text fields: a field's name and what it holds, once each.
+macro_rules! text_accessors {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        impl Job {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> Option<&str> {
+                    self.opt(&self.$name)
+                }
+            )*
+        }
+    };
+}
+
+text_accessors! {
+    /// wamid
+    wamid;
+    /// sender / recipient
+    from;
+    /// business-scoped user id
+    from_user_id;
+    /// type
+    type_;
+    /// text
+    text;
+    /// timestamp as sent
+    timestamp;
+    /// contact profile name
+    contact_name;
+    /// phone number id
+    phone_number_id;
+    /// display phone number
+    display_phone_number;
+    /// WABA id
+    waba_id;
+    /// the error of the previous failed delivery, if any
+    last_error;
+}
+
+/// Shows the fields, as the struct did when they were strings of their own.
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("v", &self.v)
+            .field("id", &self.id())
+            .field("kind", &self.kind_name())
+            .field("wamid", &self.wamid())
+            .field("from", &self.from())
+            .field("from_user_id", &self.from_user_id())
+            .field("type_", &self.type_())
+            .field("text", &self.text())
+            .field("timestamp", &self.timestamp())
+            .field("contact_name", &self.contact_name())
+            .field("phone_number_id", &self.phone_number_id())
+            .field("display_phone_number", &self.display_phone_number())
+            .field("waba_id", &self.waba_id())
+            .field("received_at", &self.received_at)
+            .field("attempt", &self.attempt)
+            .field("lost", &self.lost)
+            .field("payload", &self.payload())
+            .field("last_error", &self.last_error())
+            .finish()
+    }
+}
