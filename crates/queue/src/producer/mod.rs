@@ -21,71 +21,25 @@
 //! answers once every part has. Before its first write a producer compares its shard count
 //! with the one recorded in Redis (see `shard.rs`).
 
+mod dispatch;
+mod options;
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::check::{CheckMode, ConfigHealth};
 use crate::conn::{Conn, IntoRedisOptions, RedisOptions};
 use crate::dedup::Marker;
-use crate::error::Unexpected;
 use crate::job::NewJob;
-use crate::script::{ENQUEUE, redis_err};
-use crate::shard::{ShardBy, check_shard_count};
+use crate::script::redis_err;
+use crate::shard::check_shard_count;
 use crate::{QueueError, QueueName, RedisFailure};
 
-/// Outcome of enqueueing one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enqueued {
-    /// the marker was new and the job was pushed
-    New,
-    /// the marker existed: not pushed
-    Duplicate,
-}
-
-/// Producer settings.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ProducerOptions {
-    /// how long a dedup marker lives (default 8 days)
-    pub dedup_ttl: Duration,
-    /// every call finishes or fails within this (default 2 s)
-    pub timeout: Duration,
-    /// share round trips between concurrent callers (default true); false sends one script
-    /// call per `enqueue` (for comparison in benchmarks)
-    pub coalesce: bool,
-    /// most jobs in one coalesced script call (default 512); one `enqueue` call is never
-    /// split, so a bigger call goes alone
-    pub max_batch: usize,
-    /// most JSON bytes in one coalesced script call (default 1 MiB), same rule
-    pub max_batch_bytes: usize,
-    /// coalesced calls on the wire at once (default 2: one on the wire while the next fills)
-    pub max_in_flight: usize,
-    /// replicas that must hold every write before a call succeeds (default 0: the primary's
-    /// answer is enough). With N > 0 each script call is followed, on the same connection and
-    /// in the same round trip, by `WAIT N <3/4 of timeout>`; fewer than N acknowledgements make the
-    /// call fail with [`QueueError::NotReplicated`]
-    pub min_replicas: u32,
-    /// how a job's shard is chosen when the queue has more than one (default by id)
-    pub shard_by: ShardBy,
-}
-
-impl Default for ProducerOptions {
-    fn default() -> Self {
-        Self {
-            dedup_ttl: Duration::from_secs(8 * 24 * 3600),
-            timeout: Duration::from_secs(2),
-            coalesce: true,
-            max_batch: 512,
-            max_batch_bytes: 1 << 20,
-            max_in_flight: 2,
-            min_replicas: 0,
-            shard_by: ShardBy::Id,
-        }
-    }
-}
+use dispatch::{DISPATCH_QUEUE, Reply, Request, call_enqueue, dispatch, job_args, outcomes};
+pub use options::{Enqueued, ProducerOptions};
 
 /// Enqueues jobs: one round trip per call, atomic per job.
 #[derive(Clone)]
@@ -121,23 +75,6 @@ struct Started {
     conn: Conn,
     /// each shard's dispatcher
     txs: Vec<mpsc::Sender<Request>>,
-}
-
-/// Requests a shard's dispatcher holds at most before callers wait.
-const DISPATCH_QUEUE: usize = 4096;
-
-/// Where a [`Request`]'s answer arrives.
-type Reply = oneshot::Receiver<Result<Vec<Enqueued>, QueueError>>;
-
-/// One shard's part of an `enqueue` call, encoded, waiting for the dispatcher.
-struct Request {
-    keys: Vec<String>,
-    jobs: Vec<Vec<u8>>,
-    /// each job's marker TTL, seconds
-    ttls: Vec<u64>,
-    marks: Vec<Marker>,
-    bytes: usize,
-    reply: oneshot::Sender<Result<Vec<Enqueued>, QueueError>>,
 }
 
 impl fmt::Debug for Producer {
@@ -405,163 +342,4 @@ impl Producer {
             .await
             .map_err(|_| QueueError::Timeout(timeout))?
     }
-}
-
-/// `enqueue.lua`'s four arguments per job: JSON, marker TTL, slot, marker.
-fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]) {
-    for ((json, ttl), mark) in jobs.iter().zip(ttls).zip(marks) {
-        c.arg(json).arg(ttl).arg(&mark.slot).arg(&mark.digest);
-    }
-}
-
-fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
-    if out.len() != expected {
-        return Err(RedisFailure::unexpected(Unexpected::EnqueueCount {
-            got: out.len(),
-            expected,
-        })
-        .into());
-    }
-    Ok(out
-        .iter()
-        .map(|&n| {
-            if n == 1 {
-                Enqueued::New
-            } else {
-                Enqueued::Duplicate
-            }
-        })
-        .collect())
-}
-
-/// The dispatcher: take what is waiting now, send it as one call, repeat; at most
-/// `max_in_flight` calls outstanding. Ends when every `Producer` clone is gone.
-async fn dispatch(
-    mut rx: mpsc::Receiver<Request>,
-    conn: Conn,
-    [pending, dedup]: [String; 2],
-    opts: ProducerOptions,
-) {
-    let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
-    let pending: Arc<str> = pending.into();
-    let dedup: Arc<str> = dedup.into();
-    let mut carry: Option<Request> = None;
-    loop {
-        // Waiting for a free slot first lets requests pile up meanwhile: that is the batching.
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let first = match carry.take() {
-            Some(r) => r,
-            None => match rx.recv().await {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        let (mut jobs, mut bytes) = (first.jobs.len(), first.bytes);
-        let mut batch = vec![first];
-        while jobs < opts.max_batch && bytes < opts.max_batch_bytes {
-            match rx.try_recv() {
-                Ok(r) => {
-                    if jobs + r.jobs.len() > opts.max_batch
-                        || bytes + r.bytes > opts.max_batch_bytes
-                    {
-                        carry = Some(r);
-                        break;
-                    }
-                    jobs += r.jobs.len();
-                    bytes += r.bytes;
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        let conn = conn.clone();
-        let pending = pending.clone();
-        let dedup = dedup.clone();
-        let opts = opts.clone();
-        tokio::spawn(async move {
-            send_batch(conn, [&pending, &dedup], &opts, batch).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn send_batch(
-    mut conn: Conn,
-    [pending, dedup]: [&str; 2],
-    opts: &ProducerOptions,
-    mut batch: Vec<Request>,
-) {
-    // A caller that gave up (timed out, request cancelled) already answered its client: do
-    // not enqueue its jobs behind its back.
-    batch.retain(|r| !r.reply.is_closed());
-    if batch.is_empty() {
-        return;
-    }
-    let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
-    let fill = |c: &mut redis::Cmd| {
-        c.arg(pending);
-        for r in &batch {
-            c.arg(&r.keys);
-        }
-        c.arg(dedup);
-        for r in &batch {
-            job_args(c, &r.jobs, &r.ttls, &r.marks);
-        }
-    };
-    let result = call_enqueue(&mut conn, opts, 1 + total, fill).await;
-    match result {
-        Ok(out) if out.len() == total => {
-            let mut at = 0;
-            for r in batch {
-                let n = r.jobs.len();
-                let _ = r.reply.send(outcomes(&out[at..at + n], n));
-                at += n;
-            }
-        }
-        Ok(out) => {
-            for r in batch {
-                let _ = r.reply.send(outcomes(&out, total));
-            }
-        }
-        Err(e) => {
-            for r in batch {
-                let _ = r.reply.send(Err(e.clone()));
-            }
-        }
-    }
-}
-
-/// One enqueue script call; with `min_replicas` > 0, `WAIT` right behind it on the same
-/// connection (one round trip), and an error unless enough replicas acknowledged.
-///
-/// `WAIT` counts the replicas that hold every write this connection made so far, so it also
-/// covers a duplicate whose original write went out earlier on this connection, and an answer
-/// of 0 after a failover (a new connection, no write yet) asks for nothing stale.
-async fn call_enqueue(
-    conn: &mut Conn,
-    opts: &ProducerOptions,
-    nkeys: usize,
-    fill: impl Fn(&mut redis::Cmd),
-) -> Result<Vec<i64>, QueueError> {
-    if opts.min_replicas == 0 {
-        return ENQUEUE.call(conn, nkeys, fill).await.map_err(redis_err);
-    }
-    // Within the call's own timeout, so that too few replicas read as such, not as a timeout.
-    let wait = redis::cmd("WAIT")
-        .arg(opts.min_replicas)
-        .arg((opts.timeout * 3 / 4).as_millis().max(1) as u64)
-        .to_owned();
-    let (answer, replicas): (redis::Value, u32) = ENQUEUE
-        .call_then(conn, nkeys, fill, &wait)
-        .await
-        .map_err(redis_err)?;
-    if replicas < opts.min_replicas {
-        return Err(QueueError::NotReplicated {
-            wanted: opts.min_replicas,
-            got: replicas,
-        });
-    }
-    redis::from_redis_value(answer).map_err(|e| RedisFailure::enqueue_answer(e).into())
 }

@@ -1,0 +1,189 @@
+//! The dispatcher: one shard's waiting requests coalesced into one enqueue script call, and
+//! the call itself (with `WAIT` behind it when replicas must confirm).
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{Enqueued, ProducerOptions};
+use crate::conn::Conn;
+use crate::dedup::Marker;
+use crate::error::Unexpected;
+use crate::script::{ENQUEUE, redis_err};
+use crate::{QueueError, RedisFailure};
+
+/// Requests a shard's dispatcher holds at most before callers wait.
+pub(super) const DISPATCH_QUEUE: usize = 4096;
+
+/// Where a [`Request`]'s answer arrives.
+pub(super) type Reply = oneshot::Receiver<Result<Vec<Enqueued>, QueueError>>;
+
+/// One shard's part of an `enqueue` call, encoded, waiting for the dispatcher.
+pub(super) struct Request {
+    pub(super) keys: Vec<String>,
+    pub(super) jobs: Vec<Vec<u8>>,
+    /// each job's marker TTL, seconds
+    pub(super) ttls: Vec<u64>,
+    pub(super) marks: Vec<Marker>,
+    pub(super) bytes: usize,
+    pub(super) reply: oneshot::Sender<Result<Vec<Enqueued>, QueueError>>,
+}
+
+/// `enqueue.lua`'s four arguments per job: JSON, marker TTL, slot, marker.
+pub(super) fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]) {
+    for ((json, ttl), mark) in jobs.iter().zip(ttls).zip(marks) {
+        c.arg(json).arg(ttl).arg(&mark.slot).arg(&mark.digest);
+    }
+}
+
+pub(super) fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
+    if out.len() != expected {
+        return Err(RedisFailure::unexpected(Unexpected::EnqueueCount {
+            got: out.len(),
+            expected,
+        })
+        .into());
+    }
+    Ok(out
+        .iter()
+        .map(|&n| {
+            if n == 1 {
+                Enqueued::New
+            } else {
+                Enqueued::Duplicate
+            }
+        })
+        .collect())
+}
+
+/// The dispatcher: take what is waiting now, send it as one call, repeat; at most
+/// `max_in_flight` calls outstanding. Ends when every `Producer` clone is gone.
+pub(super) async fn dispatch(
+    mut rx: mpsc::Receiver<Request>,
+    conn: Conn,
+    [pending, dedup]: [String; 2],
+    opts: ProducerOptions,
+) {
+    let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
+    let pending: Arc<str> = pending.into();
+    let dedup: Arc<str> = dedup.into();
+    let mut carry: Option<Request> = None;
+    loop {
+        // Waiting for a free slot first lets requests pile up meanwhile: that is the batching.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match carry.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let (mut jobs, mut bytes) = (first.jobs.len(), first.bytes);
+        let mut batch = vec![first];
+        while jobs < opts.max_batch && bytes < opts.max_batch_bytes {
+            match rx.try_recv() {
+                Ok(r) => {
+                    if jobs + r.jobs.len() > opts.max_batch
+                        || bytes + r.bytes > opts.max_batch_bytes
+                    {
+                        carry = Some(r);
+                        break;
+                    }
+                    jobs += r.jobs.len();
+                    bytes += r.bytes;
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let conn = conn.clone();
+        let pending = pending.clone();
+        let dedup = dedup.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            send_batch(conn, [&pending, &dedup], &opts, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn send_batch(
+    mut conn: Conn,
+    [pending, dedup]: [&str; 2],
+    opts: &ProducerOptions,
+    mut batch: Vec<Request>,
+) {
+    // A caller that gave up (timed out, request cancelled) already answered its client: do
+    // not enqueue its jobs behind its back.
+    batch.retain(|r| !r.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
+    let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
+    let fill = |c: &mut redis::Cmd| {
+        c.arg(pending);
+        for r in &batch {
+            c.arg(&r.keys);
+        }
+        c.arg(dedup);
+        for r in &batch {
+            job_args(c, &r.jobs, &r.ttls, &r.marks);
+        }
+    };
+    let result = call_enqueue(&mut conn, opts, 1 + total, fill).await;
+    match result {
+        Ok(out) if out.len() == total => {
+            let mut at = 0;
+            for r in batch {
+                let n = r.jobs.len();
+                let _ = r.reply.send(outcomes(&out[at..at + n], n));
+                at += n;
+            }
+        }
+        Ok(out) => {
+            for r in batch {
+                let _ = r.reply.send(outcomes(&out, total));
+            }
+        }
+        Err(e) => {
+            for r in batch {
+                let _ = r.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// One enqueue script call; with `min_replicas` > 0, `WAIT` right behind it on the same
+/// connection (one round trip), and an error unless enough replicas acknowledged.
+///
+/// `WAIT` counts the replicas that hold every write this connection made so far, so it also
+/// covers a duplicate whose original write went out earlier on this connection, and an answer
+/// of 0 after a failover (a new connection, no write yet) asks for nothing stale.
+pub(super) async fn call_enqueue(
+    conn: &mut Conn,
+    opts: &ProducerOptions,
+    nkeys: usize,
+    fill: impl Fn(&mut redis::Cmd),
+) -> Result<Vec<i64>, QueueError> {
+    if opts.min_replicas == 0 {
+        return ENQUEUE.call(conn, nkeys, fill).await.map_err(redis_err);
+    }
+    // Within the call's own timeout, so that too few replicas read as such, not as a timeout.
+    let wait = redis::cmd("WAIT")
+        .arg(opts.min_replicas)
+        .arg((opts.timeout * 3 / 4).as_millis().max(1) as u64)
+        .to_owned();
+    let (answer, replicas): (redis::Value, u32) = ENQUEUE
+        .call_then(conn, nkeys, fill, &wait)
+        .await
+        .map_err(redis_err)?;
+    if replicas < opts.min_replicas {
+        return Err(QueueError::NotReplicated {
+            wanted: opts.min_replicas,
+            got: replicas,
+        });
+    }
+    redis::from_redis_value(answer).map_err(|e| RedisFailure::enqueue_answer(e).into())
+}
