@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     assert_eq!(again.len(), walked.len(), "second walk differs");
     for (a, w) in again.iter().zip(&walked) {
-        assert_eq!(*a, (w.0, w.1), "second walk differs");
+        assert_eq!((&a.0, a.1), (&w.0, w.1), "second walk differs");
     }
     // A limit from the input itself: the same notifications, or too many parts.
     let limit = data.len() % 64;
