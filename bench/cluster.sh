@@ -110,8 +110,8 @@ start_cluster() {
   for ((i = 0; i < m; i++)); do
     port="$(cluster_port)"
     mkdir -p "$OUT/redis-$m-$i"
-    # cluster-announce-ip: a node learns its own address from the first node that meets it,
-    # so a one-node cluster would otherwise announce an empty host in CLUSTER SLOTS.
+    # cluster-announce-ip: each node names itself by its address from the start, as in a
+    # multi-host deployment (a one-node cluster would otherwise give an empty host).
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-announce-ip 127.0.0.1 \
       --dir "$OUT/redis-$m-$i" \

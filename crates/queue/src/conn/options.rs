@@ -175,6 +175,14 @@ impl RedisOptions {
         matches!(self.topology, Topology::Sentinel { .. })
     }
 
+    /// The cluster's seed nodes (none outside a cluster).
+    pub(super) fn cluster_seeds(&self) -> &[(String, u16)] {
+        match &self.topology {
+            Topology::Cluster { seeds } => seeds,
+            _ => &[],
+        }
+    }
+
     /// Whether Redis is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.topology, Topology::Cluster { .. })

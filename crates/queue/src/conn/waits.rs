@@ -62,7 +62,10 @@ impl Waits {
     /// the call went well.
     pub(crate) async fn get(&self, key: &str) -> Result<Wait, QueueError> {
         let node = match &self.router {
-            Some(router) => Some(bounded(self.connect, master_of(router.clone(), key)).await?),
+            Some(router) => {
+                let seeds = self.redis.cluster_seeds();
+                Some(bounded(self.connect, master_of(router.clone(), key, seeds)).await?)
+            }
             None => None,
         };
         loop {
@@ -97,7 +100,12 @@ impl Waits {
 }
 
 /// The master serving `key`'s slot, as the cluster says (`CLUSTER KEYSLOT`, `CLUSTER SLOTS`).
-pub(super) async fn master_of(mut router: Conn, key: &str) -> RedisResult<Node> {
+///
+/// A node that does not know its own address (one that no other node has met, such as the
+/// only node of a one-node cluster) names itself with an empty host, or `?`: Redis means the
+/// address the question went to. The question went through the cluster connection to some
+/// node we cannot name, so the seed with the same port stands in for it (else the first seed).
+pub(super) async fn master_of(mut router: Conn, key: &str, seeds: &[Node]) -> RedisResult<Node> {
     let slot: i64 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
         .arg(key)
@@ -121,8 +129,36 @@ pub(super) async fn master_of(mut router: Conn, key: &str) -> RedisResult<Node> 
             (master.first(), master.get(1))
             && let Ok(port) = u16::try_from(*port)
         {
-            return Ok((String::from_utf8_lossy(host).into_owned(), port));
+            return Ok((known_host(host, port, seeds), port));
         }
     }
     Err(not_master("no cluster node serves the slot of the queue"))
+}
+
+/// `host` as `CLUSTER SLOTS` gave it, or, when the node did not know its own address, the host
+/// of the seed with the same `port` (else of the first seed).
+fn known_host(host: &[u8], port: u16, seeds: &[Node]) -> String {
+    if !host.is_empty() && host != b"?" {
+        return String::from_utf8_lossy(host).into_owned();
+    }
+    seeds
+        .iter()
+        .find(|(_, p)| *p == port)
+        .or(seeds.first())
+        .map_or_else(String::new, |(h, _)| h.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::known_host;
+
+    /// A known host is kept; an unknown one is the seed's with the same port, else the first.
+    #[test]
+    fn unknown_hosts_become_a_seeds() {
+        let seeds = vec![("a".to_owned(), 7000), ("b".to_owned(), 7001)];
+        assert_eq!(known_host(b"10.0.0.9", 7001, &seeds), "10.0.0.9");
+        assert_eq!(known_host(b"", 7001, &seeds), "b");
+        assert_eq!(known_host(b"?", 7005, &seeds), "a");
+        assert_eq!(known_host(b"", 7005, &[]), "");
+    }
 }
