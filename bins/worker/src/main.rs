@@ -115,5 +115,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 pub(crate) async fn connect_admin(g: &Global, queue: QueueName) -> anyhow::Result<Admin> {
     Admin::connect(g.redis.options().map_err(Usage)?, queue)
         .await
-        .context("connecting to Redis (--redis-url/REDIS_URL)")
+        .map_err(connecting)
+}
+
+/// A failure to connect, named after the flag to check when it is one of reaching Redis; a
+/// refusal that Redis's answer caused (another shard count, ordered mode) is not about the
+/// URL and keeps its own words, which name their flag.
+pub(crate) fn connecting(e: QueueError) -> anyhow::Error {
+    match e {
+        QueueError::Redis(_) | QueueError::Timeout(_) => {
+            anyhow::Error::new(e).context("connecting to Redis (--redis-url/REDIS_URL)")
+        }
+        other => other.into(),
+    }
 }

@@ -59,7 +59,7 @@ pub async fn run(g: &Global, queue: QueueName, args: RunArgs) -> anyhow::Result<
     copts.ordered = args.ordered;
     let consumer = Consumer::connect(&redis, queue, copts)
         .await
-        .context("connecting to Redis (--redis-url/REDIS_URL)")?;
+        .map_err(crate::connecting)?;
     tracing::info!(queue = %g.queue, consumer = consumer.id(), handler = name, concurrency, ordered = args.ordered, "worker started");
 
     let mut ropts = RunOptions::default().with_counters(counters);

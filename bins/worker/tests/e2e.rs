@@ -695,5 +695,7 @@ async fn ordered_worker_records_the_mode_and_others_refuse() {
         last.starts_with("wa-worker: ") && last.contains("--ordered/WA_ORDERED"),
         "{err}"
     );
+    // the refusal is Redis's record, not a connection failure: no word of the URL
+    assert!(!last.contains("connecting to Redis"), "{err}");
     wa_testkit::delete_matching(&redis_url(), &format!("{}*", q.queue.base()));
 }
