@@ -25,29 +25,23 @@ fuzz_target!(|data: &[u8]| {
             "raw object is not a slice of the received body"
         );
         let mut len = 0usize;
-        for s in [
-            &n.waba_id,
-            &n.field,
-            &n.wamid,
-            &n.from,
-            &n.from_user_id,
-            &n.type_,
-            &n.text,
-            &n.timestamp,
-            &n.metadata.phone_number_id,
-            &n.metadata.display_phone_number,
-        ]
-        .into_iter()
-        .flatten()
+        for s in n
+            .envelope
+            .fields()
+            .into_iter()
+            .map(|(_, v)| v)
+            .chain([n.field.as_deref()])
+            .flatten()
         {
             len += s.len();
         }
         if let Some(c) = &n.contact {
-            let anonymous = n.from.is_none() && n.from_user_id.is_none();
-            let by_wa_id = n.from.is_some() && c.wa_id == n.from;
-            let by_user_id = n.from_user_id.is_some() && c.user_id == n.from_user_id;
+            let e = &n.envelope;
+            let anonymous = e.from.is_none() && e.from_user_id.is_none();
+            let by_wa_id = e.from.is_some() && c.wa_id == e.from;
+            let by_user_id = e.from_user_id.is_some() && c.user_id == e.from_user_id;
             assert!(anonymous || by_wa_id || by_user_id, "someone else's contact");
-            len += [&c.name, &c.username, &c.wa_id, &c.user_id]
+            len += [&c.username, &c.wa_id, &c.user_id]
                 .into_iter()
                 .flatten()
                 .count();

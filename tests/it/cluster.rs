@@ -431,8 +431,8 @@ async fn ordered_on_sixteen_shards() {
         .enumerate()
         .map(|(i, id)| {
             let mut j = NewJob::new(id.as_str(), JobKind::Message, &payload);
-            j.from = Some(from[i % senders].as_str().into());
-            j.text = Some(texts[i / senders].as_str().into());
+            j.envelope.from = Some(from[i % senders].as_str().into());
+            j.envelope.text = Some(texts[i / senders].as_str().into());
             j
         })
         .collect();

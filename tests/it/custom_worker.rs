@@ -56,20 +56,20 @@ async fn custom_worker_replies_to_each_text_message() {
 
     let payload = RawValue::from_string("{}".to_owned()).expect("raw json");
     let mut text = NewJob::new("wamid.T1", JobKind::Message, &payload);
-    text.from = Some("5215512345678".into());
-    text.type_ = Some("text".into());
-    text.text = Some("Hi, is the store open on Sunday?".into());
+    text.envelope.from = Some("5215512345678".into());
+    text.envelope.type_ = Some("text".into());
+    text.envelope.text = Some("Hi, is the store open on Sunday?".into());
     // A username user: no phone number, a business-scoped id instead.
     let mut username = NewJob::new("wamid.T2", JobKind::Message, &payload);
-    username.from_user_id = Some("MX.2093847561029384".into());
-    username.type_ = Some("text".into());
-    username.text = Some("¿Y el lunes? \"sí\"".into());
+    username.envelope.from_user_id = Some("MX.2093847561029384".into());
+    username.envelope.type_ = Some("text".into());
+    username.envelope.text = Some("¿Y el lunes? \"sí\"".into());
     let mut image = NewJob::new("wamid.I1", JobKind::Message, &payload);
-    image.from = Some("5215512345678".into());
-    image.type_ = Some("image".into());
+    image.envelope.from = Some("5215512345678".into());
+    image.envelope.type_ = Some("image".into());
     let mut status = NewJob::new("wamid.S1:delivered", JobKind::Status, &payload);
-    status.from = Some("5215512345678".into());
-    status.type_ = Some("delivered".into());
+    status.envelope.from = Some("5215512345678".into());
+    status.envelope.type_ = Some("delivered".into());
 
     let mut producer_options = ProducerOptions::default();
     // Short-lived markers: a test queue should not leave keys in the shared Redis for 8 days.

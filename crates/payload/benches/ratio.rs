@@ -21,9 +21,9 @@ fn walk(bytes: &[u8]) -> usize {
     let body = Body::parse(bytes).expect("valid body");
     body.notifications()
         .map(|n| {
-            n.wamid.map_or(0, |w| w.len())
+            n.envelope.wamid.map_or(0, |w| w.len())
                 + n.raw.get().len()
-                + n.contact.and_then(|c| c.name).map_or(0, |s| s.len())
+                + n.envelope.contact_name.map_or(0, |s| s.len())
         })
         .sum()
 }

@@ -27,10 +27,10 @@
 //!
 //! let n = body.notifications().next().expect("one message");
 //! assert_eq!(n.kind, JobKind::Message);
-//! assert_eq!(n.wamid.as_deref(), Some("wamid.HBg/Nz")); // `\/` unescaped
-//! assert_eq!(n.text.as_deref(), Some("Hola"));
-//! assert_eq!(n.contact.and_then(|c| c.name).as_deref(), Some("José"));
-//! assert_eq!(n.metadata.phone_number_id.as_deref(), Some("1098"));
+//! assert_eq!(n.envelope.wamid.as_deref(), Some("wamid.HBg/Nz")); // `\/` unescaped
+//! assert_eq!(n.envelope.text.as_deref(), Some("Hola"));
+//! assert_eq!(n.envelope.contact_name.as_deref(), Some("José"));
+//! assert_eq!(n.envelope.phone_number_id.as_deref(), Some("1098"));
 //! assert!(n.raw.get().contains(r#""wamid.HBg\/Nz""#)); // raw keeps Meta's escapes
 //! # Ok::<(), wa_payload::PayloadError>(())
 //! ```
@@ -67,6 +67,7 @@
 //! message's `from` (a status's `recipient_id`) or whose `user_id` equals its `from_user_id`
 //! (`recipient_user_id`). When the item names no sender at all and the change lists exactly one
 //! contact, that one is used; an unmatched sender gets no contact rather than someone else's.
+//! The contact's `profile.name` is the notification's `envelope.contact_name`.
 //!
 //! # Strings
 //!
@@ -120,7 +121,7 @@ pub use message::{
     ReferredProduct, Reply, Revoke, SharedContact, System, Text, Unsupported, Url, WelcomeMessage,
 };
 pub use status::{Conversation, Origin, Pricing, Status, StatusValue};
-pub use wa_kind::JobKind;
+pub use wa_kind::{Envelope, JobKind};
 
 /// Why a body (or a part read on request) could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -143,20 +144,11 @@ pub enum PayloadError {
     TooManyParts(usize),
 }
 
-/// `value.metadata` of a change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata<'a> {
-    /// `phone_number_id`
-    pub phone_number_id: Option<Cow<'a, str>>,
-    /// `display_phone_number`
-    pub display_phone_number: Option<Cow<'a, str>>,
-}
-
-/// The `contacts[]` item matching a message's sender.
+/// The `contacts[]` item matching a message's sender, but for its `profile.name`: that is the
+/// job's `contact_name`, so a notification carries it in its [`Envelope`] (one copy, handed to
+/// the job as it is).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Contact<'a> {
-    /// `profile.name`
-    pub name: Option<Cow<'a, str>>,
     /// `profile.username`
     pub username: Option<Cow<'a, str>>,
     /// `wa_id`
@@ -171,30 +163,18 @@ pub struct Contact<'a> {
 pub struct Notification<'a> {
     /// what it is
     pub kind: JobKind,
-    /// `entry[].id`: the WhatsApp Business Account id
-    pub waba_id: Option<Cow<'a, str>>,
+    /// the fields its job carries: the item's own (wamid, sender, type, text, timestamp), the
+    /// matching contact's name, the change's `value.metadata` and the entry's id. `type_` is
+    /// the message type or the status value, and the field's name for an error or a change
+    pub envelope: Envelope<'a>,
     /// `entry[].time`, present on some non-`messages` fields
     pub entry_time: Option<u64>,
     /// `changes[].field`
     pub field: Option<Cow<'a, str>>,
-    /// `value.metadata`
-    pub metadata: Metadata<'a>,
     /// the contact whose `wa_id` or `user_id` is the sender's (message) or the recipient's
     /// (status); when a message names no sender at all and the change lists exactly one contact,
-    /// that one
+    /// that one. Its name is `envelope.contact_name`
     pub contact: Option<Contact<'a>>,
-    /// wamid: `id` of a message or status
-    pub wamid: Option<Cow<'a, str>>,
-    /// sender (`from`) of a message, recipient (`recipient_id`) of a status
-    pub from: Option<Cow<'a, str>>,
-    /// `from_user_id` of a message, `recipient_user_id` of a status
-    pub from_user_id: Option<Cow<'a, str>>,
-    /// message type, status value, or field name (for an error or a change)
-    pub type_: Option<Cow<'a, str>>,
-    /// `text.body` of a text message
-    pub text: Option<Cow<'a, str>>,
-    /// `timestamp`, as sent (a string)
-    pub timestamp: Option<Cow<'a, str>>,
     /// the message / status / error object, or the change's `value`, byte for byte as received
     pub raw: &'a RawValue,
 }

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use crate::de::{first_byte, json_type_name};
 use crate::scan::{Scan, Scanner};
-use crate::{Anomaly, Contact, JobKind, Metadata, Notification, PayloadError, Problem, RawValue};
+use crate::{Anomaly, Contact, Envelope, JobKind, Notification, PayloadError, Problem, RawValue};
 
 #[derive(Debug, Default)]
 pub(crate) struct EntryCtx<'a> {
@@ -33,8 +33,25 @@ pub(crate) struct ChangeCtx<'a> {
     pub(crate) contacts: Range<usize>,
 }
 
-/// The fields of a message or status the notification carries.
+/// `value.metadata` of a change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Metadata<'a> {
+    pub(crate) phone_number_id: Option<Cow<'a, str>>,
+    pub(crate) display_phone_number: Option<Cow<'a, str>>,
+}
+
+/// A `contacts[]` item as the walk keeps it: its `profile.name`, which becomes a job's
+/// `contact_name`, apart from the rest, which a notification carries as its [`Contact`]; so
+/// that the name is copied once per notification, as the envelope's.
 #[derive(Debug, Default)]
+pub(crate) struct ContactRow<'a> {
+    pub(crate) name: Option<Cow<'a, str>>,
+    pub(crate) contact: Contact<'a>,
+}
+
+/// The fields of a message or status the notification carries: the item's own part of its
+/// [`Envelope`], kept apart so that an item does not hold the four its change and entry give.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Summary<'a> {
     pub(crate) wamid: Option<Cow<'a, str>>,
     pub(crate) from: Option<Cow<'a, str>>,
@@ -61,7 +78,7 @@ pub(crate) struct Walk<'a> {
     pub(crate) object: Option<Cow<'a, str>>,
     pub(crate) entries: Vec<EntryCtx<'a>>,
     pub(crate) changes: Vec<ChangeCtx<'a>>,
-    pub(crate) contacts: Vec<Contact<'a>>,
+    pub(crate) contacts: Vec<ContactRow<'a>>,
     pub(crate) items: Vec<Item<'a>>,
     /// the first `MAX_ANOMALIES` anomalies
     pub(crate) anomalies: Vec<Anomaly>,
@@ -98,11 +115,11 @@ pub(crate) struct ContactIndex {
 }
 
 impl ContactIndex {
-    fn build(changes: &[ChangeCtx<'_>], contacts: &[Contact<'_>]) -> Self {
+    fn build(changes: &[ChangeCtx<'_>], contacts: &[ContactRow<'_>]) -> Self {
         let mut index = ContactIndex::default();
         for (change, ctx) in changes.iter().enumerate() {
             for at in ctx.contacts.clone() {
-                let c = &contacts[at];
+                let c = &contacts[at].contact;
                 for (kind, id) in [(IdKind::WaId, &c.wa_id), (IdKind::UserId, &c.user_id)] {
                     if let Some(id) = id {
                         let key = (change, kind, index.hasher.hash_one(id.as_ref()));
@@ -117,16 +134,16 @@ impl ContactIndex {
     /// The first contact of `change` whose `kind` id is `id`.
     fn find<'c, 'a>(
         &self,
-        contacts: &'c [Contact<'a>],
+        contacts: &'c [ContactRow<'a>],
         change: usize,
         kind: IdKind,
         id: &str,
-    ) -> Option<&'c Contact<'a>> {
+    ) -> Option<&'c ContactRow<'a>> {
         let at = *self.by_id.get(&(change, kind, self.hasher.hash_one(id)))?;
         let c = contacts.get(at)?;
         let own = match kind {
-            IdKind::WaId => &c.wa_id,
-            IdKind::UserId => &c.user_id,
+            IdKind::WaId => &c.contact.wa_id,
+            IdKind::UserId => &c.contact.user_id,
         };
         (own.as_deref() == Some(id)).then_some(c)
     }
@@ -503,16 +520,16 @@ fn contact<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, path: impl Fn() -> String)
         w.note(path(), Problem::NotAnObject);
         return s.skip_value();
     }
-    let mut contact = Contact::default();
+    let mut row = ContactRow::default();
     s.object(|s, key| {
         let slot = match &*key {
-            "wa_id" => &mut contact.wa_id,
-            "user_id" => &mut contact.user_id,
+            "wa_id" => &mut row.contact.wa_id,
+            "user_id" => &mut row.contact.user_id,
             "profile" if s.peek() == Some(b'{') => {
                 return s.object(|s, key| {
                     let slot = match &*key {
-                        "name" => &mut contact.name,
-                        "username" => &mut contact.username,
+                        "name" => &mut row.name,
+                        "username" => &mut row.contact.username,
                         _ => return s.skip_value(),
                     };
                     let v = s.scalar()?.into_str();
@@ -531,7 +548,7 @@ fn contact<'a>(s: &mut Scanner<'a>, w: &mut Walk<'a>, path: impl Fn() -> String)
         Ok(())
     })?;
     w.count_part(s)?;
-    w.contacts.push(contact);
+    w.contacts.push(row);
     Ok(())
 }
 
@@ -612,49 +629,48 @@ fn item<'a>(
 impl<'a> Walk<'a> {
     /// Builds the notification for one item from its change's context and its summary.
     pub(crate) fn notification(&self, item: &Item<'a>) -> Notification<'a> {
-        let sum = &item.summary;
-        self.build(
-            item,
-            Summary {
-                wamid: sum.wamid.clone(),
-                from: sum.from.clone(),
-                from_user_id: sum.from_user_id.clone(),
-                type_: sum.type_.clone(),
-                text: sum.text.clone(),
-                timestamp: sum.timestamp.clone(),
-            },
-        )
+        self.build(item, item.summary.clone())
     }
 
     /// Like `notification`, taking the item's own strings instead of copying them.
     pub(crate) fn build(&self, item: &Item<'a>, sum: Summary<'a>) -> Notification<'a> {
         let change = &self.changes[item.change];
         let entry = &self.entries[change.entry];
-        let mut n = Notification {
-            kind: item.kind.clone(),
-            waba_id: entry.waba_id.clone(),
-            entry_time: entry.time,
-            field: change.field.clone(),
-            metadata: change.metadata.clone(),
-            contact: None,
+        let mut envelope = Envelope {
             wamid: sum.wamid,
             from: sum.from,
             from_user_id: sum.from_user_id,
             type_: sum.type_,
             text: sum.text,
             timestamp: sum.timestamp,
-            raw: item.raw,
+            contact_name: None,
+            phone_number_id: change.metadata.phone_number_id.clone(),
+            display_phone_number: change.metadata.display_phone_number.clone(),
+            waba_id: entry.waba_id.clone(),
         };
+        let mut contact = None;
         match item.kind {
             JobKind::Message | JobKind::Status => {
-                n.contact = self
-                    .contact_of(item, n.from.as_deref(), n.from_user_id.as_deref())
-                    .cloned();
+                if let Some(row) = self.contact_of(
+                    item,
+                    envelope.from.as_deref(),
+                    envelope.from_user_id.as_deref(),
+                ) {
+                    envelope.contact_name = row.name.clone();
+                    contact = Some(row.contact.clone());
+                }
             }
             // errors and changes are named by their field
-            _ => n.type_ = change.field.clone(),
+            _ => envelope.type_ = change.field.clone(),
         }
-        n
+        Notification {
+            kind: item.kind.clone(),
+            envelope,
+            entry_time: entry.time,
+            field: change.field.clone(),
+            contact,
+            raw: item.raw,
+        }
     }
 }
 
@@ -669,12 +685,12 @@ impl<'a> Walk<'a> {
         item: &Item<'a>,
         wa_id: Option<&str>,
         user_id: Option<&str>,
-    ) -> Option<&Contact<'a>> {
+    ) -> Option<&ContactRow<'a>> {
         let range = self.changes[item.change].contacts.clone();
         let contacts = self.contacts.get(range).unwrap_or_default();
-        let hit = |c: &Contact<'_>| {
-            (wa_id.is_some() && c.wa_id.as_deref() == wa_id)
-                || (user_id.is_some() && c.user_id.as_deref() == user_id)
+        let hit = |c: &ContactRow<'_>| {
+            (wa_id.is_some() && c.contact.wa_id.as_deref() == wa_id)
+                || (user_id.is_some() && c.contact.user_id.as_deref() == user_id)
         };
         if let Some(c) = contacts.get(item.pos).filter(|c| hit(c)) {
             return Some(c);
@@ -733,7 +749,7 @@ mod tests {
             .iter()
             .map(|item| {
                 let n = w.notification(item);
-                n.contact.and_then(|c| c.name).map(|c| c.into_owned())
+                n.envelope.contact_name.map(|c| c.into_owned())
             })
             .collect();
         let want = [Some("A"), Some("B"), None, Some("U"), Some("U")];

@@ -85,7 +85,7 @@ async fn buckets(
             .iter()
             .map(|(id, ts)| {
                 let mut j = NewJob::new(id.as_str(), JobKind::Message, &payload);
-                j.timestamp = Some(ts.as_str().into());
+                j.envelope.timestamp = Some(ts.as_str().into());
                 j
             })
             .collect();

@@ -224,10 +224,10 @@ async fn enqueue_phase(b: &mut Bench, tag: &str, tasks: usize, jobs: usize, coal
                 ))
                 .unwrap();
                 let mut job = NewJob::new(id, JobKind::Message, &raw);
-                job.wamid = Some(job.id.clone());
-                job.from = Some("15551234567".into());
-                job.type_ = Some("text".into());
-                job.timestamp = Some(sent.into());
+                job.envelope.wamid = Some(job.id.clone());
+                job.envelope.from = Some("15551234567".into());
+                job.envelope.type_ = Some("text".into());
+                job.envelope.timestamp = Some(sent.into());
                 producer.enqueue(&[job]).await.unwrap();
             }
         }));

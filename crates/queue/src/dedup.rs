@@ -48,7 +48,7 @@ impl Marker {
             d => d,
         };
         Self {
-            slot: slot(job.timestamp.as_deref()),
+            slot: slot(job.envelope.timestamp.as_deref()),
             digest: digest.to_string(),
         }
     }
@@ -85,7 +85,7 @@ mod tests {
     fn digest_of_an_id() {
         let payload = RawValue::from_string("{}".into()).unwrap();
         let mut job = NewJob::new("abc", JobKind::Message, &payload);
-        job.timestamp = Some("120".into());
+        job.envelope.timestamp = Some("120".into());
         let m = Marker::of(&job);
         // SHA-256("abc") = ba7816bf8f01cfea ..., as i64: -5010229573455851542
         assert_eq!(m.digest, "-5010229573455851542");

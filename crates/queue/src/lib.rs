@@ -33,11 +33,12 @@
 //!
 //! let payload = RawValue::from_string(r#"{"text":{"body":"caf\u00e9"}}"#.to_owned()).unwrap();
 //! let mut job = NewJob::new("wamid.X", JobKind::Message, &payload);
+//! job.envelope.from = Some("15551234567".into()); // the optional text fields: wa_queue::Envelope
 //! job.received_at = 1_700_000_000_000;
 //! let json = job.to_json().unwrap();
 //! assert_eq!(
 //!     json,
-//!     r#"{"v":1,"id":"wamid.X","kind":"message","received_at":1700000000000,"attempt":0,"payload":{"text":{"body":"caf\u00e9"}}}"#
+//!     r#"{"v":1,"id":"wamid.X","kind":"message","from":"15551234567","received_at":1700000000000,"attempt":0,"payload":{"text":{"body":"caf\u00e9"}}}"#
 //! );
 //! let back = Job::from_json(&json).unwrap();
 //! assert_eq!(back.payload().get(), payload.get());
@@ -148,7 +149,7 @@ pub use producer::{Enqueued, Producer, ProducerOptions};
 pub use run::{Counters, RunOptions, RunSummary, run};
 pub use script::SCRIPTS;
 pub use shard::{ShardBy, shard_of};
-pub use wa_kind::JobKind;
+pub use wa_kind::{Envelope, JobKind};
 
 /// The contract version this crate reads and writes (`v` of every job).
 pub const CONTRACT_VERSION: u32 = 1;

@@ -46,9 +46,10 @@ impl ShardBy {
         match self {
             ShardBy::Id => &job.id,
             ShardBy::Sender => job
+                .envelope
                 .from
                 .as_deref()
-                .or(job.from_user_id.as_deref())
+                .or(job.envelope.from_user_id.as_deref())
                 .unwrap_or(&job.id),
         }
     }
@@ -162,14 +163,14 @@ mod tests {
         let mut a = NewJob::new("wamid.A", JobKind::Message, &payload);
         let mut b = NewJob::new("wamid.B", JobKind::Message, &payload);
         assert_eq!(ShardBy::Id.shard(&a, 1), 0);
-        a.from = Some("15551234567".into());
-        b.from = Some("15551234567".into());
+        a.envelope.from = Some("15551234567".into());
+        b.envelope.from = Some("15551234567".into());
         assert_eq!(ShardBy::Sender.shard(&a, 16), ShardBy::Sender.shard(&b, 16));
         assert_eq!(ShardBy::Sender.key(&a), "15551234567");
-        a.from = None;
-        a.from_user_id = Some("US.1".into());
+        a.envelope.from = None;
+        a.envelope.from_user_id = Some("US.1".into());
         assert_eq!(ShardBy::Sender.key(&a), "US.1");
-        a.from_user_id = None;
+        a.envelope.from_user_id = None;
         assert_eq!(ShardBy::Sender.key(&a), "wamid.A");
         assert_eq!(ShardBy::Id.key(&b), "wamid.B");
         let spread: std::collections::HashSet<usize> = (0..200)

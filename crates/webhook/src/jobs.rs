@@ -1,4 +1,5 @@
-//! From a notification to a job of the queue contract: the dedup id and the envelope fields.
+//! From a notification to a job of the queue contract: the dedup id, and the envelope fields
+//! handed over whole.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -17,16 +18,7 @@ pub(crate) fn build(n: Notification<'_>, received_at: u64, event_ttl: Duration) 
     NewJob {
         id,
         kind: n.kind,
-        wamid: n.wamid,
-        from: n.from,
-        from_user_id: n.from_user_id,
-        type_: n.type_,
-        text: n.text,
-        timestamp: n.timestamp,
-        contact_name: n.contact.and_then(|c| c.name),
-        phone_number_id: n.metadata.phone_number_id,
-        display_phone_number: n.metadata.display_phone_number,
-        waba_id: n.waba_id,
+        envelope: n.envelope,
         received_at,
         payload: n.raw,
         dedup_ttl,
@@ -47,7 +39,7 @@ enum DedupId<'a> {
 
 /// The dedup id: the wamid of a message, `<wamid>:<status>` of a status, else [`content_id`].
 fn dedup_id<'a>(n: &Notification<'a>) -> DedupId<'a> {
-    match (&n.kind, &n.wamid, &n.type_) {
+    match (&n.kind, &n.envelope.wamid, &n.envelope.type_) {
         (JobKind::Message, Some(wamid), _) if !wamid.is_empty() => DedupId::Own(wamid.clone()),
         (JobKind::Status, Some(wamid), Some(status)) if !wamid.is_empty() => {
             let mut id = String::with_capacity(wamid.len() + 1 + status.len());
@@ -58,7 +50,7 @@ fn dedup_id<'a>(n: &Notification<'a>) -> DedupId<'a> {
         }
         _ => {
             let id = content_id(
-                n.waba_id.as_deref(),
+                n.envelope.waba_id.as_deref(),
                 n.entry_time,
                 n.field.as_deref(),
                 n.raw.get().as_bytes(),
@@ -155,12 +147,12 @@ mod tests {
         assert_eq!(jobs.len(), 5);
         let m = &jobs[0];
         assert_eq!((&m.kind, m.id.as_ref()), (&JobKind::Message, "wamid.M"));
-        assert_eq!(m.contact_name.as_deref(), Some("Ana"));
-        assert_eq!(m.text.as_deref(), Some("hi"));
-        assert_eq!(m.timestamp.as_deref(), Some("5"));
-        assert_eq!(m.phone_number_id.as_deref(), Some("P"));
-        assert_eq!(m.display_phone_number.as_deref(), Some("D"));
-        assert_eq!(m.waba_id.as_deref(), Some("W"));
+        assert_eq!(m.envelope.contact_name.as_deref(), Some("Ana"));
+        assert_eq!(m.envelope.text.as_deref(), Some("hi"));
+        assert_eq!(m.envelope.timestamp.as_deref(), Some("5"));
+        assert_eq!(m.envelope.phone_number_id.as_deref(), Some("P"));
+        assert_eq!(m.envelope.display_phone_number.as_deref(), Some("D"));
+        assert_eq!(m.envelope.waba_id.as_deref(), Some("W"));
         assert_eq!(m.received_at, 42);
         let raw = std::str::from_utf8(body).unwrap();
         assert!(raw.contains(m.payload.get()));
@@ -176,14 +168,14 @@ mod tests {
         );
         let by_id = |kind| jobs.iter().find(|j| j.kind == kind).unwrap();
         assert_eq!(by_id(JobKind::Status).id, "wamid.S:read");
-        assert_eq!(by_id(JobKind::Status).from.as_deref(), Some("2"));
+        assert_eq!(by_id(JobKind::Status).envelope.from.as_deref(), Some("2"));
         let e = by_id(JobKind::Error);
         assert_eq!(
             e.id,
             content_id(Some("W"), Some(7), Some("messages"), br#"{"code":1}"#)
         );
         let c = by_id(JobKind::Change);
-        assert_eq!(c.type_.as_deref(), Some("account_update"));
+        assert_eq!(c.envelope.type_.as_deref(), Some("account_update"));
         assert_eq!(
             c.id,
             content_id(

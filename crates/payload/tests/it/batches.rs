@@ -19,36 +19,44 @@ fn thousand_messages_across_entries_and_changes() {
     let mut wabas = std::collections::BTreeSet::new();
     for (i, n) in body.notifications().enumerate() {
         assert_eq!(n.kind, JobKind::Message);
-        assert_eq!(n.wamid.as_deref(), Some(wamid(i).as_str()), "message {i}");
-        assert_eq!(n.type_.as_deref(), Some("text"));
         assert_eq!(
-            n.timestamp.as_deref(),
+            n.envelope.wamid.as_deref(),
+            Some(wamid(i).as_str()),
+            "message {i}"
+        );
+        assert_eq!(n.envelope.type_.as_deref(), Some("text"));
+        assert_eq!(
+            n.envelope.timestamp.as_deref(),
             Some((1_768_990_000 + i).to_string().as_str())
         );
         let contact = n.contact.as_ref().expect("contact");
         if is_username_user(i) {
-            assert_eq!(n.from, None);
+            assert_eq!(n.envelope.from, None);
             assert_eq!(
                 contact.username.as_deref(),
                 Some(format!("kai.{i}").as_str())
             );
             // Plain ASCII stays borrowed from the body.
-            assert!(matches!(contact.name, Some(Cow::Borrowed(_))));
+            assert!(matches!(n.envelope.contact_name, Some(Cow::Borrowed(_))));
         } else {
-            assert_eq!(n.from.as_deref(), Some(format!("3461{i:07}").as_str()));
             assert_eq!(
-                contact.name.as_deref(),
+                n.envelope.from.as_deref(),
+                Some(format!("3461{i:07}").as_str())
+            );
+            assert_eq!(
+                n.envelope.contact_name.as_deref(),
                 Some(format!("José Núñez {i}").as_str())
             );
         }
-        assert_eq!(contact.user_id, n.from_user_id);
+        assert_eq!(contact.user_id, n.envelope.from_user_id);
         assert!(
-            n.text
+            n.envelope
+                .text
                 .as_deref()
                 .is_some_and(|t| t.starts_with("¿Tienen la talla")
                     && t.ends_with(&format!("https://example.com/o/{i}")))
         );
-        wabas.insert(n.waba_id.expect("waba id").into_owned());
+        wabas.insert(n.envelope.waba_id.expect("waba id").into_owned());
     }
     assert_eq!(wabas.len(), ENTRIES);
     check_raw_slices(bytes);
@@ -62,7 +70,7 @@ fn small_batches_keep_count_and_order() {
         let body = Body::parse(text.as_bytes()).expect("parses");
         let ids: Vec<String> = body
             .notifications()
-            .map(|x| x.wamid.expect("wamid").into_owned())
+            .map(|x| x.envelope.wamid.expect("wamid").into_owned())
             .collect();
         let want: Vec<String> = (0..n).map(wamid).collect();
         assert_eq!(ids, want, "batch of {n}");
@@ -81,7 +89,7 @@ fn contacts_in_another_order_still_match() {
     let body = Body::parse(body).expect("parses");
     let names: Vec<Option<String>> = body
         .notifications()
-        .map(|n| n.contact.and_then(|c| c.name).map(Cow::into_owned))
+        .map(|n| n.envelope.contact_name.map(Cow::into_owned))
         .collect();
     // An unknown sender gets no contact; so does one without any id when there are several.
     assert_eq!(

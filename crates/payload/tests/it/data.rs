@@ -45,24 +45,30 @@ fn mixed_phone_and_username_users() {
         ]
     );
 
-    let c0 = ns[0].contact.as_ref().expect("contact");
-    assert_eq!(c0.name.as_deref(), Some("Ana Costa"));
-    assert_eq!(ns[0].from_user_id.as_deref(), Some("BR.8812340000111222"));
+    assert!(ns[0].contact.is_some(), "contact");
+    assert_eq!(ns[0].envelope.contact_name.as_deref(), Some("Ana Costa"));
+    assert_eq!(
+        ns[0].envelope.from_user_id.as_deref(),
+        Some("BR.8812340000111222")
+    );
 
     // The username user: no `from`, matched on `from_user_id`.
-    assert_eq!(ns[1].from, None);
+    assert_eq!(ns[1].envelope.from, None);
     assert_eq!(
-        ns[1].from_user_id.as_deref(),
+        ns[1].envelope.from_user_id.as_deref(),
         Some("US.13491208655302741918")
     );
     let c1 = ns[1].contact.as_ref().expect("contact");
     assert_eq!(c1.username.as_deref(), Some("kai.surfs"));
     assert_eq!(c1.wa_id, None);
-    assert_eq!(ns[1].text.as_deref(), Some("hey, do you ship to Hawaii?"));
+    assert_eq!(
+        ns[1].envelope.text.as_deref(),
+        Some("hey, do you ship to Hawaii?")
+    );
 
     // Escaped name, matched on wa_id alone.
-    let c2 = ns[2].contact.as_ref().expect("contact");
-    assert_eq!(c2.name.as_deref(), Some("Lena Müller"));
+    assert!(ns[2].contact.is_some(), "contact");
+    assert_eq!(ns[2].envelope.contact_name.as_deref(), Some("Lena Müller"));
     let m = ns[2].message().expect("typed");
     let Content::Image(img) = m.content else {
         panic!("image")
@@ -71,9 +77,9 @@ fn mixed_phone_and_username_users() {
     assert_eq!(img.sha256.as_deref(), Some("a2V5/c2hh"));
 
     // Status to a username user: recipient only by user id.
-    assert_eq!(ns[3].from, None);
+    assert_eq!(ns[3].envelope.from, None);
     assert_eq!(
-        ns[3].from_user_id.as_deref(),
+        ns[3].envelope.from_user_id.as_deref(),
         Some("US.13491208655302741918")
     );
     assert_eq!(
@@ -92,21 +98,18 @@ fn wire_escaped_unicode() {
     let (ns, _) = all(&bytes);
     let n = &ns[0];
     assert_eq!(
-        n.wamid.as_deref(),
+        n.envelope.wamid.as_deref(),
         Some("wamid.HBgLMzQ2MTIzNDU2NzgVAgASGBQzQUFCQ0RFRi8/K0FCQ0RFRjAxMgA=")
     );
-    assert!(matches!(n.wamid, Some(Cow::Owned(_))));
-    assert!(matches!(n.from, Some(Cow::Borrowed(_))));
+    assert!(matches!(n.envelope.wamid, Some(Cow::Owned(_))));
+    assert!(matches!(n.envelope.from, Some(Cow::Borrowed(_))));
     assert_eq!(
-        n.text.as_deref(),
+        n.envelope.text.as_deref(),
         Some(
             "¡Hola! ¿Dónde está mi pedido? 🚚📦 — 谢谢 https://example.com/track/ES-9981 <b> 100% @shop"
         )
     );
-    assert_eq!(
-        n.contact.as_ref().and_then(|c| c.name.as_deref()),
-        Some("José Núñez 🌵")
-    );
+    assert_eq!(n.envelope.contact_name.as_deref(), Some("José Núñez 🌵"));
     assert!(n.raw.get().contains(r#"\u00a1Hola! \u00bfD\u00f3nde"#));
     assert!(n.raw.get().contains(r#"Ri8\/K0FC"#));
 }
@@ -139,7 +142,7 @@ fn nfm_reply_flow() {
 fn unsupported_type() {
     let bytes = data("unsupported_type.json");
     let (ns, _) = all(&bytes);
-    assert_eq!(ns[0].type_.as_deref(), Some("unsupported"));
+    assert_eq!(ns[0].envelope.type_.as_deref(), Some("unsupported"));
     let m = ns[0].message().expect("typed");
     let Content::Unsupported(u) = &m.content else {
         panic!("unsupported")
@@ -163,10 +166,19 @@ fn template_status_update_change() {
     let n = &ns[0];
     assert_eq!(n.kind, JobKind::Change);
     assert_eq!(n.field.as_deref(), Some("message_template_status_update"));
-    assert_eq!(n.type_.as_deref(), Some("message_template_status_update"));
+    assert_eq!(
+        n.envelope.type_.as_deref(),
+        Some("message_template_status_update")
+    );
     assert_eq!(n.entry_time, Some(1768998300));
-    assert_eq!(n.wamid, None);
-    assert_eq!(n.metadata, Default::default());
+    assert_eq!(n.envelope.wamid, None);
+    assert_eq!(
+        (
+            &n.envelope.phone_number_id,
+            &n.envelope.display_phone_number
+        ),
+        (&None, &None)
+    );
     assert!(
         n.raw
             .get()
@@ -183,10 +195,10 @@ fn value_level_errors() {
     assert_eq!(ns.len(), 2);
     for n in &ns {
         assert_eq!(n.kind, JobKind::Error);
-        assert_eq!(n.type_.as_deref(), Some("messages"));
-        assert_eq!(n.wamid, None);
+        assert_eq!(n.envelope.type_.as_deref(), Some("messages"));
+        assert_eq!(n.envelope.wamid, None);
         assert_eq!(
-            n.metadata.phone_number_id.as_deref(),
+            n.envelope.phone_number_id.as_deref(),
             Some("109876543210987")
         );
     }
@@ -208,7 +220,7 @@ fn group_message_and_status() {
     let m = ns[0].message().expect("typed");
     assert_eq!(m.group_id.as_deref(), Some("120363025246125888"));
     assert_eq!(
-        ns[0].contact.as_ref().and_then(|c| c.name.as_deref()),
+        ns[0].envelope.contact_name.as_deref(),
         Some("Mariana López")
     );
     let st = ns[1].status().expect("typed");
@@ -255,11 +267,8 @@ fn unknown_future_message_type() {
     let (ns, anomalies) = all(&bytes);
     assert!(anomalies.is_empty());
     assert_eq!(ns.len(), 1);
-    assert_eq!(ns[0].type_.as_deref(), Some("poll_vote"));
-    assert_eq!(
-        ns[0].contact.as_ref().and_then(|c| c.name.as_deref()),
-        Some("Aiko")
-    );
+    assert_eq!(ns[0].envelope.type_.as_deref(), Some("poll_vote"));
+    assert_eq!(ns[0].envelope.contact_name.as_deref(), Some("Aiko"));
     let m = ns[0].message().expect("typed");
     let Content::Other(Some(raw)) = m.content else {
         panic!("other with raw")
@@ -274,12 +283,12 @@ fn status_with_pricing_and_conversation() {
     let bytes = data("status_pricing_conversation.json");
     let (ns, _) = all(&bytes);
     let n = &ns[0];
-    assert_eq!(n.type_.as_deref(), Some("sent"));
-    assert_eq!(n.from_user_id.as_deref(), Some("BR.8812340000111222"));
+    assert_eq!(n.envelope.type_.as_deref(), Some("sent"));
     assert_eq!(
-        n.contact.as_ref().and_then(|c| c.name.as_deref()),
-        Some("Ana Costa")
+        n.envelope.from_user_id.as_deref(),
+        Some("BR.8812340000111222")
     );
+    assert_eq!(n.envelope.contact_name.as_deref(), Some("Ana Costa"));
     let st = n.status().expect("typed");
     assert_eq!(
         st.biz_opaque_callback_data.as_deref(),
@@ -303,12 +312,12 @@ fn status_with_pricing_and_conversation() {
 fn played_and_unknown_status() {
     let bytes = data("played_status.json");
     let (ns, _) = all(&bytes);
-    assert_eq!(ns[0].type_.as_deref(), Some("played"));
+    assert_eq!(ns[0].envelope.type_.as_deref(), Some("played"));
     assert_eq!(
         ns[0].status().and_then(|s| s.status),
         Some(StatusValue::Played)
     );
-    assert_eq!(ns[1].type_.as_deref(), Some("quantum_entangled"));
+    assert_eq!(ns[1].envelope.type_.as_deref(), Some("quantum_entangled"));
     let other = ns[1].status().and_then(|s| s.status).expect("a value");
     assert_eq!(
         other,
@@ -412,23 +421,29 @@ fn odd_shapes_are_skipped_and_reported() {
         ]
     );
     // A numeric WABA id and timestamp read as their decimal text.
-    assert_eq!(ns[0].waba_id.as_deref(), Some("104512367890123"));
-    assert_eq!(ns[0].timestamp.as_deref(), Some("1768999100"));
-    assert_eq!(ns[0].text.as_deref(), Some("numeric timestamp"));
+    assert_eq!(ns[0].envelope.waba_id.as_deref(), Some("104512367890123"));
+    assert_eq!(ns[0].envelope.timestamp.as_deref(), Some("1768999100"));
+    assert_eq!(ns[0].envelope.text.as_deref(), Some("numeric timestamp"));
     // A text that is not an object and a boolean `from` read as absent.
-    assert_eq!(ns[1].wamid.as_deref(), Some("wamid.OK2"));
-    assert_eq!((ns[1].text.as_deref(), ns[1].from.as_deref()), (None, None));
+    assert_eq!(ns[1].envelope.wamid.as_deref(), Some("wamid.OK2"));
+    assert_eq!(
+        (
+            ns[1].envelope.text.as_deref(),
+            ns[1].envelope.from.as_deref()
+        ),
+        (None, None)
+    );
     let Content::Other(Some(text)) = ns[1].message().expect("typed").content else {
         panic!("other")
     };
     assert_eq!(text.get(), r#""body should be an object""#);
-    assert_eq!(ns[2].type_.as_deref(), Some("messages"));
+    assert_eq!(ns[2].envelope.type_.as_deref(), Some("messages"));
     assert_eq!(
-        ns[2].metadata.phone_number_id.as_deref(),
+        ns[2].envelope.phone_number_id.as_deref(),
         Some("109876543210987")
     );
     assert_eq!(
-        (ns[3].field.as_deref(), ns[3].type_.as_deref()),
+        (ns[3].field.as_deref(), ns[3].envelope.type_.as_deref()),
         (None, None)
     );
     assert_eq!(ns[3].raw.get(), r#"{"cursor":"abc"}"#);

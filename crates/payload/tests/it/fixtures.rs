@@ -13,15 +13,15 @@ fn single(bytes: &[u8]) -> Notification<'_> {
     assert!(body.anomalies().is_empty(), "{:?}", body.anomalies());
     assert_eq!(body.len(), 1);
     let n = body.notifications().next().expect("one notification");
-    assert_eq!(n.waba_id.as_deref(), Some(WABA));
+    assert_eq!(n.envelope.waba_id.as_deref(), Some(WABA));
     assert_eq!(n.field.as_deref(), Some("messages"));
     assert_eq!(n.entry_time, None);
     assert_eq!(
-        n.metadata.phone_number_id.as_deref(),
+        n.envelope.phone_number_id.as_deref(),
         Some("109876543210987")
     );
     assert_eq!(
-        n.metadata.display_phone_number.as_deref(),
+        n.envelope.display_phone_number.as_deref(),
         Some("15550001234")
     );
     n
@@ -30,26 +30,29 @@ fn single(bytes: &[u8]) -> Notification<'_> {
 fn message<'a>(n: &Notification<'a>) -> Message<'a> {
     assert_eq!(n.kind, JobKind::Message);
     let m = n.message().expect("typed message");
-    assert_eq!(m.id, n.wamid);
-    assert_eq!(m.from, n.from);
-    assert_eq!(m.type_, n.type_);
-    assert_eq!(m.timestamp, n.timestamp);
+    assert_eq!(m.id, n.envelope.wamid);
+    assert_eq!(m.from, n.envelope.from);
+    assert_eq!(m.type_, n.envelope.type_);
+    assert_eq!(m.timestamp, n.envelope.timestamp);
     m
 }
 
 fn status<'a>(n: &Notification<'a>) -> Status<'a> {
     assert_eq!(n.kind, JobKind::Status);
     let s = n.status().expect("typed status");
-    assert_eq!(s.id, n.wamid);
-    assert_eq!(s.recipient_id, n.from);
-    assert_eq!(s.status.as_ref().map(|v| v.as_str()), n.type_.as_deref());
+    assert_eq!(s.id, n.envelope.wamid);
+    assert_eq!(s.recipient_id, n.envelope.from);
+    assert_eq!(
+        s.status.as_ref().map(|v| v.as_str()),
+        n.envelope.type_.as_deref()
+    );
     s
 }
 
 fn contact(n: &Notification<'_>) -> (Option<String>, Option<String>, Option<String>) {
     let c = n.contact.as_ref().expect("a matching contact");
     (
-        c.name.as_deref().map(str::to_owned),
+        n.envelope.contact_name.as_deref().map(str::to_owned),
         c.wa_id.as_deref().map(str::to_owned),
         c.user_id.as_deref().map(str::to_owned),
     )
@@ -77,17 +80,20 @@ fn check(name: &str, bytes: &[u8]) {
     match name {
         "01_text.json" => {
             let m = message(&n);
-            assert_eq!(n.type_.as_deref(), Some("text"));
-            assert_eq!(n.from.as_deref(), Some("5215512345678"));
-            assert_eq!(n.from_user_id, None);
+            assert_eq!(n.envelope.type_.as_deref(), Some("text"));
+            assert_eq!(n.envelope.from.as_deref(), Some("5215512345678"));
+            assert_eq!(n.envelope.from_user_id, None);
             assert_eq!(
-                n.wamid.as_deref(),
+                n.envelope.wamid.as_deref(),
                 Some(
                     "wamid.HBgNNTIxNTUxMjM0NTY3OBUCABIYFjNFQjAwQTEAFQIAEhgUM0VCMDRCNkY5QzE3QTJEOEU1MDEA"
                 )
             );
-            assert_eq!(n.timestamp.as_deref(), Some("1768993210"));
-            assert_eq!(n.text.as_deref(), Some("Hi, is the store open on Sunday?"));
+            assert_eq!(n.envelope.timestamp.as_deref(), Some("1768993210"));
+            assert_eq!(
+                n.envelope.text.as_deref(),
+                Some("Hi, is the store open on Sunday?")
+            );
             assert_eq!(
                 contact(&n),
                 (
@@ -96,12 +102,15 @@ fn check(name: &str, bytes: &[u8]) {
                     s("MX.2093847561029384")
                 )
             );
-            assert_eq!(m.text(), n.text.as_deref());
+            assert_eq!(m.text(), n.envelope.text.as_deref());
             assert!(m.context.is_none() && m.referral.is_none() && m.errors.is_empty());
         }
         "02_text_reply_context.json" => {
             let m = message(&n);
-            assert_eq!(n.text.as_deref(), Some("Yes, please book the 3pm slot."));
+            assert_eq!(
+                n.envelope.text.as_deref(),
+                Some("Yes, please book the 3pm slot.")
+            );
             assert_eq!(contact(&n), (s("Tom Becker"), s("4915123456789"), None));
             let ctx = m.context.expect("context");
             assert_eq!(ctx.from.as_deref(), Some("15550001234"));
@@ -115,8 +124,8 @@ fn check(name: &str, bytes: &[u8]) {
         }
         "03_image.json" => {
             let m = message(&n);
-            assert_eq!(n.type_.as_deref(), Some("image"));
-            assert_eq!(n.text, None);
+            assert_eq!(n.envelope.type_.as_deref(), Some("image"));
+            assert_eq!(n.envelope.text, None);
             let Content::Image(img) = m.content else {
                 panic!("image")
             };
@@ -294,10 +303,10 @@ fn check(name: &str, bytes: &[u8]) {
         }
         "18_status_sent.json" => {
             let st = status(&n);
-            assert_eq!(n.type_.as_deref(), Some("sent"));
+            assert_eq!(n.envelope.type_.as_deref(), Some("sent"));
             assert_eq!(st.status, Some(StatusValue::Sent));
-            assert_eq!(n.from.as_deref(), Some("5215512345678"));
-            assert_eq!(n.timestamp.as_deref(), Some("1768995000"));
+            assert_eq!(n.envelope.from.as_deref(), Some("5215512345678"));
+            assert_eq!(n.envelope.timestamp.as_deref(), Some("1768995000"));
             assert_eq!(contact(&n).0, s("Mariana López"));
             assert_eq!(
                 st.biz_opaque_callback_data.as_deref(),
@@ -343,16 +352,17 @@ fn check(name: &str, bytes: &[u8]) {
             assert!(e.href.is_some());
         }
         "23_text_unicode_emoji.json" => {
-            assert!(
-                n.text
-                    .as_deref()
-                    .is_some_and(|t| t.starts_with("¡Hola! ¿Dónde está")
-                        && t.contains("🚚📦")
-                        && t.ends_with("ES-9981/estado"))
-            );
+            assert!(n.envelope.text.as_deref().is_some_and(
+                |t| t.starts_with("¡Hola! ¿Dónde está")
+                    && t.contains("🚚📦")
+                    && t.ends_with("ES-9981/estado")
+            ));
             assert_eq!(contact(&n).0, s("José Núñez 🌵"));
             // Raw UTF-8 without escapes stays borrowed.
-            assert!(matches!(n.text, Some(std::borrow::Cow::Borrowed(_))));
+            assert!(matches!(
+                n.envelope.text,
+                Some(std::borrow::Cow::Borrowed(_))
+            ));
         }
         other => unreachable!("{other} is listed in KNOWN without assertions"),
     }

@@ -129,9 +129,9 @@ proptest! {
         let parsed = Body::parse(body.as_bytes()).expect("a JSON object");
         let message = parsed
             .notifications()
-            .find(|n| n.wamid.as_deref() == Some("w1"))
+            .find(|n| n.envelope.wamid.as_deref() == Some("w1"))
             .expect("the sibling message");
-        prop_assert_eq!(message.text.as_deref(), Some("ok"));
+        prop_assert_eq!(message.envelope.text.as_deref(), Some("ok"));
         let typed = message.message().and_then(|m| m.text().map(str::to_owned));
         prop_assert_eq!(typed.as_deref(), Some("ok"));
         exercise(body.as_bytes());
@@ -262,7 +262,7 @@ proptest! {
             .map(|n| {
                 let key = match n.kind {
                     wa_payload::JobKind::Message | wa_payload::JobKind::Status => {
-                        n.wamid.as_deref().unwrap_or_default().to_owned()
+                        n.envelope.wamid.as_deref().unwrap_or_default().to_owned()
                     }
                     _ => n.raw.get().to_owned(),
                 };

@@ -7,7 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::{CONTRACT_VERSION, JobKind, QueueError};
+use crate::{CONTRACT_VERSION, Envelope, JobKind, QueueError};
 
 use super::now_ms;
 
@@ -19,26 +19,9 @@ pub struct NewJob<'a> {
     pub id: Cow<'a, str>,
     /// kind
     pub kind: JobKind,
-    /// wamid
-    pub wamid: Option<Cow<'a, str>>,
-    /// sender (recipient for a status)
-    pub from: Option<Cow<'a, str>>,
-    /// business-scoped user id of the sender/recipient
-    pub from_user_id: Option<Cow<'a, str>>,
-    /// message type, status value or field name
-    pub type_: Option<Cow<'a, str>>,
-    /// text body of text messages
-    pub text: Option<Cow<'a, str>>,
-    /// timestamp as sent
-    pub timestamp: Option<Cow<'a, str>>,
-    /// profile name of the sender's contact
-    pub contact_name: Option<Cow<'a, str>>,
-    /// metadata.phone_number_id
-    pub phone_number_id: Option<Cow<'a, str>>,
-    /// metadata.display_phone_number
-    pub display_phone_number: Option<Cow<'a, str>>,
-    /// entry id
-    pub waba_id: Option<Cow<'a, str>>,
+    /// the optional text fields, written between `kind` and `received_at` in the contract's
+    /// order
+    pub envelope: Envelope<'a>,
     /// when the ingress received it, ms since the epoch
     pub received_at: u64,
     /// the object exactly as Meta sent it
@@ -52,18 +35,7 @@ pub struct NewJob<'a> {
 /// 0 written here); absent optional fields are left out, the payload is embedded verbatim.
 impl Serialize for NewJob<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let texts = [
-            ("wamid", &self.wamid),
-            ("from", &self.from),
-            ("from_user_id", &self.from_user_id),
-            ("type", &self.type_),
-            ("text", &self.text),
-            ("timestamp", &self.timestamp),
-            ("contact_name", &self.contact_name),
-            ("phone_number_id", &self.phone_number_id),
-            ("display_phone_number", &self.display_phone_number),
-            ("waba_id", &self.waba_id),
-        ];
+        let texts = self.envelope.fields();
         let present = texts.iter().filter(|(_, t)| t.is_some()).count();
         let mut job = s.serialize_struct("NewJob", 6 + present)?;
         job.serialize_field("v", &CONTRACT_VERSION)?;
@@ -88,16 +60,7 @@ impl<'a> NewJob<'a> {
         Self {
             id: id.into(),
             kind,
-            wamid: None,
-            from: None,
-            from_user_id: None,
-            type_: None,
-            text: None,
-            timestamp: None,
-            contact_name: None,
-            phone_number_id: None,
-            display_phone_number: None,
-            waba_id: None,
+            envelope: Envelope::default(),
             received_at: now_ms(),
             payload,
             dedup_ttl: None,

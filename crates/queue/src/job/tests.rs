@@ -17,9 +17,9 @@ fn encode_new_job() {
     let p = payload();
     let mut job = NewJob::new("wamid.A/B", JobKind::Message, &p);
     job.received_at = 1700000000000;
-    job.wamid = Some("wamid.A/B".into());
-    job.type_ = Some("text".into());
-    job.text = Some("café 😀".into());
+    job.envelope.wamid = Some("wamid.A/B".into());
+    job.envelope.type_ = Some("text".into());
+    job.envelope.text = Some("café 😀".into());
     let json = job.to_json().unwrap();
     assert_eq!(
         json,
@@ -32,7 +32,7 @@ fn encode_new_job() {
     assert_eq!(buf, json.as_bytes());
     assert_eq!(job.encoded_len().unwrap(), json.len());
     // Escapes count as written: a quote, a backslash and control characters.
-    job.text = Some("\"\\\n\u{1}".into());
+    job.envelope.text = Some("\"\\\n\u{1}".into());
     assert_eq!(job.encoded_len().unwrap(), job.to_json().unwrap().len());
 }
 
@@ -41,7 +41,7 @@ fn encode_new_job() {
 fn round_trip() {
     let p = payload();
     let mut job = NewJob::new("x", JobKind::Status, &p);
-    job.from = Some("1".into());
+    job.envelope.from = Some("1".into());
     let back = Job::from_json(&job.to_json().unwrap()).unwrap();
     assert_eq!(back.id(), "x");
     assert_eq!(back.kind_name(), "status");

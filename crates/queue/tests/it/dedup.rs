@@ -98,7 +98,7 @@ async fn check_slot(q: &QueueName, slot: &str, min_ttl: i64) {
 /// A job stamped at `timestamp` (seconds, as Meta sends it).
 fn at<'a>(id: String, timestamp: u64, p: &'a serde_json::value::RawValue) -> NewJob<'a> {
     let mut j = job(id, p);
-    j.timestamp = Some(timestamp.to_string().into());
+    j.envelope.timestamp = Some(timestamp.to_string().into());
     j
 }
 

@@ -132,8 +132,8 @@ async fn send(producer: &Producer, senders: &[String], per_sender: usize) {
     let mut jobs = Vec::new();
     for ((s, seq), text) in order.iter().zip(&texts) {
         let mut j = job(format!("wamid.{}.{seq}", senders[*s]), &p);
-        j.from = Some(senders[*s].as_str().into());
-        j.text = Some(text.as_str().into());
+        j.envelope.from = Some(senders[*s].as_str().into());
+        j.envelope.text = Some(text.as_str().into());
         jobs.push(j);
     }
     let mut rest = &jobs[..];
@@ -330,8 +330,8 @@ async fn send_one_sender(url: &str, q: &QueueName, sender: &str, n: usize) {
         .enumerate()
         .map(|(seq, text)| {
             let mut j = job(format!("wamid.{sender}.{seq}"), &p);
-            j.from = Some(sender.into());
-            j.text = Some(text.as_str().into());
+            j.envelope.from = Some(sender.into());
+            j.envelope.text = Some(text.as_str().into());
             j
         })
         .collect();

@@ -217,7 +217,7 @@ async fn jobs_may_carry_their_own_marker_ttl() {
     // Each in a slot of its own (minutes 1, 2, 3), so each bucket's TTL is its marker's.
     let at = |id: &str, minute: u64| {
         let mut j = job(id.into(), &p);
-        j.timestamp = Some((minute * 60).to_string().into());
+        j.envelope.timestamp = Some((minute * 60).to_string().into());
         j
     };
     let mut short = at("short", 1);

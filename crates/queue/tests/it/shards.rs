@@ -75,7 +75,7 @@ async fn eight_shards_by_sender_on_one_redis() {
     let mut jobs = Vec::new();
     for n in 0..200 {
         let mut j = job(format!("wamid.{n}"), &p);
-        j.from = Some(senders[n % senders.len()].as_str().into());
+        j.envelope.from = Some(senders[n % senders.len()].as_str().into());
         jobs.push(j);
     }
     let first = producer.enqueue(&jobs).await.unwrap();

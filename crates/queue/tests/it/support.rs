@@ -140,7 +140,7 @@ pub fn payload(n: usize) -> Box<RawValue> {
 
 pub fn job<'a>(id: String, p: &'a RawValue) -> NewJob<'a> {
     let mut j = NewJob::new(id, JobKind::Message, p);
-    j.wamid = Some(j.id.clone());
+    j.envelope.wamid = Some(j.id.clone());
     j
 }
 
