@@ -22,6 +22,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 import urllib.parse
@@ -33,17 +34,49 @@ class RedisError(Exception):
     """An error reply from Redis (`-ERR ...`)."""
 
 
+def tls_context(ca_cert, client_cert, client_key):
+    """What a rediss:// connection trusts and presents: the CA file (system roots without one)
+    and, for a Redis that asks for one, a client certificate and its key."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_cert)
+    except (OSError, ssl.SSLError) as err:
+        raise SystemExit(f"--redis-ca-cert/WA_REDIS_CA_CERT: cannot read {ca_cert}: {err}")
+    if client_cert or client_key:
+        if not (client_cert and client_key):
+            raise SystemExit(
+                "--redis-client-cert and --redis-client-key "
+                "(WA_REDIS_CLIENT_CERT, WA_REDIS_CLIENT_KEY) go together"
+            )
+        try:
+            ctx.load_cert_chain(client_cert, client_key)
+        except (OSError, ssl.SSLError) as err:
+            raise SystemExit(
+                "--redis-client-cert/--redis-client-key: cannot load "
+                f"{client_cert} with {client_key}: {err}"
+            )
+    return ctx
+
+
 class Redis:
     """The smallest useful RESP2 client: one connection, one command at a time."""
 
-    def __init__(self, url, timeout):
+    def __init__(self, url, timeout, tls=None):
         u = urllib.parse.urlsplit(url)
-        if u.scheme != "redis":
-            raise SystemExit(f"unsupported Redis URL scheme {u.scheme!r}: use redis://host:port/db")
+        if u.scheme not in ("redis", "rediss"):
+            raise SystemExit(
+                f"unsupported Redis URL scheme {u.scheme!r}: use redis:// or rediss:// (TLS)"
+            )
+        if tls is None and u.scheme == "rediss":
+            tls = tls_context(None, None, None)
         self.where = f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"  # never the password
         address = (u.hostname or "127.0.0.1", u.port or 6379)
         try:
             self.sock = socket.create_connection(address, timeout)
+            if u.scheme == "rediss":
+                # The certificate must chain to the CA and name the URL's host.
+                self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
+        except ssl.SSLError as err:
+            raise ConnectionError(f"TLS to redis at {self.where} failed: {err}") from None
         except OSError as err:
             raise ConnectionError(f"cannot reach redis at {self.where}: {err}") from None
         self.file = self.sock.makefile("rb")
@@ -283,6 +316,11 @@ class Worker:
         # every third of the lease.
         self.tick = min(1.0, args.lease / 3)
         self.redis = None
+        self.tls = None
+        if urllib.parse.urlsplit(args.redis_url).scheme == "rediss":
+            self.tls = tls_context(args.redis_ca_cert, args.redis_client_cert, args.redis_client_key)
+        elif args.redis_ca_cert or args.redis_client_cert or args.redis_client_key:
+            raise SystemExit("--redis-ca-cert and the client certificate need a rediss:// URL")
         self.next_tick = 0.0
         self.stopping = False
 
@@ -290,7 +328,7 @@ class Worker:
         if self.redis:
             self.redis.close()
         # The socket must outlive the longest blocking call.
-        self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10)
+        self.redis = Redis(self.args.redis_url, timeout=self.args.block + 10, tls=self.tls)
 
     def refuse_ordered(self):
         """This worker does not keep order per sender (docs/queue-contract.md, Order per
@@ -452,7 +490,24 @@ def main():
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
-        help="redis://[:password@]host:port[/db] (env REDIS_URL; default redis://127.0.0.1:6379)",
+        help="redis://[:password@]host:port[/db], rediss:// for TLS "
+        "(env REDIS_URL; default redis://127.0.0.1:6379)",
+    )
+    parser.add_argument(
+        "--redis-ca-cert",
+        default=os.environ.get("WA_REDIS_CA_CERT"),
+        help="PEM file of the CA(s) Redis's TLS certificate must chain to "
+        "(env WA_REDIS_CA_CERT; default the system's roots)",
+    )
+    parser.add_argument(
+        "--redis-client-cert",
+        default=os.environ.get("WA_REDIS_CLIENT_CERT"),
+        help="PEM client certificate for a Redis that asks for one (env WA_REDIS_CLIENT_CERT)",
+    )
+    parser.add_argument(
+        "--redis-client-key",
+        default=os.environ.get("WA_REDIS_CLIENT_KEY"),
+        help="PEM key of --redis-client-cert (env WA_REDIS_CLIENT_KEY)",
     )
     parser.add_argument(
         "--queue",

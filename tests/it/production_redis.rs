@@ -200,6 +200,62 @@ async fn tls_ingress_and_worker() {
     assert!(!ingress.output().contains("redis://") && !worker.output().contains("redis://"));
 }
 
+/// The Python example worker drains over rediss:// with the same variables as wa-worker (a
+/// private CA, a client certificate); without the CA it fails naming TLS and takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_over_tls() {
+    let (files, server) = tls_redis();
+    let queue = unique("tls-python");
+    let (ca, cert, key) = (
+        path(files, "ca.pem"),
+        path(files, "client.pem"),
+        path(files, "client.key"),
+    );
+    let tls = [
+        ("WA_REDIS_CA_CERT", ca.as_str()),
+        ("WA_REDIS_CLIENT_CERT", cert.as_str()),
+        ("WA_REDIS_CLIENT_KEY", key.as_str()),
+    ];
+    let url = server.url();
+    let mut env = vec![("REDIS_URL", url.as_str()), ("WA_QUEUE", queue.as_str())];
+    env.extend(tls);
+    let mut ingress = Bin::ingress(&env);
+    ingress.listening().await;
+    let ids: Vec<String> = (0..5).map(|i| format!("wamid.pytls.{queue}.{i}")).collect();
+    for id in &ids {
+        assert_eq!(
+            post(ingress.base(), id).await,
+            StatusCode::OK,
+            "{}",
+            ingress.output()
+        );
+    }
+
+    // Without the private CA (system roots only) the handshake fails: a clear error, no job taken.
+    let refused = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/python_worker/worker.py"
+        ))
+        .args(["--redis-url", &url, "--queue", &queue, "--max-jobs", "1"])
+        .envs(tls[1..].iter().copied())
+        .env_remove("WA_REDIS_CA_CERT")
+        .output()
+        .expect("python3 on PATH");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("TLS to redis at localhost:"), "{err}");
+
+    let run = crate::python_worker::run_python_worker_env(&url, &queue, ids.len(), &tls).await;
+    let mut handled: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.strip_prefix("id="))
+        .collect();
+    handled.sort_unstable();
+    assert_eq!(handled, ids, "stderr: {}", run.stderr);
+}
+
 /// A client that trusts another CA, or presents no certificate to a Redis that wants one,
 /// fails with an error naming TLS, and the ingress answers 503 instead of falling back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,19 +62,30 @@ fn expected_lines(body: &[u8]) -> Vec<String> {
 }
 
 /// What one run of the Python worker left: its output and its consumer id.
-struct Run {
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     consumer: String,
 }
 
 /// Runs `examples/python_worker/worker.py` on queue `name` until it has taken `jobs` jobs.
 async fn run_python_worker(url: &str, name: &str, jobs: usize) -> Run {
+    run_python_worker_env(url, name, jobs, &[]).await
+}
+
+/// [`run_python_worker`] with `env` added to the worker's environment.
+pub(crate) async fn run_python_worker_env(
+    url: &str,
+    name: &str,
+    jobs: usize,
+    env: &[(&str, &str)],
+) -> Run {
     let script: PathBuf = root().join("examples/python_worker/worker.py");
     let mut worker = tokio::process::Command::new("python3");
     worker
         .arg(&script)
         .args(["--redis-url", url, "--queue", name])
+        .envs(env.iter().copied())
         .args(["--max-jobs", &jobs.to_string()])
         // A safety net: should a job be missing, the worker stops instead of waiting forever.
         .args(["--idle-exit", "20s"])
