@@ -107,7 +107,55 @@ scripts! {
     ["fetch.lua", "settle.lua", "replay.lua"]
 }
 
+/// The exchange script's text, for the constants read from it at compile time.
+const EXCHANGE_SRC: &str = include_str!("lua/exchange.lua");
+
+/// The exchange script's per-call cap, `local MAX_PER_CALL = ...` in `exchange.lua`: written
+/// once, in the script, which enforces it whoever calls it; the consumer's batch bound and its
+/// removals by index per call are this same number.
+pub(crate) const EXCHANGE_MAX_PER_CALL: usize = lua_local(EXCHANGE_SRC, "local MAX_PER_CALL = ");
+
+/// The decimal number that follows `decl` (a declaration such as `local NAME = `) in a
+/// script's text. Evaluated at compile time, so a script without it does not build.
+const fn lua_local(src: &str, decl: &str) -> usize {
+    let (src, decl) = (src.as_bytes(), decl.as_bytes());
+    let mut at = 0;
+    while at + decl.len() <= src.len() {
+        let mut i = 0;
+        while i < decl.len() && src[at + i] == decl[i] {
+            i += 1;
+        }
+        if i == decl.len() {
+            let (mut end, mut n) = (at + i, 0);
+            while end < src.len() && src[end].is_ascii_digit() {
+                n = n * 10 + (src[end] - b'0') as usize;
+                end += 1;
+            }
+            assert!(end > at + i, "the declaration is not followed by a number");
+            return n;
+        }
+        at += 1;
+    }
+    panic!("the declaration is not in the script");
+}
+
 /// Maps a Redis error to ours without leaking the dependency's type.
 pub(crate) fn redis_err(e: redis::RedisError) -> crate::QueueError {
     crate::conn::redis_error(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cap is read from the script's own line, and is the 1000 the docs quote.
+    #[test]
+    fn exchange_cap_is_read_from_the_script() {
+        assert_eq!(EXCHANGE_MAX_PER_CALL, 1000);
+        assert!(EXCHANGE_SRC.contains("\nlocal MAX_PER_CALL = 1000\n"));
+        assert_eq!(
+            lua_local("local A = 7\nlocal B = 42 -- x", "local B = "),
+            42
+        );
+    }
 }

@@ -8,8 +8,9 @@ use crate::QueueError;
 use crate::job::Job;
 
 /// The most jobs one exchange call takes, and the most it removes by index: the exchange
-/// script's own cap (`exchange.lua`), so that one call stays short. Also the largest batch.
-pub(crate) const MAX_PER_CALL: usize = 1000;
+/// script's own cap, so that one call stays short, read from `exchange.lua`'s
+/// `local MAX_PER_CALL` at compile time (one number, in the script). Also the largest batch.
+pub(crate) const MAX_PER_CALL: usize = crate::script::EXCHANGE_MAX_PER_CALL;
 
 /// What a handler decided.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@
 -- ARGV[2]  lease length, ms
 -- ARGV[3]  the length the processing list must have
 -- ARGV[4]  D: elements to drop from the right end (finished jobs)
--- ARGV[5]  N: jobs to take at most (0..1000)
+-- ARGV[5]  N: jobs to take at most (0..MAX_PER_CALL; more counts as MAX_PER_CALL)
 -- ARGV[6]  one letter per operation below; their arguments follow in order:
 --   h  first, last    the elements at the right end (-1) and at -D, which the
 --                     drop must find there (sent whenever D > 0)
@@ -48,6 +48,12 @@
 -- retry), the sender's oldest waiting job becomes the holder and goes to the
 -- consumers' end of pending, or the sender is freed. Jobs without a sender (or
 -- an id) are taken as they come.
+
+-- The per-call cap: the most jobs one call takes, and (ordered mode) the most
+-- it sets aside, so that one call stays short. wa-queue reads its own cap (the
+-- largest batch, the most removals by index it sends) from this line.
+local MAX_PER_CALL = 1000
+
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
   return {0}
 end
@@ -142,7 +148,7 @@ for _, op in ipairs(later) do
     end
   end
 end
-local n = math.min(tonumber(ARGV[5]), 1000)
+local n = math.min(tonumber(ARGV[5]), MAX_PER_CALL)
 if n == 0 then
   return {1, 0}
 end
@@ -153,9 +159,9 @@ end
 n = math.min(n, waiting)
 if ordered then
   -- one job at a time from the oldest end, as long as fewer than n are taken;
-  -- at most 1000 set aside per call, so that one call stays short
+  -- at most MAX_PER_CALL set aside per call, so that one call stays short
   local took, parked = 0, 0
-  while took < n and parked < 1000 do
+  while took < n and parked < MAX_PER_CALL do
     local raw = redis.call('RPOP', KEYS[1])
     if not raw then
       break
