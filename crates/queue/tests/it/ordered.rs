@@ -426,7 +426,7 @@ async fn graceful_stop_keeps_the_hold_and_a_replay_queues_behind_it() {
 }
 
 /// The first ordered consumer records the mode; one that is not ordered then refuses to
-/// start. An ordered consumer refuses to be the first while a consumer that is not ordered is
+/// start, until the record is deleted (leaving ordered mode). An ordered consumer refuses to be the first while a consumer that is not ordered is
 /// live, and records nothing.
 #[tokio::test]
 async fn every_consumer_must_share_the_mode() {
@@ -441,6 +441,24 @@ async fn every_consumer_must_share_the_mode() {
         "{plain:?}"
     );
     ordered.shutdown().await.unwrap();
+    // Leaving ordered mode as docs/operations.md says: with the queue drained and the ordered
+    // consumers stopped, deleting the record lets a consumer that is not ordered start again.
+    let stats = Admin::connect(&url, q.clone())
+        .await
+        .unwrap()
+        .stats()
+        .await
+        .unwrap();
+    assert_eq!((stats.pending, stats.held_senders), (0, 0));
+    let _: u64 = redis::cmd("DEL")
+        .arg(q.ordered_key())
+        .query_async(&mut conn(&url).await)
+        .await
+        .unwrap();
+    let plain = Consumer::connect(&url, q.clone(), fast_opts()).await;
+    assert!(plain.is_ok(), "{:?}", plain.err());
+    plain.unwrap().shutdown().await.unwrap();
+    assert!(!keys(&url, &q).await.contains(&q.ordered_key()));
     cleanup(&url, &q).await;
 
     let q = queue("ordmode2").with_shards(2).unwrap();
