@@ -2,12 +2,13 @@
 //! keep the lease, promote, reap, reconnect, stop gracefully.
 //!
 //! This module holds the settings and counts of a run and [`run`] itself; `run_loop` the loop
-//! as a type whose steps are named methods; `handle` one handler's guarded run;
-//! `housekeeping` the tasks beside the loop (lease renewal, promoter, reaper, the queue's
-//! `done` count).
+//! as a type whose steps are named methods; `pause` its backoff after failed calls; `handle`
+//! one handler's guarded run; `housekeeping` the tasks beside the loop (lease renewal,
+//! promoter, reaper, the queue's `done` count).
 
 mod handle;
 mod housekeeping;
+mod pause;
 mod run_loop;
 
 use std::future::Future;

@@ -15,14 +15,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::handle::{Finished, handle, poll_now};
+use super::pause::Pause;
 use super::{Counters, RunOptions, count};
 use crate::consumer::Exchanged;
 use crate::{Consumer, Delivery, Handler, Outcome, QueueError};
 
-/// The first pause after a failed call; it doubles with each failure in a row.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// The longest pause after failed calls.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Failed calls while stopping after which the loop gives up settling (the jobs in hand then
 /// go back to pending with the consumer's close).
 const STOPPING_FAILURES_MAX: u32 = 3;
@@ -31,10 +28,6 @@ const STOPPING_FAILURES_MAX: u32 = 3;
 type Call = Pin<Box<dyn Future<Output = (usize, usize, Result<Exchanged, QueueError>)> + Send>>;
 /// One blocking wait for work on the wire: its shard, and whether work came.
 type Wait = Pin<Box<dyn Future<Output = (usize, Result<bool, QueueError>)> + Send>>;
-
-fn next_backoff(b: Duration) -> Duration {
-    (b * 2).min(BACKOFF_MAX)
-}
 
 /// What woke the loop.
 enum Event {
@@ -77,9 +70,8 @@ pub(super) struct RunLoop<H> {
     busy: Vec<bool>,
     reserved: usize,
     calls: FuturesUnordered<Call>,
-    backoff: Duration,
-    /// after a failed call, no new call before this
-    paused_until: Option<Instant>,
+    /// after a failed call, no new call for a while
+    pause: Pause,
     stopping: bool,
     grace_end: Option<Instant>,
     failures_stopping: u32,
@@ -118,8 +110,7 @@ impl<H: Handler> RunLoop<H> {
             busy: vec![false; lanes],
             reserved: 0,
             calls: FuturesUnordered::new(),
-            backoff: BACKOFF_MIN,
-            paused_until: None,
+            pause: Pause::new(),
             stopping: false,
             grace_end: None,
             failures_stopping: 0,
@@ -184,9 +175,7 @@ impl<H: Handler> RunLoop<H> {
             self.on_finished(f);
         }
         while self.tasks.try_join_next().is_some() {}
-        if self.paused_until.is_some_and(|t| Instant::now() >= t) {
-            self.paused_until = None;
-        }
+        self.pause.end_if_over();
     }
 
     fn on_finished(&mut self, f: Finished) {
@@ -203,7 +192,7 @@ impl<H: Handler> RunLoop<H> {
         let order = (first..first + shards)
             .flat_map(|s| (0..per_shard).map(move |k| k * shards + s % shards));
         for lane in order {
-            if self.busy[lane] || self.paused_until.is_some() {
+            if self.busy[lane] || self.pause.is_on() {
                 continue;
             }
             let take = self.slots_for(lane);
@@ -260,7 +249,7 @@ impl<H: Handler> RunLoop<H> {
             self.waiting.fill(false);
             return;
         }
-        if self.paused_until.is_some() || self.running >= self.concurrency {
+        if self.pause.is_on() || self.running >= self.concurrency {
             return;
         }
         let lanes = self.consumer.lanes();
@@ -281,7 +270,7 @@ impl<H: Handler> RunLoop<H> {
     /// grace period, or work in a shard found empty.
     async fn next_event(&mut self, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> Event {
         let grace = sleep_until(self.grace_end);
-        let pause = sleep_until(self.paused_until);
+        let pause = sleep_until(self.pause.until());
         tokio::select! {
             biased;
             _ = &mut shutdown, if !self.stopping => Event::Shutdown,
@@ -307,7 +296,7 @@ impl<H: Handler> RunLoop<H> {
             Ok(x) => x,
             Err(e) => return self.on_failed_call(e),
         };
-        self.backoff = BACKOFF_MIN;
+        self.pause.reset();
         count(&self.counters, &x);
         if take > 0 {
             self.idle[self.consumer.lane_shard(lane)] = x.taken.len() < take;
@@ -324,7 +313,7 @@ impl<H: Handler> RunLoop<H> {
 
     fn on_failed_call(&mut self, e: QueueError) -> Flow {
         self.counters.redis_errors.fetch_add(1, Relaxed);
-        tracing::warn!(error = %e, retry_in = ?self.backoff, "call to redis failed");
+        tracing::warn!(error = %e, retry_in = ?self.pause.next(), "call to redis failed");
         if self.stopping {
             self.failures_stopping += 1;
             if self.failures_stopping >= STOPPING_FAILURES_MAX {
@@ -332,13 +321,8 @@ impl<H: Handler> RunLoop<H> {
                 return Flow::Stop;
             }
         }
-        self.pause();
+        self.pause.start();
         Flow::Go
-    }
-
-    fn pause(&mut self) {
-        self.paused_until = Some(Instant::now() + self.backoff);
-        self.backoff = next_backoff(self.backoff);
     }
 
     /// Runs the handler on a job just taken; a job that could not be read goes to dead.
@@ -371,8 +355,8 @@ impl<H: Handler> RunLoop<H> {
         self.idle[shard] = false;
         if let Err(e) = r {
             self.counters.redis_errors.fetch_add(1, Relaxed);
-            tracing::warn!(error = %e, retry_in = ?self.backoff, "waiting for work failed");
-            self.pause();
+            tracing::warn!(error = %e, retry_in = ?self.pause.next(), "waiting for work failed");
+            self.pause.start();
         }
     }
 

@@ -1,3 +1,8 @@
+//! The consumer and `run` on a real Redis: order for one consumer, a crashed consumer's jobs
+//! reaped, retries and their backoff, dead letters and replay, a whole run that leaves no key
+//! behind, a graceful stop, panicking handlers. Over 400 lines because each test is a whole
+//! scenario (enqueue, consume, then check the keys left), and they share this file's helpers.
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,6 +1,7 @@
 //! In order per sender (`ConsumerOptions::ordered`): one job of a sender at a time, in send
 //! order, across retries, dead letters, several consumers and a crashed one; different senders
-//! in parallel; the mode recorded and enforced.
+//! in parallel; the mode recorded and enforced. Over 400 lines because the scenarios of one
+//! mode share its recorder, its random sender and its clean-up, which read best beside them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,8 @@
 //! Settling by position (the exchange script) and the ways the consumer's mirror of its
 //! processing list could go wrong: out-of-order finishes, a lost lease, a list changed behind
 //! its back, cancelled calls, an abandoned wait. Plus the portable fetch and settle scripts,
-//! which the consumer itself no longer runs.
+//! which the consumer itself no longer runs. Over 400 lines because every test here checks the
+//! processing list against the consumer's mirror of it, with the list helpers they share.
 
 use std::collections::HashSet;
 use std::pin::Pin;
