@@ -203,7 +203,7 @@ async fn render(s: &Sources) -> String {
 /// The queue's gauges: name, help, value. The first [`SHARD_GAUGES`] are also given per
 /// shard of a sharded queue.
 type Gauge = (&'static str, &'static str, fn(&Stats) -> f64);
-const QUEUE_GAUGES: [Gauge; 6] = [
+const QUEUE_GAUGES: [Gauge; 7] = [
     ("wa_queue_pending", "Jobs waiting.", |s| s.pending as f64),
     (
         "wa_queue_delayed",
@@ -215,6 +215,12 @@ const QUEUE_GAUGES: [Gauge; 6] = [
         s.processing.iter().map(|(_, n)| *n).sum::<u64>() as f64
     }),
     (
+        "wa_queue_held_senders",
+        "Senders held in ordered mode: a job of theirs in progress, later ones waiting behind it \
+         (0 for a queue that does not keep order).",
+        |s| s.held_senders as f64,
+    ),
+    (
         "wa_queue_live_consumers",
         "Consumers with a live lease.",
         |s| s.live_consumers as f64,
@@ -225,8 +231,8 @@ const QUEUE_GAUGES: [Gauge; 6] = [
         |s| s.oldest_pending_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
     ),
 ];
-/// Gauges also given per shard: pending, delayed, dead, in hand.
-const SHARD_GAUGES: usize = 4;
+/// Gauges also given per shard: pending, delayed, dead, in hand, held senders.
+const SHARD_GAUGES: usize = 5;
 
 /// Label values escape `\`, `"` and newlines.
 fn escape(s: &str) -> String {

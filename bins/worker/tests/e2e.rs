@@ -672,6 +672,59 @@ async fn config_errors_exit_64() {
     }
 }
 
+/// In ordered mode `/metrics` shows the senders held: while a sender's first job is in its
+/// handler, its second waits and the gauge reads 1; once both are done it reads 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_held_senders_in_ordered_mode() {
+    let q = TestQueue::new("metrics-held").await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    // the first job waits for the gate file; the second runs at once
+    let handler = script(
+        dir.path(),
+        "gated.sh",
+        &format!(
+            "[ \"$WA_JOB_ID\" = held-2 ] || while [ ! -e '{}' ]; do sleep 0.05; done",
+            gate.display()
+        ),
+    );
+    for n in 1..=2 {
+        q.push_raw(&format!(
+            r#"{{"v":1,"id":"held-{n}","kind":"message","from":"15550001","attempt":0,"payload":{{}}}}"#
+        ))
+        .await;
+    }
+    let addr = free_addr();
+    let mut w = q.worker_logged_env(
+        &[
+            "--exec",
+            handler.to_str().unwrap(),
+            "--metrics-listen",
+            &addr,
+        ],
+        &[("WA_ORDERED", "true")],
+    );
+    let held = |n: u32| {
+        let addr = addr.clone();
+        let line = format!("wa_queue_held_senders{{queue=\"{}\"}} {n}\n", q.name);
+        async move {
+            metrics_get(addr, "/metrics")
+                .await
+                .is_some_and(|(_, t)| t.contains(&line))
+        }
+    };
+    eventually("one sender held", LONG, || held(1)).await;
+    assert_eq!(
+        q.stats().await.pending,
+        0,
+        "the second job waits aside, not in pending"
+    );
+    std::fs::write(&gate, b"").unwrap();
+    q.wait_drained(LONG).await;
+    eventually("no sender held", LONG, || held(0)).await;
+    assert_eq!(terminate(&mut w, LONG).await, 0);
+}
+
 /// `WA_ORDERED=true` runs the worker in order per sender: it records the mode on the queue and
 /// drains it; a worker started without it then refuses, exit 64 with a message naming the flag.
 #[tokio::test(flavor = "multi_thread")]
