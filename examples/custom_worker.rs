@@ -19,6 +19,8 @@ use wa_queue::{
     Consumer, ConsumerOptions, Counters, Handler, Job, JobKind, Outcome, QueueName, RunOptions,
 };
 
+mod common;
+
 /// Replies to every text message by writing a line to `out`; acknowledges every other job
 /// (statuses, media, ...) without a word.
 #[derive(Debug)]
@@ -72,14 +74,7 @@ pub async fn idle_for(counters: Arc<Counters>, idle: Duration) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // `{:#}`: the whole chain on one line ("cannot reach Redis (REDIS_URL): ...").
-            eprintln!("custom_worker: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("custom_worker", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -18,27 +18,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
-use wa_webhook::{Challenge, Config, Producer, QueueName, Verifier, Webhook};
+use wa_webhook::Webhook;
+
+mod common;
 
 /// Where Meta posts: any path of your router (this one is wa-ingress's default).
 const WEBHOOK_PATH: &str = "/api/whatsapp/webhook";
-
-/// The endpoint, configured from the same variables as wa-ingress.
-fn webhook_from_env() -> anyhow::Result<Webhook> {
-    let var = |name: &str| std::env::var(name).with_context(|| format!("set {name}"));
-    let secrets = var("WHATSAPP_APP_SECRET")?;
-    let token = var("WHATSAPP_VERIFY_TOKEN")?;
-    let redis_url = var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let queue = var("WA_QUEUE").unwrap_or_else(|_| "whatsapp".to_owned());
-
-    let config = Config::default();
-    let queue = QueueName::new(queue).context("WA_QUEUE")?;
-    let producer =
-        Producer::new(&redis_url, queue, config.producer_options()).context("REDIS_URL")?;
-    let verifier = Verifier::from_list(&secrets).context("WHATSAPP_APP_SECRET")?;
-    let challenge = Challenge::new(&token).context("WHATSAPP_VERIFY_TOKEN")?;
-    Ok(Webhook::new(config, verifier, challenge, producer))
-}
 
 /// Your application's routes, with the webhook mounted among them.
 fn app(webhook: &Webhook) -> Router {
@@ -52,21 +37,12 @@ fn app(webhook: &Webhook) -> Router {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // `{:#}`: the whole chain on one line ("cannot reach Redis (REDIS_URL): ...").
-            eprintln!("embed_axum: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("embed_axum", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let webhook = webhook_from_env()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
-        .await
-        .context("cannot listen on 127.0.0.1:3000")?;
+    let webhook = common::webhook_from_env()?;
+    let listener = common::listen().await?;
     eprintln!("listening on http://127.0.0.1:3000 (/hello, /api/whatsapp/webhook, /wa/metrics)");
 
     axum::serve(listener, app(&webhook))

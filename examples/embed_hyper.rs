@@ -16,7 +16,6 @@ use std::convert::Infallible;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
@@ -25,27 +24,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use wa_webhook::{Challenge, Config, Producer, QueueName, Verifier, Webhook};
+use wa_webhook::Webhook;
+
+mod common;
 
 /// Where Meta posts: any path of your router (this one is wa-ingress's default).
 const WEBHOOK_PATH: &str = "/api/whatsapp/webhook";
-
-/// The endpoint, configured from the same variables as wa-ingress.
-fn webhook_from_env() -> anyhow::Result<Webhook> {
-    let var = |name: &str| std::env::var(name).with_context(|| format!("set {name}"));
-    let secrets = var("WHATSAPP_APP_SECRET")?;
-    let token = var("WHATSAPP_VERIFY_TOKEN")?;
-    let redis_url = var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let queue = var("WA_QUEUE").unwrap_or_else(|_| "whatsapp".to_owned());
-
-    let config = Config::default();
-    let queue = QueueName::new(queue).context("WA_QUEUE")?;
-    let producer =
-        Producer::new(&redis_url, queue, config.producer_options()).context("REDIS_URL")?;
-    let verifier = Verifier::from_list(&secrets).context("WHATSAPP_APP_SECRET")?;
-    let challenge = Challenge::new(&token).context("WHATSAPP_VERIFY_TOKEN")?;
-    Ok(Webhook::new(config, verifier, challenge, producer))
-}
 
 /// Your service's router: its own routes, the webhook at its path, the probes for the rest.
 async fn route(webhook: Webhook, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -58,21 +42,12 @@ async fn route(webhook: Webhook, req: Request<Incoming>) -> Response<Full<Bytes>
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // `{:#}`: the whole chain on one line ("cannot reach Redis (REDIS_URL): ...").
-            eprintln!("embed_hyper: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("embed_hyper", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let webhook = webhook_from_env()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
-        .await
-        .context("cannot listen on 127.0.0.1:3000")?;
+    let webhook = common::webhook_from_env()?;
+    let listener = common::listen().await?;
     eprintln!("listening on http://127.0.0.1:3000 (/hello, /api/whatsapp/webhook); Ctrl-C stops");
 
     let builder = auto::Builder::new(TokioExecutor::new());

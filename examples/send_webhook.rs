@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+mod common;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -19,18 +21,10 @@ async fn main() -> ExitCode {
         eprintln!("usage: send_webhook URL FILE   (the secret comes from WHATSAPP_APP_SECRET)");
         return ExitCode::from(64);
     };
-    let Ok(secret) = std::env::var("WHATSAPP_APP_SECRET") else {
-        eprintln!("set WHATSAPP_APP_SECRET to the ingress's app secret");
-        return ExitCode::from(64);
+    let (body, signature) = match common::signed_file(&path) {
+        Ok(signed) => signed,
+        Err(code) => return code,
     };
-    let body = match std::fs::read(&path) {
-        Ok(body) => body,
-        Err(err) => {
-            eprintln!("cannot read {path}: {err}");
-            return ExitCode::from(66);
-        }
-    };
-    let signature = wa_signature::sign(secret.as_bytes(), &body);
     let request = match http::Request::post(url.as_str())
         .header("content-type", "application/json")
         .header(wa_signature::HEADER_NAME, signature)

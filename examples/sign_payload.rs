@@ -9,23 +9,17 @@
 
 use std::process::ExitCode;
 
+mod common;
+
 fn main() -> ExitCode {
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: sign_payload FILE   (the secret comes from WHATSAPP_APP_SECRET)");
         return ExitCode::from(64);
     };
-    let Ok(secret) = std::env::var("WHATSAPP_APP_SECRET") else {
-        eprintln!("set WHATSAPP_APP_SECRET to the app secret to sign with");
-        return ExitCode::from(64);
+    let header = match common::signed_file(&path) {
+        Ok((_, header)) => header,
+        Err(code) => return code,
     };
-    let body = match std::fs::read(&path) {
-        Ok(body) => body,
-        Err(err) => {
-            eprintln!("cannot read {path}: {err}");
-            return ExitCode::from(66);
-        }
-    };
-    let header = wa_signature::sign(secret.as_bytes(), &body);
     println!("X-Hub-Signature-256: {header}");
     println!();
     println!(
