@@ -66,54 +66,43 @@ impl Default for RunOptions {
     }
 }
 
-/// Live counters of a [`run`], updated as jobs finish (relaxed atomics, read through the
-/// methods: only the run loop counts).
-#[derive(Debug, Default)]
-pub struct Counters {
-    done: AtomicU64,
-    retried: AtomicU64,
-    dead: AtomicU64,
-    returned: AtomicU64,
-    redis_errors: AtomicU64,
-    leases_lost: AtomicU64,
-    lost_outcomes: AtomicU64,
+/// Declares [`Counters`]: each counter once, with its doc, as a private atomic only the run
+/// loop adds to and the public method that reads it.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        /// Live counters of a [`run`], updated as jobs finish (relaxed atomics, read through the
+        /// methods: only the run loop counts).
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($name: AtomicU64,)*
+        }
+
+        impl Counters {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> u64 {
+                    self.$name.load(Relaxed)
+                }
+            )*
+        }
+    };
 }
 
-impl Counters {
+counters! {
     /// jobs acknowledged
-    pub fn done(&self) -> u64 {
-        self.done.load(Relaxed)
-    }
-
+    done;
     /// jobs scheduled for a retry
-    pub fn retried(&self) -> u64 {
-        self.retried.load(Relaxed)
-    }
-
+    retried;
     /// jobs moved to dead (by the handler, after max attempts, or unreadable)
-    pub fn dead(&self) -> u64 {
-        self.dead.load(Relaxed)
-    }
-
+    dead;
     /// jobs returned to pending at shutdown
-    pub fn returned(&self) -> u64 {
-        self.returned.load(Relaxed)
-    }
-
+    returned;
     /// failed Redis calls (each followed by a reconnect with backoff)
-    pub fn redis_errors(&self) -> u64 {
-        self.redis_errors.load(Relaxed)
-    }
-
+    redis_errors;
     /// leases found lost (a reaper gave this worker's jobs in hand to others), once each
-    pub fn leases_lost(&self) -> u64 {
-        self.leases_lost.load(Relaxed)
-    }
-
+    leases_lost;
     /// outcomes of jobs this worker no longer held when they finished (not settled)
-    pub fn lost_outcomes(&self) -> u64 {
-        self.lost_outcomes.load(Relaxed)
-    }
+    lost_outcomes;
 }
 
 /// Counts of a finished [`run`].
