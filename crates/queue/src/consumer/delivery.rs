@@ -6,10 +6,9 @@ use crate::job::Job;
 /// processing list.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// the job, or the reason it could not be read (such a delivery can only go to dead)
-    pub(super) job: Result<Job, String>,
-    /// exact element in the processing list
-    pub(super) raw: String,
+    /// the job (its JSON is the exact element in the processing list), or the element and
+    /// the reason it could not be read (such a delivery can only go to dead)
+    pub(super) job: Result<Job, Unreadable>,
     /// the lane it was taken by
     pub(super) lane: usize,
     /// the registration (consumer id) it was taken under
@@ -18,15 +17,34 @@ pub struct Delivery {
     pub(super) seq: u64,
 }
 
+/// A job that could not be read: the exact element and why.
+#[derive(Debug, Clone)]
+pub(super) struct Unreadable {
+    pub(super) raw: String,
+    pub(super) why: String,
+}
+
 impl Delivery {
     /// The job, or why it could not be read (such a delivery can only go to dead).
     pub fn job(&self) -> Result<&Job, &str> {
-        self.job.as_ref().map_err(String::as_str)
+        self.job.as_ref().map_err(|u| u.why.as_str())
     }
 
     /// The exact element held in the processing list.
     pub fn raw(&self) -> &str {
-        &self.raw
+        match &self.job {
+            Ok(job) => job.json(),
+            Err(u) => &u.raw,
+        }
+    }
+
+    /// The exact element held in the processing list, taken out of the delivery (whose job
+    /// is left empty: for a delivery about to be dropped).
+    pub(super) fn take_raw(&mut self) -> Vec<u8> {
+        match &mut self.job {
+            Ok(job) => job.take_json().into_bytes(),
+            Err(u) => std::mem::take(&mut u.raw).into_bytes(),
+        }
     }
 
     pub(crate) fn lane(&self) -> usize {

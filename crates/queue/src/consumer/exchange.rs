@@ -7,6 +7,7 @@ use crate::job::{Job, now_ms, rewrite_dead, rewrite_retry};
 use crate::script::EXCHANGE;
 use crate::{QueueError, RedisFailure};
 
+use super::delivery::Unreadable;
 use super::lane::{Held, Lane};
 use super::options::MAX_PER_CALL;
 use super::{Consumer, Delivery, Outcome, Settled};
@@ -142,8 +143,7 @@ fn take_in(lane: &mut Lane, taken: Vec<Vec<u8>>, out: &mut Exchanged) {
             Ok(raw) => {
                 lane.held.push_back(Held { seq, done: None });
                 out.taken.push(Delivery {
-                    job: Job::parse(&raw),
-                    raw,
+                    job: Job::parse_owned(raw).map_err(|(raw, why)| Unreadable { raw, why }),
                     lane: lane.index,
                     epoch: lane.epoch,
                     seq,
@@ -223,11 +223,11 @@ impl Consumer {
         let dead = |error: &str| {
             let attempt = d.job.as_ref().ok().map(|_| failed);
             Op::Dead {
-                job: rewrite_dead(&d.raw, attempt, error, now_ms()),
+                job: rewrite_dead(d.raw(), attempt, error, now_ms()),
             }
         };
         let (reason, delay) = match (&d.job, outcome) {
-            (Err(why), _) => return dead(why),
+            (Err(u), _) => return dead(&u.why),
             (Ok(job), Outcome::Done) => return self.ack_op(job),
             (Ok(_), Outcome::Dead(e)) => return dead(e),
             (Ok(_), Outcome::Retry(e)) => (e, self.opts.jittered(made)),
@@ -242,7 +242,7 @@ impl Consumer {
                 format!("{reason} (after {made} deliver{plural})")
             });
         }
-        match rewrite_retry(&d.raw, failed, reason) {
+        match rewrite_retry(d.raw(), failed, reason) {
             Some(job) => Op::Retry {
                 job,
                 delay_ms: delay.as_millis() as u64,
@@ -382,7 +382,7 @@ impl Consumer {
         for (mut d, outcome) in finished {
             let in_hand = Self::mark(&mut lane, (d.epoch, d.seq), || {
                 let op = self.op_for(&d, &outcome);
-                let raw = std::mem::take(&mut d.raw).into_bytes();
+                let raw = d.take_raw();
                 Finish { raw, op }
             });
             if !in_hand {

@@ -320,7 +320,7 @@ impl Consumer {
                 .filter(|(_, (d, _))| d.lane == index)
             {
                 let in_hand = Self::mark(&mut lane, (d.epoch, d.seq), || Finish {
-                    raw: d.raw.clone().into_bytes(),
+                    raw: d.raw().as_bytes().to_vec(),
                     op: self.op_for(d, o),
                 });
                 if in_hand {

@@ -8,6 +8,7 @@
 mod new;
 mod read;
 mod rewrite;
+mod scan;
 #[cfg(test)]
 mod tests;
 

@@ -31,29 +31,47 @@ pub struct Job {
     pub lost: u32,
     /// the job's JSON exactly as it was read from the queue
     json: Box<str>,
-    id: Text,
-    kind: Text,
-    wamid: Option<Text>,
-    from: Option<Text>,
-    from_user_id: Option<Text>,
-    type_: Option<Text>,
-    text: Option<Text>,
-    timestamp: Option<Text>,
-    contact_name: Option<Text>,
-    phone_number_id: Option<Text>,
-    display_phone_number: Option<Text>,
-    waba_id: Option<Text>,
-    last_error: Option<Text>,
-    /// where the payload is in `json`
-    payload: Range<usize>,
+    /// where the text fields and the payload are in `json`
+    at: Fields,
+}
+
+/// What reading a job found: its numbers, and where its text fields and payload are in its
+/// JSON. Both readers (the one-pass one of `scan`, serde_json's) answer this.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Fields {
+    pub(super) v: u32,
+    pub(super) received_at: Option<u64>,
+    pub(super) attempt: u32,
+    pub(super) lost: u32,
+    pub(super) id: Text,
+    pub(super) kind: Text,
+    pub(super) wamid: Option<Text>,
+    pub(super) from: Option<Text>,
+    pub(super) from_user_id: Option<Text>,
+    pub(super) type_: Option<Text>,
+    pub(super) text: Option<Text>,
+    pub(super) timestamp: Option<Text>,
+    pub(super) contact_name: Option<Text>,
+    pub(super) phone_number_id: Option<Text>,
+    pub(super) display_phone_number: Option<Text>,
+    pub(super) waba_id: Option<Text>,
+    pub(super) last_error: Option<Text>,
+    /// where the payload is
+    pub(super) payload: Range<usize>,
 }
 
 /// A text field of a [`Job`]: where its characters are in the job's JSON, or, for a string
 /// with escapes, the decoded text.
 #[derive(Debug, Clone)]
-enum Text {
+pub(super) enum Text {
     At(Range<usize>),
     Decoded(Box<str>),
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::At(0..0)
+    }
 }
 
 /// A string as the parser hands it out: borrowed from the input when it has no escapes.
@@ -156,10 +174,50 @@ impl Job {
     }
 
     pub(crate) fn parse(raw: &str) -> Result<Job, String> {
+        let at = Self::fields(raw)?;
+        Ok(Job::new(raw.into(), at))
+    }
+
+    /// Reads a job from a text of its own (no copy): the job, or the text back and why it
+    /// could not be read.
+    pub(crate) fn parse_owned(raw: String) -> Result<Job, (String, String)> {
+        match Self::fields(&raw) {
+            Ok(at) => Ok(Job::new(raw.into_boxed_str(), at)),
+            Err(why) => Err((raw, why)),
+        }
+    }
+
+    pub(super) fn new(json: Box<str>, at: Fields) -> Job {
+        Job {
+            v: at.v,
+            received_at: at.received_at,
+            attempt: at.attempt,
+            lost: at.lost,
+            json,
+            at,
+        }
+    }
+
+    /// The job's JSON, taken out: the job is left without a text, and its fields must not
+    /// be asked for again (for a job about to be dropped).
+    pub(crate) fn take_json(&mut self) -> String {
+        std::mem::take(&mut self.json).into()
+    }
+
+    /// Where the fields are in `raw`: the one-pass reader for the usual case, serde_json for
+    /// the rest and for the reason a job is refused.
+    fn fields(raw: &str) -> Result<Fields, String> {
+        if let Some(at) = super::scan::fields(raw, CONTRACT_VERSION) {
+            return Ok(at);
+        }
+        Self::fields_serde(raw)
+    }
+
+    pub(super) fn fields_serde(raw: &str) -> Result<Fields, String> {
         match serde_json::from_str::<JobWire<'_>>(raw) {
             Ok(w) if w.v == CONTRACT_VERSION => {
                 let text = |t: Option<Borrowed<'_>>| t.map(|t| Text::of(raw, t));
-                Ok(Job {
+                Ok(Fields {
                     v: w.v,
                     received_at: w.received_at,
                     attempt: w.attempt,
@@ -178,7 +236,6 @@ impl Job {
                     waba_id: text(w.waba_id),
                     last_error: text(w.last_error),
                     payload: place(raw, w.payload.get()),
-                    json: raw.into(),
                 })
             }
             Ok(w) => Err(format!("unknown contract version {}", w.v)),
@@ -210,7 +267,7 @@ impl Job {
 
     /// dedup id
     pub fn id(&self) -> &str {
-        self.id.get(&self.json)
+        self.at.id.get(&self.json)
     }
 
     /// The kind; one this version does not know is [`JobKind::Other`], its name kept, so
@@ -221,13 +278,13 @@ impl Job {
 
     /// The kind's name exactly as written in the job (no allocation, whatever the kind).
     pub fn kind_name(&self) -> &str {
-        self.kind.get(&self.json)
+        self.at.kind.get(&self.json)
     }
 
     /// The embedded object, verbatim. Found again in the job's JSON at each call (a scan of
     /// the payload, no copy): keep the reference rather than calling this in a loop.
     pub fn payload(&self) -> &RawValue {
-        serde_json::from_str(&self.json[self.payload.clone()])
+        serde_json::from_str(&self.json[self.at.payload.clone()])
             .expect("the payload was read from this very text")
     }
 }
@@ -239,7 +296,7 @@ macro_rules! text_accessors {
             $(
                 $(#[$doc])*
                 pub fn $name(&self) -> Option<&str> {
-                    self.opt(&self.$name)
+                    self.opt(&self.at.$name)
                 }
             )*
         }

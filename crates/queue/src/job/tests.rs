@@ -150,3 +150,111 @@ fn dead_wraps_garbage() {
     assert_eq!(rewrite_replay(&d).unwrap(), "not json {");
     assert_eq!(rewrite_retry("[1]", 1, "x"), None);
 }
+
+/// A job's fields, resolved to what the accessors hand out, for comparing two readers.
+fn resolved(raw: &str, f: &read::Fields) -> String {
+    let t = |t: &read::Text| match t {
+        read::Text::At(r) => raw[r.clone()].to_owned(),
+        read::Text::Decoded(s) => s.to_string(),
+    };
+    let o = |x: &Option<read::Text>| x.as_ref().map(t);
+    format!(
+        "{:?}",
+        (
+            (f.v, f.received_at, f.attempt, f.lost, t(&f.id), t(&f.kind)),
+            (o(&f.wamid), o(&f.from), o(&f.from_user_id), o(&f.type_)),
+            (o(&f.text), o(&f.timestamp), o(&f.contact_name)),
+            (o(&f.phone_number_id), o(&f.display_phone_number)),
+            (o(&f.waba_id), o(&f.last_error), &raw[f.payload.clone()]),
+        )
+    )
+}
+
+/// Whenever the one-pass reader reads a text, serde_json reads it too, to the same fields.
+fn agrees(raw: &str) -> Result<(), String> {
+    if let Some(fast) = scan::fields(raw, crate::CONTRACT_VERSION) {
+        let slow = Job::fields_serde(raw)
+            .map_err(|e| format!("{raw:?}: only the fast reader reads it ({e})"))?;
+        let (a, b) = (resolved(raw, &fast), resolved(raw, &slow));
+        if a != b {
+            return Err(format!("{raw:?}: {a} != {b}"));
+        }
+    }
+    Ok(())
+}
+
+const SHAPED: &str = r#"{"v":1,"id":"wamid.HBgL1","kind":"message","wamid":"wamid.HBgL","from":"16505551234","type":"text","text":"Hello there","timestamp":"1700000000","contact_name":"Kerry Fisher","phone_number_id":"106540352242922","display_phone_number":"15550783881","waba_id":"102290129340398","received_at":1700000000000,"attempt":0,"payload":{"from":"16505551234","id":"wamid.HBgL","timestamp":"1700000000","text":{"body":"Hello there"},"type":"text"}}"#;
+
+/// The one-pass reader reads the jobs the producer writes, the same as serde_json, and
+/// leaves every odd or refused text to serde_json (whose reason then stands).
+#[test]
+fn one_pass_reader_agrees_with_serde_json() {
+    assert!(scan::fields(SHAPED, crate::CONTRACT_VERSION).is_some());
+    agrees(SHAPED).unwrap();
+    let escaped = r#"{"v":1,"id":"a\"b","kind":"message","text":"l1\nl2 \u00e9 \ud83d\ude00","payload":{"t":"\u0041\/"},"z":[1.5e3,-0,true,false,null,{}]}"#;
+    assert!(scan::fields(escaped, crate::CONTRACT_VERSION).is_some());
+    agrees(escaped).unwrap();
+    for odd in [
+        r#"{"v":1,"id":"x","kind":"k","payload":{},"id":"y"}"#,
+        r#"{"v":1.0,"id":"x","kind":"k","payload":{}}"#,
+        r#"{"v":01,"id":"x","kind":"k","payload":{}}"#,
+        r#"{"v":-1,"id":"x","kind":"k","payload":{}}"#,
+        r#"{"v":2,"id":"x","kind":"k","payload":{}}"#,
+        r#"{"v":1,"id":null,"kind":"k","payload":{}}"#,
+        r#"{"v":1,"id":"x","kind":"k","payload":{},}"#,
+        r#"{"v":1,"id":"x","kind":"k","payload":{}} x"#,
+        r#"{"v":1,"i\u0064":"x","kind":"k","payload":{}}"#,
+        r#"{"v":1,"id":"x","kind":"k","payload":{"a":"\ud800"}}"#,
+        r#"{"v":1,"id":"\ud800","kind":"k","payload":{}}"#,
+        r#"{"v":1,"id":"x","kind":"k","payload":{"a":"b	c"}}"#,
+        r#"{"v":1,"id":"x","kind":"k","attempt":4294967296,"payload":{}}"#,
+        r#"{"v":1,"id":"x","kind":"k","attempt":null,"payload":{}}"#,
+        r#"{"v":1,"id":"x","kind":"k","received_at":null,"payload":{}}"#,
+        r#"[1,"x","k"]"#,
+        r#"{"v":1,"id":"x","kind":"k"}"#,
+        r#"{"v":1,"id":"x","kind":"k","payload":01}"#,
+        r#"{"v":1,"id":"x","kind":"k","payload":"a\x"}"#,
+        " \t\r\n{\"v\" : 1 , \"id\" : \"x\" , \"kind\":\"k\",\"payload\" : [ ] } \n",
+    ] {
+        agrees(odd).unwrap();
+        assert_eq!(
+            Job::parse(odd).map(|j| format!("{j:?}")),
+            Job::fields_serde(odd).map(|f| format!("{:?}", Job::new(odd.into(), f))),
+            "{odd}"
+        );
+    }
+    let deep = format!(
+        r#"{{"v":1,"id":"x","kind":"k","payload":{}1{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    assert!(scan::fields(&deep, crate::CONTRACT_VERSION).is_none());
+    assert!(Job::parse(&deep).is_ok());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+    /// Texts near a job (a few bytes of a real job replaced, inserted or removed): whatever
+    /// the one-pass reader reads, serde_json reads the same.
+    #[test]
+    fn one_pass_reader_never_reads_more_than_serde_json(
+        edits in proptest::collection::vec((0usize..400, 0u8..3, proptest::sample::select(
+            b"\"\\{}[],:0123456789.-+eEtrufalsn uU\t\n\x01abv\xc3\xa9".to_vec()
+        )), 1..4),
+        base in proptest::sample::select(vec![SHAPED, r#"{"v":1,"id":"a\"b","kind":"message","attempt":3,"lost":1,"text":"l\n","payload":{"t":"\u0041","n":[1.5e3,-0,true,null]},"x":{"y":[{}]}}"#]),
+    ) {
+        let mut b = base.as_bytes().to_vec();
+        for (at, how, c) in edits {
+            let at = at % (b.len() + 1);
+            match how {
+                0 if at < b.len() => b[at] = c,
+                1 => b.insert(at, c),
+                _ if at < b.len() => { b.remove(at); }
+                _ => {}
+            }
+        }
+        if let Ok(text) = String::from_utf8(b) {
+            agrees(&text).map_err(proptest::test_runner::TestCaseError::fail)?;
+        }
+    }
+}
