@@ -34,7 +34,7 @@ pub struct ProducerOptions {
     /// replicas that must hold every write before a call succeeds (default 0: the primary's
     /// answer is enough). With N > 0 each script call is followed, on the same connection and
     /// in the same round trip, by `WAIT N <3/4 of timeout>`; fewer than N acknowledgements make the
-    /// call fail with [`QueueError::NotReplicated`]
+    /// call fail with [`QueueError::NotReplicated`](crate::QueueError::NotReplicated)
     pub min_replicas: u32,
     /// how a job's shard is chosen when the queue has more than one (default by id)
     pub shard_by: ShardBy,

@@ -17,6 +17,12 @@ use crate::support::{
     cleanup, conn, fast_opts, is_marker_key, job, keys, payload, queue, redis_url,
 };
 
+/// The queue's figures as `wa-worker stats` reads them.
+async fn stats(url: &str, q: &QueueName) -> wa_queue::Stats {
+    let admin = Admin::connect(url, q.clone()).await.unwrap();
+    admin.stats().await.unwrap()
+}
+
 /// One delivery as a handler saw it.
 #[derive(Debug, Clone)]
 struct Handled {
@@ -376,12 +382,7 @@ async fn a_crashed_holder_still_goes_first() {
         .await
         .unwrap();
     assert_eq!(holder, format!("wamid.{sender}.0"));
-    let stats = Admin::connect(&url, q.clone())
-        .await
-        .unwrap()
-        .stats()
-        .await
-        .unwrap();
+    let stats = stats(&url, &q).await;
     assert_eq!((stats.pending, stats.held_senders), (0, 1));
 
     let seen = run_until(other, 5).await;
@@ -444,12 +445,7 @@ async fn every_consumer_must_share_the_mode() {
     ordered.shutdown().await.unwrap();
     // Leaving ordered mode as docs/operations.md says: with the queue drained and the ordered
     // consumers stopped, deleting the record lets a consumer that is not ordered start again.
-    let stats = Admin::connect(&url, q.clone())
-        .await
-        .unwrap()
-        .stats()
-        .await
-        .unwrap();
+    let stats = stats(&url, &q).await;
     assert_eq!((stats.pending, stats.held_senders), (0, 0));
     let _: u64 = redis::cmd("DEL")
         .arg(q.ordered_key())
