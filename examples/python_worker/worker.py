@@ -13,6 +13,8 @@ until Ctrl-C, or until --max-jobs jobs or --idle-exit of silence when those are 
 spread over shards (wa-ingress --shards N) is drained whole: the worker reads the shard count
 the queue recorded and takes from every shard in turn. A queue whose workers keep order per
 sender (wa-worker --ordered) is refused: this worker does not.
+
+One file of about 550 lines on purpose: an example to copy whole, with no dependencies.
 """
 
 import argparse

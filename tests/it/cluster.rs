@@ -1,5 +1,8 @@
 //! The binaries on a Redis Cluster: three masters with a replica each (wa-testkit), started
 //! once for this test binary and stopped by PID.
+//!
+//! Near 500 lines: its tests share one cluster started once for the binary, so they live in one
+//! module.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;

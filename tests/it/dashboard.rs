@@ -1,5 +1,8 @@
 //! `wa-worker dashboard` in a real browser (headless Chromium through WebDriver) and the `dead`
 //! command line, over dead jobs made by the real ingress and the real worker.
+//!
+//! Over 500 lines: its browser tests share one setup (dead jobs from the real binaries) and the
+//! page's selectors.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

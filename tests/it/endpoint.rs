@@ -1,5 +1,8 @@
 //! The endpoint table of DESIGN.md, row for row, over a real socket and a real Redis; then the
 //! `wa-ingress` binary as a process (signals, logs, start-up errors).
+//!
+//! About 1 000 lines: one test per row of the endpoint table and per start-up error, kept in
+//! one file so that it reads as the table does.
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -5,6 +5,9 @@
 //! Every Redis here is a private `redis-server` on a free port in a temporary directory (never
 //! the shared one); the binaries are the debug builds next to this test executable (`cargo
 //! build --workspace --bins` first); all traffic goes to 127.0.0.1 and every loop is bounded.
+//!
+//! Over 800 lines: five long scenarios, each of which drives load, injects its fault and counts
+//! every acknowledged message.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -2,6 +2,9 @@
 //! certificates), Sentinel failover (with and without `--min-replicas`), and the
 //! configuration checks (`--redis-check`). Every server is a private process from wa-testkit,
 //! on loopback, started once per topology and stopped by PID.
+//!
+//! Over 600 lines: the tests share topologies started once per binary (a TLS Redis, a Sentinel
+//! set), so they live in one module.
 
 use std::collections::HashSet;
 use std::process::Command;

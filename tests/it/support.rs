@@ -4,6 +4,8 @@
 //! client come from wa-testkit.
 //!
 //! Every ingress gets its own queue name; its keys are deleted when it is dropped.
+//!
+//! Over 400 lines: every module of this suite shares these helpers, each a few lines.
 
 #![allow(dead_code)] // each test module uses a different part
 

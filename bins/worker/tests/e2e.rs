@@ -1,4 +1,6 @@
 //! End to end: the real `wa-worker` binary against the real Redis, one private queue per test.
+//!
+//! Over 700 lines: fifteen independent tests of the binary, each on its own queue.
 
 mod support;
 

@@ -1,5 +1,7 @@
 //! End to end, the handlers' edges: `--exec` process groups, bounded output and a clean
 //! environment. The real `wa-worker` binary against the real Redis, one private queue per test.
+//!
+//! Over 400 lines: eleven independent tests, each with its own handler scripts.
 
 mod support;
 

@@ -6,6 +6,9 @@
 //! pass. It accepts exactly what serde_json accepts when skipping a value (checked by a
 //! differential property test), with one addition: nesting deeper than [`MAX_DEPTH`] is refused
 //! rather than followed.
+//!
+//! About 450 lines of code, with its unit tests at the end: one scanner, whose readers share
+//! its position and depth.
 
 use std::borrow::Cow;
 

@@ -8,6 +8,9 @@
 //! the same pass; the extent becomes a `&RawValue` (see [`checked_raw_value`]). A change's `value`
 //! comes before its `field` in Meta's bodies, so it is read as a `messages` value and what that
 //! produced is rolled back should the field turn out to be another one.
+//!
+//! About 720 lines of code, one small function per level of the body, plus its unit tests: the
+//! levels call one another and share the rollback, so they stay together.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
 //! Helpers of the end-to-end tests: a private queue per test, enqueueing, the real `wa-worker`
 //! binary as a child process, handler scripts and an HTTP receiver. The shared Redis, unique
 //! names, bounded waiting and what `/proc` says about a process come from wa-testkit.
+//!
+//! Over 400 lines: every end-to-end suite of the worker shares these helpers, each a few lines.
 
 #![allow(dead_code)]
 

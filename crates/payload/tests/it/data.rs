@@ -1,4 +1,7 @@
 //! This crate's own real-shaped bodies (tests/data), field by field.
+//!
+//! Over 400 lines: one expectation per body of tests/data, written out field by field on
+//! purpose.
 
 use std::borrow::Cow;
 

@@ -1,4 +1,6 @@
 //! Every shared fixture, read through the walk and the typed model, field by field.
+//!
+//! Over 400 lines: one expectation per shared fixture, written out field by field on purpose.
 
 use wa_payload::{Body, Content, Interactive, JobKind, Message, Notification, Status, StatusValue};
 
