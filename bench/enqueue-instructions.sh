@@ -9,7 +9,7 @@
 # one minute, or with RATE=n as if n notifications a second were sent. A run of 300 calls of 21
 # takes about half a minute per revision.
 #
-# Usage: [RATE=n] bench/enqueue-instructions.sh CALLS BATCH REV|FILE...
+# Usage: [RATE=n] [LEGACY=1] bench/enqueue-instructions.sh CALLS BATCH REV|FILE...
 #   e.g. bench/enqueue-instructions.sh 300 21 a83d53d d8a1996 HEAD bench/lib/enqueue-push-only.lua
 # A FILE is a script taking enqueue.lua's arguments (bench/lib/enqueue-push-only.lua: the push
 # alone, a floor).
@@ -26,8 +26,11 @@ cleanup() {
 trap cleanup EXIT
 
 # The calls, in Redis's protocol, for the script of the given layout and SHA1: keys (one `seen:` key per
-# job, ARGV = ttl, jsons), tree (dedup base, then json ttl slot route digest per job) or intset
-# (dedup base, then json ttl slot marker per job).
+# job, ARGV = ttl, jsons), tree (dedup base, then json ttl slot route digest per job), intset
+# (dedup base, then json ttl slot marker per job) or intset-nokeys (the same without the `seen:`
+# keys, which the script looks for only until the queue's `seen-until` record says none can be
+# left: the bench writes that record as `legacy.lua` does for a queue without any, unless
+# LEGACY=1, which leaves it out so that the script looks for every job's `seen:` key).
 generate() {
   python3 - "$1" "$2" "$calls" "$batch" "${RATE:-0}" <<'PY'
 import hashlib, sys, time
@@ -48,7 +51,8 @@ for c in range(calls):
         n = c * batch + j
         wid = 'wamid.bench.%d' % n
         sent = start + (n // rate if rate else 0)
-        keys.append(q + 'seen:' + wid)
+        if layout != 'intset-nokeys':
+            keys.append(q + 'seen:' + wid)
         h = hashlib.sha256(wid.encode()).digest()
         js = ('{"v":1,"id":"%s","kind":"message","wamid":"%s","from":"15551234567","type":"text",'
               '"timestamp":"%d","received_at":%d000,"attempt":0,"payload":{"from":"15551234567",'
@@ -75,11 +79,15 @@ for rev in "$@"; do
   layout=intset
   grep -q 'five per job' "$dir/enqueue.lua" && layout=tree
   grep -q 'ARGV\[1\]      dedup marker TTL' "$dir/enqueue.lua" && layout=keys
+  grep -q 'optional (all n or none)' "$dir/enqueue.lua" && layout=intset-nokeys
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" -q \
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/log" 2>&1 &
   vpid=$!
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.2; done
   sha=$(redis-cli -p "$port" script load "$(cat "$dir/enqueue.lua")")
+  if [ "$layout" = intset-nokeys ] && [ "${LEGACY:-0}" != 1 ]; then
+    redis-cli -p "$port" set 'wa:{bench}:seen-until' "$(date +%s)" >/dev/null
+  fi
   generate "$layout" "$sha" >"$dir/stream"
   callgrind_control -i on "$vpid" >/dev/null
   redis-cli -p "$port" --pipe <"$dir/stream" >"$dir/pipe"
@@ -91,6 +99,6 @@ for rev in "$@"; do
   vpid=
   ir=$(cat "$dir"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
   rm -f "$dir"/cg.out*
-  printf '%-24s %-7s %4d calls of %3d jobs  %7d instructions per job  (%s errors)\n' \
+  printf '%-24s %-13s %4d calls of %3d jobs  %7d instructions per job  (%s errors)\n' \
     "$( [ -f "$rev" ] && basename "$rev" || git rev-parse --short "$rev")" "$layout" "$calls" "$batch" $((ir / (calls * batch))) "${errors:-?}"
 done

@@ -1,8 +1,9 @@
 -- A floor for bench/enqueue-instructions.sh, not part of the contract: the enqueue script's
--- arguments (four per job, as enqueue.lua takes them), pending's TYPE, and one LPUSH of every
--- job; no dedup at all. What a call costs before any marker is looked for.
+-- arguments (four per job, as enqueue.lua takes them; its KEYS[1+i], optional (all n or none),
+-- left out), pending's TYPE, and one LPUSH of every job; no dedup at all. What a call costs
+-- before any marker is looked for.
 local kind = redis.call('TYPE', KEYS[1])['ok']
-local n = #KEYS - 1
+local n = (#ARGV - 1) / 4
 local out, push = {}, {}
 for i = 1, n do
   out[i] = 1

@@ -44,6 +44,17 @@ async fn check_redis(args: &Args, producer: &Producer) -> Result<(), ExitCode> {
         eprintln!("error: {line} (or start with --redis-check warn)");
         return Err(ExitCode::from(EX_CONFIG));
     }
+    // Until this look is over the enqueue script also looks for the dedup markers of v0.1.0
+    // (seen:<id> keys); a look that fails now is done again at the next start.
+    let retire = producer.clone();
+    tokio::spawn(async move {
+        match retire.retire_old_markers().await {
+            Ok(()) => tracing::debug!("looked through Redis for v0.1.0 dedup markers"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look through Redis for v0.1.0 dedup markers")
+            }
+        }
+    });
     match producer.check_shards().await {
         Err(e @ QueueError::ShardCount { .. }) => {
             eprintln!("error: --shards/WA_SHARDS: {e}");

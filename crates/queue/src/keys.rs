@@ -187,6 +187,12 @@ impl QueueName {
     pub fn seen(&self, id: &str) -> String {
         format!("{}seen:{id}", self.base())
     }
+
+    /// `<prefix>:{<name>}:seen-until`: the time (whole seconds, Redis's clock) after which no
+    /// `seen:` key of the queue can be left, once a look through the keys has found it
+    pub fn seen_until(&self) -> String {
+        format!("{}seen-until", self.base())
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +211,7 @@ mod tests {
         assert_eq!(q.counts(), "wa:{whatsapp}:counts");
         assert_eq!(q.dedup(), "wa:{whatsapp}:dedup:");
         assert_eq!(q.seen("wamid.X"), "wa:{whatsapp}:seen:wamid.X");
+        assert_eq!(q.seen_until(), "wa:{whatsapp}:seen-until");
         assert_eq!(q.ordered_key(), "wa:{whatsapp}:ordered");
         assert_eq!(q.holders(), "wa:{whatsapp}:holders");
         assert_eq!(q.waiting("1555"), "wa:{whatsapp}:waiting:1555");

@@ -111,7 +111,8 @@
 //!
 //! [`QueueName`] builds every key: `<prefix>:{<name>}:pending`, `processing:<consumer>`,
 //! `consumers`, `delayed`, `dead`, `counts`, and the dedup markers' buckets under `dedup:`
-//! (`seen:<id>` markers of older versions are honoured until they expire). The braces are a Redis Cluster hash tag, so each
+//! (`seen:<id>` markers of older versions are honoured until `seen-until`, the time after which
+//! [`Producer::retire_old_markers`] found that none can be left). The braces are a Redis Cluster hash tag, so each
 //! multi-key script touches one slot. The Lua scripts are in [`SCRIPTS`]; the whole contract,
 //! for workers in other languages, is in `docs/queue-contract.md`.
 //!

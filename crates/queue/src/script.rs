@@ -103,6 +103,7 @@ scripts! {
     EXPIRED = "expired.lua";
     RELEASE = "release.lua";
     DEAD = "dead.lua";
+    LEGACY = "legacy.lua";
     // for ports only
     ["fetch.lua", "settle.lua", "replay.lua"]
 }

@@ -1,7 +1,7 @@
 -- enqueue: push each new job and mark it as seen; any number of jobs in one call.
 -- KEYS[1]    <prefix>:{<queue>}:pending
--- KEYS[1+i]  <prefix>:{<queue>}:seen:<id of job i> (i = 1..n): the marker of
---            the layout before buckets, still honoured until it expires
+-- KEYS[1+i]  optional (all n or none): <prefix>:{<queue>}:seen:<id of job i>,
+--            the marker of the layout before buckets (see legacy below)
 -- ARGV[1]    <prefix>:{<queue>}:dedup: , where the marker buckets live
 -- ARGV[2..]  four per job: its JSON, marker TTL (seconds), slot, marker
 --   slot     'm' .. floor(timestamp / 60) for a job with a timestamp; '' for
@@ -40,6 +40,15 @@ local base = ARGV[1]
 if not tag(KEYS[1]) or tag(base) ~= tag(KEYS[1]) then
   return redis.error_reply('ERR dedup base ' .. base .. ' lacks the hash tag of ' .. KEYS[1])
 end
+-- the queue's own keys start with what comes before 'dedup:'
+local queue = string.match(base, '^(.*:)dedup:$')
+if not queue then
+  return redis.error_reply('ERR dedup base ' .. base .. ' does not end in :dedup:')
+end
+local n = (#ARGV - 1) / 4
+if n % 1 ~= 0 or (#KEYS ~= 1 and #KEYS ~= 1 + n) then
+  return redis.error_reply('ERR enqueue takes four arguments per job and no seen: key or one per job')
+end
 -- markers per bucket before a split: the fullest buckets (those a round of
 -- splits has not reached yet) then hold about 2 * FILL, below Redis's
 -- default set-max-intset-entries (512), so buckets stay compact intsets
@@ -48,10 +57,11 @@ local FILL = 200
 local ROUTES = 32768
 -- slots a TTL spans for a job without a timestamp (see slots_of)
 local SPAN = 8
+-- a bucket's number in decimal, digit by digit (see name)
+local DIGIT = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 local clock = redis.call('TIME')
 local now = tonumber(clock[1])
 local now_ms = now * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local n = #KEYS - 1
 
 -- A marker's route: |marker| mod 10^6 (its last six digits), mod 2^15.
 local function route(marker)
@@ -87,7 +97,7 @@ local function slot(name)
   end
   local header = base .. name
   st = {header = header, prefix = header .. '/', n = 0, low = 1, count = 0, expiry = 0,
-    made = {}, need = 0, give = 0}
+    made = {}, need = 0, give = 0, coming = 0}
   local head = redis.call('GET', header)
   st.fresh = not head
   if head then
@@ -104,46 +114,79 @@ local function slot(name)
   return st
 end
 
+-- Bucket b's name in a slot: its prefix and b in decimal. Built from digits,
+-- as Lua's own number formatting (printf of a double) costs several times
+-- as much; b < 32768.
+local function name(prefix, b)
+  if b < 10 then
+    return prefix .. DIGIT[b]
+  end
+  local e = b % 10
+  b = (b - e) / 10
+  if b < 10 then
+    return prefix .. DIGIT[b] .. DIGIT[e]
+  end
+  local d = b % 10
+  b = (b - d) / 10
+  if b < 10 then
+    return prefix .. DIGIT[b] .. DIGIT[d] .. DIGIT[e]
+  end
+  local c = b % 10
+  b = (b - c) / 10
+  if b < 10 then
+    return prefix .. DIGIT[b] .. DIGIT[c] .. DIGIT[d] .. DIGIT[e]
+  end
+  local a = b % 10
+  return prefix .. DIGIT[(b - a) / 10] .. DIGIT[a] .. DIGIT[c] .. DIGIT[d] .. DIGIT[e]
+end
+
+-- The name of the bucket of a slot that a route names.
 local function bucket(st, route)
   local b = route % (2 * st.low)
   if b >= st.n then
     b = b - st.low
   end
-  return st.prefix .. b
+  return name(st.prefix, b)
 end
 
 -- Splits bucket N - 2^L of a slot into itself and a new bucket N.
 local function split(st)
   local low = st.low
   local from, into = st.n - low, st.n
+  local mask = 2 * low
   local moved, m = {}, 0
-  for _, marker in ipairs(redis.call('SMEMBERS', st.prefix .. from)) do
-    if marker ~= '0' and route(marker) % (2 * low) == into then
+  local source, target = name(st.prefix, from), name(st.prefix, into)
+  for _, marker in ipairs(redis.call('SMEMBERS', source)) do
+    -- route(marker), inlined: this runs for each of the bucket's markers
+    local r
+    if #marker < 7 then
+      r = math.abs(tonumber(marker))
+    else
+      local a, b, c, d, e, f = string.byte(marker, -6, -1)
+      r = (((((a * 10 + b) * 10 + c) * 10 + d) * 10 + e) * 10 + f - 5333328)
+    end
+    if r % ROUTES % mask == into then
       m = m + 1
       moved[m] = marker
     end
   end
-  redis.call('SADD', st.prefix .. into, '0')
+  redis.call('SADD', target, '0')
   if m > 0 then
-    chunked('SADD', st.prefix .. into, moved)
-    chunked('SREM', st.prefix .. from, moved)
+    chunked('SADD', target, moved)
+    chunked('SREM', source, moved)
   end
   st.made[#st.made + 1] = into
-  st.n = st.n + 1
-  if st.n == 2 * low then
-    st.low = 2 * low
+  st.n = into + 1
+  if st.n == mask then
+    st.low = mask
   end
 end
 
--- The slot a job's marker goes into, and the older slots it is looked for in
--- too. A job with a timestamp: its minute's slot only. A job without one:
--- slots of step = ceil(TTL / SPAN) seconds of Redis's clock, named
--- s<step>.<floor(now / step)>, and those back to now - TTL.
-local NONE = {}
-local function slots_of(name, ttl)
-  if name ~= '' then
-    return slot(name), NONE
-  end
+-- The slot of a job without a timestamp, and the older slots its marker is
+-- looked for in too: slots of step = ceil(TTL / SPAN) seconds of Redis's
+-- clock, named s<step>.<floor(now / step)>, and those back to now - TTL. (A
+-- job with a timestamp: its minute's slot only.)
+local function unstamped(ttl)
   ttl = tonumber(ttl)
   local step = math.max(1, math.ceil(ttl / SPAN))
   local current = math.floor(now / step)
@@ -154,13 +197,40 @@ local function slots_of(name, ttl)
   return slot('s' .. step .. '.' .. current), older
 end
 
--- Old-layout markers: one EXISTS for all; one per job only if any exists.
+-- Markers of the layout before buckets (v0.1.0: a key seen:<id> per job,
+-- SET EX), looked for until <queue>seen-until, a time (whole seconds of
+-- Redis's clock) after which none can be left: legacy.lua writes it once it
+-- has looked through the keys. Without a record, or before its time, each
+-- job's key is looked for (one EXISTS for all; one per job only if any
+-- exists): the key a caller gave, or else one named from the job's id.
 local legacy = false
-for from = 2, #KEYS, 200 do
-  if redis.call('EXISTS', unpack(KEYS, from, math.min(from + 199, #KEYS))) > 0 then
-    legacy = true
-    break
+local stop = tonumber(redis.call('GET', queue .. 'seen-until'))
+if not stop or now < stop then
+  legacy = {}
+  for i = 1, n do
+    local key = KEYS[1 + i]
+    if not key then
+      local json = ARGV[4 * i - 2]
+      local id = string.match(json, '^{"v":%d+,"id":"([^"\\]*)"')
+      if not id then
+        local ok, job = pcall(cjson.decode, json)
+        id = ok and type(job) == 'table' and job.id
+        if type(id) ~= 'string' then
+          return redis.error_reply('ERR job ' .. i .. ' has no string id')
+        end
+      end
+      key = queue .. 'seen:' .. id
+    end
+    legacy[i] = key
   end
+  local any = false
+  for from = 1, n, 200 do
+    if redis.call('EXISTS', unpack(legacy, from, math.min(from + 199, n))) > 0 then
+      any = true
+      break
+    end
+  end
+  legacy = any and legacy
 end
 
 -- Read every header and split ahead of this call's markers, as if all of
@@ -170,21 +240,27 @@ local out = {}
 local at_of, route_of, slot_of, older_of = {}, {}, {}, {}
 local m = 0
 for i = 1, n do
-  local at = 2 + 4 * (i - 1)
+  local at = 4 * i - 2
   local marker = ARGV[at + 3]
-  if #marker == 0 or #marker > 20 then
+  local len = #marker
+  if len == 0 or len > 20 then
     return redis.error_reply('ERR marker of job ' .. i .. ' is not a 64-bit integer')
   end
   out[i] = 0
-  if not (legacy and redis.call('EXISTS', KEYS[1 + i]) == 1) then
-    local into, older = slots_of(ARGV[at + 2], ARGV[at + 1])
+  if not (legacy and redis.call('EXISTS', legacy[i]) == 1) then
+    local stamp, into = ARGV[at + 2], nil
+    if stamp ~= '' then
+      into = slots[stamp] or slot(stamp)
+    else
+      into, older_of[m + 1] = unstamped(ARGV[at + 1])
+    end
     m = m + 1
-    at_of[m], route_of[m], slot_of[m], older_of[m] = at, route(marker), into, older
-    into.coming = (into.coming or 0) + 1
+    at_of[m], route_of[m], slot_of[m] = at, route(marker), into
+    into.coming = into.coming + 1
   end
 end
 for _, st in pairs(slots) do
-  if st.coming then
+  if st.coming > 0 then
     if st.n == 0 then
       st.n = 1
       st.made[1] = 0
@@ -213,9 +289,11 @@ local function lifetime(stamped, ttl)
 end
 
 local new, added = {}, 0
+local push = {}
 -- Takes this call's markers out again (after a failed write).
 local function undo()
-  for _, k in ipairs(new) do
+  for j = 1, added do
+    local k = new[j]
     local st = slot_of[k]
     redis.call('SREM', bucket(st, route_of[k]), ARGV[at_of[k] + 3])
     st.count = st.count - 1
@@ -231,7 +309,7 @@ local function finish()
     if st.added or #st.made > 0 then
       if st.fresh and st.count == 0 then
         for b = 0, st.n - 1 do
-          redis.call('DEL', st.prefix .. b)
+          redis.call('DEL', name(st.prefix, b))
         end
       else
         local renew = st.need > st.expiry
@@ -241,11 +319,11 @@ local function finish()
         redis.call('SET', st.header, st.n .. ' ' .. st.count .. ' ' .. st.expiry, 'EXAT', st.expiry)
         if renew then
           for b = 0, st.n - 1 do
-            redis.call('EXPIREAT', st.prefix .. b, st.expiry)
+            redis.call('EXPIREAT', name(st.prefix, b), st.expiry)
           end
         else
           for _, b in ipairs(st.made) do
-            redis.call('EXPIREAT', st.prefix .. b, st.expiry)
+            redis.call('EXPIREAT', name(st.prefix, b), st.expiry)
           end
         end
       end
@@ -254,50 +332,51 @@ local function finish()
 end
 
 for k = 1, m do
-  local at, r = at_of[k], route_of[k]
+  local at, r, st = at_of[k], route_of[k], slot_of[k]
   local marker = ARGV[at + 3]
   local seen = false
-  if older_of[k] ~= NONE then
-    for _, st in ipairs(older_of[k]) do
-      if st.n > 0 and redis.call('SISMEMBER', bucket(st, r), marker) == 1 then
+  local older = older_of[k]
+  if older then
+    for _, o in ipairs(older) do
+      if o.n > 0 and redis.call('SISMEMBER', bucket(o, r), marker) == 1 then
         seen = true
         break
       end
     end
   end
   if not seen then
-    local st = slot_of[k]
-    local set = redis.pcall('SADD', bucket(st, r), marker)
-    if set ~= 1 and set ~= 0 then
-      undo()
-      finish()
-      return set
+    local b = r % (2 * st.low)
+    if b >= st.n then
+      b = b - st.low
     end
+    local set = redis.pcall('SADD', name(st.prefix, b), marker)
     if set == 1 then
       -- the same for every marker of a slot with the same TTL
-      if st.ttl ~= ARGV[at + 1] then
-        st.ttl = ARGV[at + 1]
-        local need, give = lifetime(ARGV[at + 2] ~= '', tonumber(st.ttl))
+      local ttl = ARGV[at + 1]
+      if st.ttl ~= ttl then
+        st.ttl = ttl
+        local need, give = lifetime(ARGV[at + 2] ~= '', tonumber(ttl))
         if need > st.need then
           st.need, st.give = need, give
         end
       end
       st.count = st.count + 1
       st.added = true
-      out[(at - 2) / 4 + 1] = 1
+      out[(at + 2) / 4] = 1
       added = added + 1
       new[added] = k
+      push[added] = ARGV[at]
+    elseif set ~= 0 then
+      undo()
+      finish()
+      return set
     end
   end
 end
 
 -- LPUSH many values at once (same order as one LPUSH each).
-local push = {}
-for j, k in ipairs(new) do
-  push[j] = ARGV[at_of[k]]
-end
-for from = 1, #push, 200 do
-  local pushed = redis.pcall('LPUSH', KEYS[1], unpack(push, from, math.min(from + 199, #push)))
+for from = 1, added, 200 do
+  local pushed = redis.pcall('LPUSH', KEYS[1], unpack(push, from, math.min(from + 199, added)))
   if type(pushed) == 'table' then
     undo()
     finish()

@@ -20,7 +20,6 @@ pub(super) type Reply = oneshot::Receiver<Result<Vec<Enqueued>, QueueError>>;
 
 /// One shard's part of an `enqueue` call, encoded, waiting for the dispatcher.
 pub(super) struct Request {
-    pub(super) keys: Vec<String>,
     pub(super) jobs: Vec<Vec<u8>>,
     /// each job's marker TTL, seconds
     pub(super) ttls: Vec<u64>,
@@ -123,16 +122,12 @@ async fn send_batch(
     }
     let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
     let fill = |c: &mut redis::Cmd| {
-        c.arg(pending);
-        for r in &batch {
-            c.arg(&r.keys);
-        }
-        c.arg(dedup);
+        c.arg(pending).arg(dedup);
         for r in &batch {
             job_args(c, &r.jobs, &r.ttls, &r.marks);
         }
     };
-    let result = call_enqueue(&mut conn, opts, 1 + total, fill).await;
+    let result = call_enqueue(&mut conn, opts, 1, fill).await;
     match result {
         Ok(out) if out.len() == total => {
             let mut at = 0;

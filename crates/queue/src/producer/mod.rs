@@ -31,10 +31,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::check::{CheckMode, ConfigHealth};
-use crate::conn::{Conn, IntoRedisOptions, RedisOptions};
+use crate::conn::{Conn, IntoRedisOptions, RedisOptions, bounded};
 use crate::dedup::Marker;
 use crate::job::NewJob;
-use crate::script::redis_err;
+use crate::script::{LEGACY, redis_err};
 use crate::shard::check_shard_count;
 use crate::{QueueError, QueueName, RedisFailure};
 
@@ -64,11 +64,11 @@ struct Inner {
 
 /// The keys one shard's enqueue script names.
 struct ShardKeys {
-    /// `<base>`, the start of the shard's `seen:` keys
-    base: String,
     pending: String,
     /// where the dedup markers' buckets live
     dedup: String,
+    /// the record of when no `seen:` key of the shard can be left
+    seen_until: String,
 }
 
 struct Started {
@@ -108,8 +108,8 @@ impl Producer {
                     .shard_names()
                     .iter()
                     .map(|q| ShardKeys {
-                        base: q.base(),
                         pending: q.pending(),
+                        seen_until: q.seen_until(),
                         dedup: q.dedup(),
                     })
                     .collect(),
@@ -173,7 +173,7 @@ impl Producer {
         let ttls = self.marker_ttls(jobs)?;
         let mut parts = Vec::new();
         for (shard, at) in self.split(jobs) {
-            let (request, reply) = self.encode(shard, at.iter().map(|&i| (&jobs[i], ttls[i])))?;
+            let (request, reply) = self.encode(at.iter().map(|&i| (&jobs[i], ttls[i])))?;
             parts.push((shard, at, request, reply));
         }
         let timeout = self.inner.opts.timeout;
@@ -219,11 +219,8 @@ impl Producer {
     /// One shard's part of a call, encoded for its enqueue script.
     fn encode<'j, 'p: 'j>(
         &self,
-        shard: usize,
         jobs: impl ExactSizeIterator<Item = (&'j NewJob<'p>, u64)>,
     ) -> Result<(Request, Reply), QueueError> {
-        let base = &self.inner.shards[shard].base;
-        let mut keys = Vec::with_capacity(jobs.len());
         let mut encoded = Vec::with_capacity(jobs.len());
         let mut marks = Vec::with_capacity(jobs.len());
         let mut ttls = Vec::with_capacity(jobs.len());
@@ -232,7 +229,6 @@ impl Producer {
             if job.id.is_empty() {
                 return Err(QueueError::InvalidJob("empty job id".into()));
             }
-            keys.push(format!("{base}seen:{}", job.id));
             marks.push(Marker::of(job));
             ttls.push(ttl);
             let mut buf = Vec::with_capacity(256 + job.payload.get().len());
@@ -242,7 +238,6 @@ impl Producer {
         }
         let (reply, rx) = oneshot::channel();
         let request = Request {
-            keys,
             jobs: encoded,
             ttls,
             marks,
@@ -271,11 +266,11 @@ impl Producer {
         let keys = &self.inner.shards[shard];
         let mut conn = started.conn.clone();
         let fill = |c: &mut redis::Cmd| {
-            c.arg(&keys.pending).arg(&request.keys).arg(&keys.dedup);
+            c.arg(&keys.pending).arg(&keys.dedup);
             job_args(c, &request.jobs, &request.ttls, &request.marks);
         };
         let n = request.jobs.len();
-        let out = call_enqueue(&mut conn, &self.inner.opts, 1 + n, fill).await?;
+        let out = call_enqueue(&mut conn, &self.inner.opts, 1, fill).await?;
         outcomes(&out, n)
     }
 
@@ -290,6 +285,32 @@ impl Producer {
             .get_or_try_init(|| check_shard_count(&started.conn, &self.inner.queue, timeout))
             .await
             .map(drop)
+    }
+
+    /// Looks through Redis's keys for the dedup markers of versions before the buckets
+    /// (v0.1.0's `seen:<id>` keys), shard by shard, and records in each shard when none can be
+    /// left (`<prefix>:{<queue>}:seen-until`: now if it found none, else the time the last one
+    /// it found expires). The enqueue script looks for those keys until that time, so a look
+    /// that runs late, or never, costs Redis CPU, not correctness. A look visits every key of
+    /// the database in steps of about 1000 (one round trip each, `legacy.lua`); a shard that
+    /// has its record is done at once. The ingress runs this in the background at start-up.
+    pub async fn retire_old_markers(&self) -> Result<(), QueueError> {
+        let started = self.started()?;
+        let timeout = self.inner.opts.timeout;
+        for shard in &self.inner.shards {
+            let (mut cursor, mut latest) = ("0".to_owned(), "0".to_owned());
+            loop {
+                let mut conn = started.conn.clone();
+                let step = LEGACY.call(&mut conn, 1, |c| {
+                    c.arg(&shard.seen_until).arg(&cursor).arg(&latest);
+                });
+                (cursor, latest) = bounded(timeout, step).await?;
+                if cursor == "0" {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Each job's marker TTL in whole seconds.

@@ -1,4 +1,4 @@
-//! The dedup markers' buckets: old-layout markers honoured, busy minutes that stay intsets with
+//! The dedup markers' buckets: old-layout markers honoured until none can be left, busy minutes that stay intsets with
 //! every marker in the bucket its route names, slots renewed whole, the window of jobs without
 //! a timestamp, shards, the queue's hash tag on every bucket.
 
@@ -139,6 +139,138 @@ async fn old_layout_markers_are_honoured() {
         .unwrap();
     assert_eq!(len, 1);
     cleanup(&url, &q).await;
+}
+
+/// Sets `key` to 1 with `ttl` seconds to live, as v0.1.0 wrote its markers (`None`: no expiry).
+async fn set_old_marker(url: &str, key: &str, ttl: Option<u64>) {
+    let mut c = redis::cmd("SET");
+    c.arg(key).arg("1");
+    if let Some(ttl) = ttl {
+        c.arg("EX").arg(ttl);
+    }
+    let _: () = c.query_async(&mut conn(url).await).await.unwrap();
+}
+
+/// `q`'s record of when no `seen:` key can be left, if any.
+async fn seen_until(url: &str, q: &QueueName) -> Option<u64> {
+    redis::cmd("GET")
+        .arg(q.seen_until())
+        .query_async(&mut conn(url).await)
+        .await
+        .unwrap()
+}
+
+/// A queue without any v0.1.0 marker: before the look through the keys the script looks for
+/// them (one set meanwhile is honoured), and once the look has found none it stops at once (one
+/// set afterwards, which no real version would write, is no longer looked for).
+#[tokio::test]
+async fn old_markers_are_no_longer_looked_for_once_none_can_be_left() {
+    let url = redis_url();
+    let q = queue("oldnone");
+    let p = payload(1);
+    let producer = producer(&q);
+    assert_eq!(
+        producer
+            .enqueue(&[at("wamid.first".into(), 1_717_000_000, &p)])
+            .await
+            .unwrap(),
+        [Enqueued::New]
+    );
+    assert_eq!(seen_until(&url, &q).await, None, "no record before a look");
+    set_old_marker(&url, &q.seen("wamid.early"), Some(3600)).await;
+    let out = producer
+        .enqueue(&[at("wamid.early".into(), 1_717_000_000, &p)])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [Enqueued::Duplicate],
+        "looked for while there is no record"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(q.seen("wamid.early"))
+        .query_async(&mut conn(&url).await)
+        .await
+        .unwrap();
+
+    let before = redis_now(&url).await;
+    producer.retire_old_markers().await.unwrap();
+    let record = seen_until(&url, &q)
+        .await
+        .expect("the look writes a record");
+    assert!(
+        record >= before && record <= redis_now(&url).await,
+        "none found: now"
+    );
+    set_old_marker(&url, &q.seen("wamid.late"), Some(3600)).await;
+    let out = producer
+        .enqueue(&[at("wamid.late".into(), 1_717_000_000, &p)])
+        .await
+        .unwrap();
+    assert_eq!(out, [Enqueued::New], "no longer looked for");
+    producer.retire_old_markers().await.unwrap();
+    assert_eq!(
+        seen_until(&url, &q).await,
+        Some(record),
+        "a record is never written again"
+    );
+    cleanup(&url, &q).await;
+}
+
+/// A queue with v0.1.0 markers: the look records a time no earlier than the last of them
+/// expires, and until then they are honoured (one of an id the script must read from the job's
+/// JSON, with a quote in it, too); a marker without an expiry leaves no record at all.
+#[tokio::test]
+async fn old_markers_are_looked_for_until_the_last_one_expires() {
+    let url = redis_url();
+    let q = queue("oldlive");
+    let p = payload(1);
+    let quoted = r#"wamid."quoted\"#;
+    set_old_marker(&url, &q.seen("wamid.short"), Some(600)).await;
+    set_old_marker(&url, &q.seen(quoted), Some(7200)).await;
+    let producer = producer(&q);
+    let before = redis_now(&url).await;
+    producer.retire_old_markers().await.unwrap();
+    let record = seen_until(&url, &q)
+        .await
+        .expect("the look writes a record");
+    assert!(
+        record > before + 7200,
+        "after the last marker expires: {record}"
+    );
+    assert!(
+        record <= redis_now(&url).await + 7202,
+        "not much later: {record}"
+    );
+    let out = producer
+        .enqueue(&[
+            at("wamid.short".into(), 1_717_000_000, &p),
+            at(quoted.into(), 1_717_000_000, &p),
+            at("wamid.new".into(), 1_717_000_000, &p),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [Enqueued::Duplicate, Enqueued::Duplicate, Enqueued::New]
+    );
+
+    let kept = queue("oldkept");
+    set_old_marker(&url, &kept.seen("wamid.kept"), None).await;
+    let producer = self::producer(&kept);
+    producer.retire_old_markers().await.unwrap();
+    assert_eq!(
+        seen_until(&url, &kept).await,
+        None,
+        "a marker that never expires: no record"
+    );
+    let out = producer
+        .enqueue(&[at("wamid.kept".into(), 1_717_000_000, &p)])
+        .await
+        .unwrap();
+    assert_eq!(out, [Enqueued::Duplicate]);
+    cleanup(&url, &q).await;
+    cleanup(&url, &kept).await;
 }
 
 /// 20 000 notifications with the same timestamp, from concurrent callers: each is new once and
