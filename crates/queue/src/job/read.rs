@@ -45,17 +45,8 @@ pub(super) struct Fields {
     pub(super) lost: u32,
     pub(super) id: Text,
     pub(super) kind: Text,
-    pub(super) wamid: Option<Text>,
-    pub(super) from: Option<Text>,
-    pub(super) from_user_id: Option<Text>,
-    pub(super) type_: Option<Text>,
-    pub(super) text: Option<Text>,
-    pub(super) timestamp: Option<Text>,
-    pub(super) contact_name: Option<Text>,
-    pub(super) phone_number_id: Option<Text>,
-    pub(super) display_phone_number: Option<Text>,
-    pub(super) waba_id: Option<Text>,
-    pub(super) last_error: Option<Text>,
+    /// the optional text fields, in the order of [`TEXT_NAMES`]
+    pub(super) texts: [Option<Text>; TEXTS],
     /// where the payload is
     pub(super) payload: Range<usize>,
 }
@@ -99,43 +90,88 @@ impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct JobWire<'a> {
-    v: u32,
-    #[serde(borrow)]
-    id: Borrowed<'a>,
-    #[serde(borrow)]
-    kind: Borrowed<'a>,
-    #[serde(default, borrow)]
-    wamid: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    from: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    from_user_id: Option<Borrowed<'a>>,
-    #[serde(default, borrow, rename = "type")]
-    type_: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    text: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    timestamp: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    contact_name: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    phone_number_id: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    display_phone_number: Option<Borrowed<'a>>,
-    #[serde(default, borrow)]
-    waba_id: Option<Borrowed<'a>>,
-    #[serde(default)]
-    received_at: Option<u64>,
-    #[serde(default)]
-    attempt: u32,
-    #[serde(default)]
-    lost: u32,
-    #[serde(borrow)]
-    payload: &'a RawValue,
-    #[serde(default, borrow)]
-    last_error: Option<Borrowed<'a>>,
+/// The optional text fields of a job, each once: its accessor, its name in the job (the
+/// contract's envelope fields, then the error of the last failed delivery). This makes the
+/// serde wire struct, the names the one-pass reader looks up ([`TEXT_NAMES`]), the accessors
+/// and `Debug`.
+macro_rules! job_texts {
+    ($($(#[$doc:meta])* $field:ident = $name:literal;)*) => {
+        /// The optional text fields' names in a job, in the order of [`Fields::texts`].
+        pub(super) const TEXT_NAMES: [&str; TEXTS] = [$($name),*];
+
+        /// A text field's place in [`Fields::texts`].
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        enum Slot {
+            $($field),*
+        }
+
+        /// The job as serde_json reads it; the text fields borrow from the input.
+        #[derive(Deserialize)]
+        struct JobWire<'a> {
+            v: u32,
+            #[serde(borrow)]
+            id: Borrowed<'a>,
+            #[serde(borrow)]
+            kind: Borrowed<'a>,
+            $(
+                #[serde(default, borrow, rename = $name)]
+                $field: Option<Borrowed<'a>>,
+            )*
+            #[serde(default)]
+            received_at: Option<u64>,
+            #[serde(default)]
+            attempt: u32,
+            #[serde(default)]
+            lost: u32,
+            #[serde(borrow)]
+            payload: &'a RawValue,
+        }
+
+        impl JobWire<'_> {
+            /// The text fields, in the order of [`Fields::texts`], as places in `raw`.
+            fn texts(&mut self, raw: &str) -> [Option<Text>; TEXTS] {
+                [$(self.$field.take().map(|t| Text::of(raw, t))),*]
+            }
+        }
+
+        impl Job {
+            $(
+                $(#[$doc])*
+                pub fn $field(&self) -> Option<&str> {
+                    self.opt(Slot::$field)
+                }
+            )*
+        }
+    };
+}
+
+/// How many optional text fields a job has.
+pub(super) const TEXTS: usize = 11;
+
+job_texts! {
+    /// wamid
+    wamid = "wamid";
+    /// sender / recipient
+    from = "from";
+    /// business-scoped user id
+    from_user_id = "from_user_id";
+    /// type
+    type_ = "type";
+    /// text
+    text = "text";
+    /// timestamp as sent
+    timestamp = "timestamp";
+    /// contact profile name
+    contact_name = "contact_name";
+    /// phone number id
+    phone_number_id = "phone_number_id";
+    /// display phone number
+    display_phone_number = "display_phone_number";
+    /// WABA id
+    waba_id = "waba_id";
+    /// the error of the previous failed delivery, if any
+    last_error = "last_error";
 }
 
 #[derive(Deserialize)]
@@ -215,29 +251,16 @@ impl Job {
 
     pub(super) fn fields_serde(raw: &str) -> Result<Fields, String> {
         match serde_json::from_str::<JobWire<'_>>(raw) {
-            Ok(w) if w.v == CONTRACT_VERSION => {
-                let text = |t: Option<Borrowed<'_>>| t.map(|t| Text::of(raw, t));
-                Ok(Fields {
-                    v: w.v,
-                    received_at: w.received_at,
-                    attempt: w.attempt,
-                    lost: w.lost,
-                    id: Text::of(raw, w.id),
-                    kind: Text::of(raw, w.kind),
-                    wamid: text(w.wamid),
-                    from: text(w.from),
-                    from_user_id: text(w.from_user_id),
-                    type_: text(w.type_),
-                    text: text(w.text),
-                    timestamp: text(w.timestamp),
-                    contact_name: text(w.contact_name),
-                    phone_number_id: text(w.phone_number_id),
-                    display_phone_number: text(w.display_phone_number),
-                    waba_id: text(w.waba_id),
-                    last_error: text(w.last_error),
-                    payload: place(raw, w.payload.get()),
-                })
-            }
+            Ok(mut w) if w.v == CONTRACT_VERSION => Ok(Fields {
+                texts: w.texts(raw),
+                v: w.v,
+                received_at: w.received_at,
+                attempt: w.attempt,
+                lost: w.lost,
+                id: Text::of(raw, w.id),
+                kind: Text::of(raw, w.kind),
+                payload: place(raw, w.payload.get()),
+            }),
             Ok(w) => Err(format!("unknown contract version {}", w.v)),
             Err(e) => {
                 // Say "unknown version" rather than a field error when that is the cause: a
@@ -261,8 +284,10 @@ impl Job {
         &self.json
     }
 
-    fn opt<'j>(&'j self, t: &'j Option<Text>) -> Option<&'j str> {
-        t.as_ref().map(|t| t.get(&self.json))
+    fn opt(&self, slot: Slot) -> Option<&str> {
+        self.at.texts[slot as usize]
+            .as_ref()
+            .map(|t| t.get(&self.json))
     }
 
     /// dedup id
@@ -289,67 +314,21 @@ impl Job {
     }
 }
 
-/// The accessors of the optional text fields: a field's name and what it holds, once each.
-macro_rules! text_accessors {
-    ($($(#[$doc:meta])* $name:ident;)*) => {
-        impl Job {
-            $(
-                $(#[$doc])*
-                pub fn $name(&self) -> Option<&str> {
-                    self.opt(&self.at.$name)
-                }
-            )*
-        }
-    };
-}
-
-text_accessors! {
-    /// wamid
-    wamid;
-    /// sender / recipient
-    from;
-    /// business-scoped user id
-    from_user_id;
-    /// type
-    type_;
-    /// text
-    text;
-    /// timestamp as sent
-    timestamp;
-    /// contact profile name
-    contact_name;
-    /// phone number id
-    phone_number_id;
-    /// display phone number
-    display_phone_number;
-    /// WABA id
-    waba_id;
-    /// the error of the previous failed delivery, if any
-    last_error;
-}
-
-/// Shows the fields, as the struct did when they were strings of their own.
+/// Shows the fields, as the struct did when they were strings of their own (the text fields
+/// by their names in the job).
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Job")
-            .field("v", &self.v)
+        let mut d = f.debug_struct("Job");
+        d.field("v", &self.v)
             .field("id", &self.id())
-            .field("kind", &self.kind_name())
-            .field("wamid", &self.wamid())
-            .field("from", &self.from())
-            .field("from_user_id", &self.from_user_id())
-            .field("type_", &self.type_())
-            .field("text", &self.text())
-            .field("timestamp", &self.timestamp())
-            .field("contact_name", &self.contact_name())
-            .field("phone_number_id", &self.phone_number_id())
-            .field("display_phone_number", &self.display_phone_number())
-            .field("waba_id", &self.waba_id())
-            .field("received_at", &self.received_at)
+            .field("kind", &self.kind_name());
+        for (name, text) in TEXT_NAMES.iter().zip(&self.at.texts) {
+            d.field(name, &text.as_ref().map(|t| t.get(&self.json)));
+        }
+        d.field("received_at", &self.received_at)
             .field("attempt", &self.attempt)
             .field("lost", &self.lost)
             .field("payload", &self.payload())
-            .field("last_error", &self.last_error())
             .finish()
     }
 }

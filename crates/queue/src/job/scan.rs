@@ -14,7 +14,7 @@
 //! without control characters, escapes `\" \\ \/ \b \f \n \r \t \uXXXX`, numbers by the JSON
 //! grammar, `true`/`false`/`null`), and a string field with escapes is decoded by serde_json.
 
-use super::read::{Fields, Text};
+use super::read::{Fields, TEXT_NAMES, Text};
 
 /// Deepest nesting this reader follows (the job's object counts as one); deeper jobs are left
 /// to serde_json.
@@ -42,33 +42,26 @@ pub(super) fn fields(raw: &str, version: u32) -> Option<Fields> {
         r.ws();
         r.eat(b':')?;
         r.ws();
+        // bits 0-6 the fixed fields, 7.. the text fields in the order of TEXT_NAMES
         let bit = match key {
             "v" => 0,
             "id" => 1,
             "kind" => 2,
             "payload" => 3,
-            "wamid" => 4,
-            "from" => 5,
-            "from_user_id" => 6,
-            "type" => 7,
-            "text" => 8,
-            "timestamp" => 9,
-            "contact_name" => 10,
-            "phone_number_id" => 11,
-            "display_phone_number" => 12,
-            "waba_id" => 13,
-            "last_error" => 14,
-            "received_at" => 15,
-            "attempt" => 16,
-            "lost" => 17,
-            _ => {
-                r.skip_value(1)?;
-                r.after_member()?;
-                if r.closed {
-                    break;
+            "received_at" => 4,
+            "attempt" => 5,
+            "lost" => 6,
+            _ => match TEXT_NAMES.iter().position(|name| *name == key) {
+                Some(slot) => 7 + slot,
+                None => {
+                    r.skip_value(1)?;
+                    r.after_member()?;
+                    if r.closed {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         if seen & (1 << bit) != 0 {
             return None; // a duplicate field: serde_json refuses it, in its words
@@ -83,20 +76,10 @@ pub(super) fn fields(raw: &str, version: u32) -> Option<Fields> {
                 r.skip_value(1)?;
                 f.payload = start..r.i;
             }
-            4 => f.wamid = r.opt_string()?,
-            5 => f.from = r.opt_string()?,
-            6 => f.from_user_id = r.opt_string()?,
-            7 => f.type_ = r.opt_string()?,
-            8 => f.text = r.opt_string()?,
-            9 => f.timestamp = r.opt_string()?,
-            10 => f.contact_name = r.opt_string()?,
-            11 => f.phone_number_id = r.opt_string()?,
-            12 => f.display_phone_number = r.opt_string()?,
-            13 => f.waba_id = r.opt_string()?,
-            14 => f.last_error = r.opt_string()?,
-            15 => f.received_at = r.opt_uint()?,
-            16 => f.attempt = u32::try_from(r.uint()?).ok()?,
-            _ => f.lost = u32::try_from(r.uint()?).ok()?,
+            4 => f.received_at = r.opt_uint()?,
+            5 => f.attempt = u32::try_from(r.uint()?).ok()?,
+            6 => f.lost = u32::try_from(r.uint()?).ok()?,
+            text => f.texts[text - 7] = r.opt_string()?,
         }
         r.after_member()?;
         if r.closed {

@@ -162,10 +162,8 @@ fn resolved(raw: &str, f: &read::Fields) -> String {
         "{:?}",
         (
             (f.v, f.received_at, f.attempt, f.lost, t(&f.id), t(&f.kind)),
-            (o(&f.wamid), o(&f.from), o(&f.from_user_id), o(&f.type_)),
-            (o(&f.text), o(&f.timestamp), o(&f.contact_name)),
-            (o(&f.phone_number_id), o(&f.display_phone_number)),
-            (o(&f.waba_id), o(&f.last_error), &raw[f.payload.clone()]),
+            f.texts.each_ref().map(o),
+            &raw[f.payload.clone()],
         )
     )
 }
