@@ -159,26 +159,18 @@ fn path(files: &TlsFiles, name: &str) -> String {
     files.path(name).display().to_string()
 }
 
-/// Over rediss:// with a private CA and a client certificate, the ingress enqueues and the
-/// worker drains every job.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_ingress_and_worker() {
-    let (files, server) = tls_redis();
-    let queue = unique("tls");
-    let (ca, cert, key) = (
-        path(files, "ca.pem"),
-        path(files, "client.pem"),
-        path(files, "client.key"),
-    );
-    let env = [
-        ("REDIS_URL", server.url()),
-        ("WA_QUEUE", queue.clone()),
-        ("WA_REDIS_CA_CERT", ca),
-        ("WA_REDIS_CLIENT_CERT", cert),
-        ("WA_REDIS_CLIENT_KEY", key),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut ingress = Bin::ingress(&env);
+/// The variables that point a client at the private CA and the client certificate.
+fn tls_vars(files: &TlsFiles) -> [(&'static str, String); 3] {
+    [
+        ("WA_REDIS_CA_CERT", path(files, "ca.pem")),
+        ("WA_REDIS_CLIENT_CERT", path(files, "client.pem")),
+        ("WA_REDIS_CLIENT_KEY", path(files, "client.key")),
+    ]
+}
+
+/// `wa-ingress` with `env`, ready, after each of `ids` was posted to it and answered 200.
+async fn ingress_after_posts(env: &[(&str, &str)], ids: &[String]) -> Bin {
+    let mut ingress = Bin::ingress(env);
     ingress.listening().await;
     assert_eq!(
         status(ingress.base(), "/readyz").await.0,
@@ -186,8 +178,7 @@ async fn tls_ingress_and_worker() {
         "{}",
         ingress.output()
     );
-    let ids: Vec<String> = (0..20).map(|i| format!("wamid.tls.{queue}.{i}")).collect();
-    for id in &ids {
+    for id in ids {
         assert_eq!(
             post(ingress.base(), id).await,
             StatusCode::OK,
@@ -195,6 +186,21 @@ async fn tls_ingress_and_worker() {
             ingress.output()
         );
     }
+    ingress
+}
+
+/// Over rediss:// with a private CA and a client certificate, the ingress enqueues and the
+/// worker drains every job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ingress_and_worker() {
+    let (files, server) = tls_redis();
+    let queue = unique("tls");
+    let url = server.url();
+    let tls = tls_vars(files);
+    let mut env = vec![("REDIS_URL", url.as_str()), ("WA_QUEUE", queue.as_str())];
+    env.extend(tls.iter().map(|(k, v)| (*k, v.as_str())));
+    let ids: Vec<String> = (0..20).map(|i| format!("wamid.tls.{queue}.{i}")).collect();
+    let ingress = ingress_after_posts(&env, &ids).await;
     let worker = Bin::worker(&["run", "--stdout"], &env);
     poll("the worker drains over TLS", || async {
         ids.iter().all(|id| worker.handled().contains(id))
@@ -209,30 +215,13 @@ async fn tls_ingress_and_worker() {
 async fn python_worker_over_tls() {
     let (files, server) = tls_redis();
     let queue = unique("tls-python");
-    let (ca, cert, key) = (
-        path(files, "ca.pem"),
-        path(files, "client.pem"),
-        path(files, "client.key"),
-    );
-    let tls = [
-        ("WA_REDIS_CA_CERT", ca.as_str()),
-        ("WA_REDIS_CLIENT_CERT", cert.as_str()),
-        ("WA_REDIS_CLIENT_KEY", key.as_str()),
-    ];
     let url = server.url();
+    let tls = tls_vars(files);
+    let tls: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut env = vec![("REDIS_URL", url.as_str()), ("WA_QUEUE", queue.as_str())];
-    env.extend(tls);
-    let mut ingress = Bin::ingress(&env);
-    ingress.listening().await;
+    env.extend(tls.iter().copied());
     let ids: Vec<String> = (0..5).map(|i| format!("wamid.pytls.{queue}.{i}")).collect();
-    for id in &ids {
-        assert_eq!(
-            post(ingress.base(), id).await,
-            StatusCode::OK,
-            "{}",
-            ingress.output()
-        );
-    }
+    let _ingress = ingress_after_posts(&env, &ids).await;
 
     // Without the private CA (system roots only) the handshake fails: a clear error, no job taken.
     let refused = std::process::Command::new("python3")
