@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::sync::mpsc;
-
 use crate::{Delivery, Handler, Outcome};
+use futures_util::FutureExt;
 
 /// A finished job and its outcome, waiting for its lane's next call.
 pub(super) type Finished = (Box<Delivery>, Outcome);
@@ -22,13 +20,12 @@ pub(super) fn poll_now<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(Waker::noop()))
 }
 
-/// Runs one handler (a panic or a timeout is a retry) and reports the outcome.
+/// Runs one handler (a panic or a timeout is a retry); the delivery and its outcome.
 pub(super) async fn handle<H: Handler>(
     handler: Arc<H>,
     d: Box<Delivery>,
     limit: Duration,
-    tx: mpsc::UnboundedSender<Finished>,
-) {
+) -> Finished {
     let outcome = match d.job() {
         Ok(j) => {
             // the handler is called inside the guarded future, so that a panic while it makes
@@ -43,5 +40,5 @@ pub(super) async fn handle<H: Handler>(
         }
         Err(why) => Outcome::Dead(why.to_owned()),
     };
-    let _ = tx.send((d, outcome));
+    (d, outcome)
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -26,6 +27,8 @@ const STOPPING_FAILURES_MAX: u32 = 3;
 
 /// One exchange on the wire: its lane, the slots it asked for, and its answer.
 type Call = Pin<Box<dyn Future<Output = (usize, usize, Result<Exchanged, QueueError>)> + Send>>;
+/// One handler's run (see `handle`).
+type Handling = Pin<Box<dyn Future<Output = Finished> + Send>>;
 /// One blocking wait for work on the wire: its shard, and whether work came.
 type Wait = Pin<Box<dyn Future<Output = (usize, Result<bool, QueueError>)> + Send>>;
 
@@ -57,11 +60,13 @@ pub(super) struct RunLoop<H> {
     /// Finished jobs wait for older ones still running (to be dropped from the list's end by
     /// count) until the list holds this many; beyond, they are removed by index.
     eager: usize,
-    /// on a one-thread runtime a handler is first polled by the loop itself
+    /// on a one-thread runtime the handlers run inside the loop's own task (`local`); with
+    /// more threads each is a task of its own (`tasks`) and sends its outcome on `tx`
     one_thread: bool,
     tx: mpsc::UnboundedSender<Finished>,
     rx: mpsc::UnboundedReceiver<Finished>,
     tasks: JoinSet<()>,
+    local: FuturesUnordered<Handling>,
     /// handlers started whose outcome has not come back yet
     running: usize,
     /// outcomes waiting for their lane's next call
@@ -105,6 +110,7 @@ impl<H: Handler> RunLoop<H> {
             tx,
             rx,
             tasks: JoinSet::new(),
+            local: FuturesUnordered::new(),
             running: 0,
             finished: (0..lanes).map(|_| Vec::new()).collect(),
             busy: vec![false; lanes],
@@ -159,6 +165,7 @@ impl<H: Handler> RunLoop<H> {
                         "shutdown grace over; abandoning handlers"
                     );
                     self.tasks.abort_all();
+                    self.local.clear();
                     Flow::Stop
                 }
             };
@@ -172,6 +179,12 @@ impl<H: Handler> RunLoop<H> {
     /// that is over.
     fn collect_finished(&mut self) {
         while let Ok(f) = self.rx.try_recv() {
+            self.on_finished(f);
+        }
+        // Handlers run in the loop's task that finished since it last looked (polled with a
+        // waker that does nothing: the wait for the next event polls the set again with the
+        // loop's own, before it sleeps).
+        while let Some(Some(f)) = self.local.next().now_or_never() {
             self.on_finished(f);
         }
         while self.tasks.try_join_next().is_some() {}
@@ -276,6 +289,7 @@ impl<H: Handler> RunLoop<H> {
             _ = &mut shutdown, if !self.stopping => Event::Shutdown,
             Some((lane, take, r)) = self.calls.next() => Event::Answer(lane, take, r),
             Some(f) = self.rx.recv() => Event::Finished(f),
+            Some(f) = self.local.next(), if !self.local.is_empty() => Event::Finished(f),
             Some((shard, r)) = self.waits.next(), if !self.waits.is_empty() => Event::Work(shard, r),
             _ = pause => Event::PauseOver,
             _ = grace => Event::GraceOver,
@@ -333,20 +347,28 @@ impl<H: Handler> RunLoop<H> {
             return;
         }
         self.running += 1;
-        let mut job = Box::pin(handle(
+        let mut job: Handling = Box::pin(handle(
             self.handler.clone(),
             Box::new(d),
             self.handler_timeout,
-            self.tx.clone(),
         ));
-        // On one thread, a handler that finishes on its first poll (a no-op, one that only
-        // updates memory) is run right here: no task to set up, and its outcome goes out with
-        // this lane's next call, so that call leaves the list empty and takes the cheap way
-        // (see exchange.lua). With more threads, handlers spread over them.
-        if self.one_thread && poll_now(job.as_mut()).is_ready() {
+        if !self.one_thread {
+            // With more threads, handlers spread over them.
+            let tx = self.tx.clone();
+            self.tasks.spawn(async move {
+                let _ = tx.send(job.await);
+            });
             return;
         }
-        self.tasks.spawn(job);
+        // On one thread, a handler that finishes on its first poll (a no-op, one that only
+        // updates memory) is run right here, and its outcome goes out with this lane's next
+        // call, so that call leaves the list empty and takes the cheap way (see exchange.lua).
+        // One that waits joins the loop's own set of handlers: no task of its own to set up,
+        // schedule and join, and no channel to send its outcome through.
+        match poll_now(job.as_mut()) {
+            Poll::Ready(f) => self.on_finished(f),
+            Poll::Pending => self.local.push(job),
+        }
     }
 
     /// A blocking wait ended: its shard may have work again.
@@ -371,6 +393,10 @@ impl<H: Handler> RunLoop<H> {
         while let Ok(f) = self.rx.try_recv() {
             self.finished[f.0.lane()].push(f);
         }
+        while let Some(Some(f)) = self.local.next().now_or_never() {
+            self.finished[f.0.lane()].push(f);
+        }
+        self.local.clear();
         for (lane, outcomes) in std::mem::take(&mut self.finished).into_iter().enumerate() {
             if outcomes.is_empty() {
                 continue;
