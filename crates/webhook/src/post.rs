@@ -10,7 +10,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 use http_body::Body as HttpBody;
 use wa_payload::PayloadError;
-use wa_queue::{Enqueued, NewJob};
+use wa_queue::{Enqueued, NewJob, QueueError};
 use wa_signature::Signature;
 
 use crate::body::{self, ReadError};
@@ -273,14 +273,29 @@ impl Webhook {
         let event_ttl = self.inner.config.event_dedup_ttl;
         let mut filtered = Tally::default();
         let mut jobs = Vec::new();
+        // The jobs' JSON is counted by a cheap upper bound while that stays under the limit
+        // (any real body's does, by far); once it passes, by encoding, from the first job.
         let mut bytes = 0usize;
+        let mut exact = false;
+        let exact_len = |job: &NewJob<'_>| job.encoded_len().map_err(|_| Rejection::BadBody);
         for n in payload.notifications() {
             if !accept.contains(&n.kind) {
                 filtered.add(&n.kind, Fate::Filtered);
                 continue;
             }
             let job = jobs::build(n, received_at, event_ttl);
-            bytes += job.encoded_len().map_err(|_| Rejection::BadBody)?;
+            if exact {
+                bytes += exact_len(&job)?;
+            } else {
+                bytes += job.encoded_len_bound();
+                if bytes > max_bytes {
+                    exact = true;
+                    bytes = exact_len(&job)?;
+                    for earlier in &jobs {
+                        bytes += exact_len(earlier)?;
+                    }
+                }
+            }
             if bytes > max_bytes {
                 tracing::warn!(
                     max_bytes,
@@ -300,19 +315,28 @@ impl Webhook {
         let inner = &*self.inner;
         let timeout = inner.config.enqueue_timeout;
         let started = Instant::now();
-        let enqueued = tokio::time::timeout(timeout, inner.producer.enqueue(jobs)).await;
+        let enqueue = inner.producer.enqueue(jobs);
+        // A producer built from `Config::producer_options` gives up at the same time on its
+        // own; a second timer per request would only cost.
+        let enqueued = if inner.producer.timeout() <= timeout {
+            enqueue.await
+        } else {
+            tokio::time::timeout(timeout, enqueue)
+                .await
+                .unwrap_or(Err(QueueError::Timeout(timeout)))
+        };
         let outcomes = match enqueued {
-            Ok(Ok(outcomes)) => outcomes,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, jobs = jobs.len(), "enqueue failed; answering 503");
-                return Err(self.redis_failed());
-            }
-            Err(_) => {
+            Ok(outcomes) => outcomes,
+            Err(QueueError::Timeout(_)) => {
                 tracing::warn!(
                     ?timeout,
                     jobs = jobs.len(),
                     "enqueue timed out; answering 503"
                 );
+                return Err(self.redis_failed());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "enqueue failed; answering 503");
                 return Err(self.redis_failed());
             }
         };

@@ -36,6 +36,46 @@ fn encode_new_job() {
     assert_eq!(job.encoded_len().unwrap(), job.to_json().unwrap().len());
 }
 
+/// The bound of a job's JSON length is never under the length, at the worst case too (every
+/// field present, every character escaped to six bytes, the longest `received_at`); the frame
+/// alone (empty strings) is what `FRAME_MAX_LEN` says, with room.
+#[test]
+fn encoded_len_bound_holds() {
+    let p = RawValue::from_string("{}".to_owned()).unwrap();
+    let mut job = NewJob::new("", JobKind::Other("".into()), &p);
+    job.received_at = u64::MAX;
+    let texts = |job: &mut NewJob<'_>, t: &str| {
+        let e = &mut job.envelope;
+        for field in [
+            &mut e.wamid,
+            &mut e.from,
+            &mut e.from_user_id,
+            &mut e.type_,
+            &mut e.text,
+            &mut e.timestamp,
+            &mut e.contact_name,
+            &mut e.phone_number_id,
+            &mut e.display_phone_number,
+            &mut e.waba_id,
+        ] {
+            *field = Some(t.to_owned().into());
+        }
+    };
+    texts(&mut job, "");
+    let frame = job.encoded_len().unwrap() - 2; // the payload `{}`
+    assert_eq!(frame, 235);
+    assert!(frame < new::FRAME_MAX_LEN);
+    let worst = "\u{1}\u{1f}".repeat(50);
+    job.id = worst.clone().into();
+    job.kind = JobKind::Other(worst.clone().into());
+    texts(&mut job, &worst);
+    assert!(job.encoded_len().unwrap() <= job.encoded_len_bound());
+    let p = payload();
+    let mut job = NewJob::new("wamid.A/B", JobKind::Message, &p);
+    job.envelope.text = Some("café \"😀\"".into());
+    assert!(job.encoded_len().unwrap() <= job.encoded_len_bound());
+}
+
 /// A job encoded by the producer decodes with every field and the payload byte for byte.
 #[test]
 fn round_trip() {

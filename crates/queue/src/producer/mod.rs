@@ -128,6 +128,12 @@ impl Producer {
         &self.inner.queue
     }
 
+    /// How long an [`enqueue`](Self::enqueue) may take before it fails with
+    /// [`QueueError::Timeout`] ([`ProducerOptions::timeout`]).
+    pub fn timeout(&self) -> Duration {
+        self.inner.opts.timeout
+    }
+
     fn started(&self) -> Result<&Started, QueueError> {
         let inner = &self.inner;
         inner
@@ -171,12 +177,24 @@ impl Producer {
             return Ok(Vec::new());
         }
         let ttls = self.marker_ttls(jobs)?;
+        let timeout = self.inner.opts.timeout;
+        if self.inner.shards.len() == 1 {
+            // One shard, the usual queue: the call is its only part, sent as is.
+            let (request, reply) = self.encode(jobs.iter().zip(ttls))?;
+            let started = self.started()?;
+            let work = async {
+                self.check_shards().await?;
+                self.send(started, 0, request, reply).await
+            };
+            return tokio::time::timeout(timeout, work)
+                .await
+                .map_err(|_| QueueError::Timeout(timeout))?;
+        }
         let mut parts = Vec::new();
         for (shard, at) in self.split(jobs) {
             let (request, reply) = self.encode(at.iter().map(|&i| (&jobs[i], ttls[i])))?;
             parts.push((shard, at, request, reply));
         }
-        let timeout = self.inner.opts.timeout;
         let started = self.started()?;
         let work = async {
             self.check_shards().await?;
@@ -199,12 +217,9 @@ impl Producer {
             .map_err(|_| QueueError::Timeout(timeout))?
     }
 
-    /// The jobs' positions grouped by shard, in shard order (one group for one shard).
+    /// The jobs' positions grouped by shard, in shard order (for more than one shard).
     fn split(&self, jobs: &[NewJob<'_>]) -> Vec<(usize, Vec<usize>)> {
         let n = self.inner.shards.len();
-        if n == 1 {
-            return vec![(0, (0..jobs.len()).collect())];
-        }
         let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, job) in jobs.iter().enumerate() {
             by_shard[self.inner.opts.shard_by.shard(job, n)].push(i);
@@ -231,7 +246,7 @@ impl Producer {
             }
             marks.push(Marker::of(job));
             ttls.push(ttl);
-            let mut buf = Vec::with_capacity(256 + job.payload.get().len());
+            let mut buf = Vec::with_capacity(job.likely_len());
             job.write_json(&mut buf)?;
             bytes += buf.len();
             encoded.push(buf);

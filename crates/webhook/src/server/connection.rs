@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -156,14 +156,15 @@ impl Connection {
         };
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         let mut conn = std::pin::pin!(conn);
+        // One timer for the connection's life, armed at most once per linger: requests do not
+        // touch it. When it fires it looks at the activity: idle past the deadline closes the
+        // connection; idle with time left sleeps until the deadline; busy looks again a
+        // linger later (the deadline, once idle, is at least that far).
+        let mut linger = header_timeout;
+        let sleep = tokio::time::sleep_until(Instant::now() + linger);
+        let mut sleep = std::pin::pin!(sleep);
         let mut stopping = false;
         loop {
-            let linger = if stopping {
-                STOP_LINGER
-            } else {
-                header_timeout
-            };
-            let deadline = activity.idle_deadline(linger);
             tokio::select! {
                 done = conn.as_mut() => {
                     if let Err(e) = done {
@@ -171,38 +172,35 @@ impl Connection {
                     }
                     return;
                 }
-                () = activity.changed.notified() => {}
-                () = sleep_until(deadline) => {
-                    if activity.idle_deadline(linger).is_some_and(|d| d <= Instant::now()) {
-                        tracing::debug!(stopping, "connection idle past its deadline; closing it");
-                        return;
+                () = sleep.as_mut() => {
+                    let now = Instant::now();
+                    match activity.idle_deadline(linger) {
+                        Some(deadline) if deadline <= now => {
+                            tracing::debug!(stopping, "connection idle past its deadline; closing it");
+                            return;
+                        }
+                        Some(deadline) => sleep.as_mut().reset(deadline),
+                        None => sleep.as_mut().reset(now + linger),
                     }
                 }
                 _ = self.stop.changed(), if !stopping => {
                     stopping = true;
+                    linger = STOP_LINGER;
                     if activity.idle_deadline(linger).is_some() {
                         return; // idle: nothing to finish
                     }
                     conn.as_mut().graceful_shutdown();
+                    sleep.as_mut().reset(Instant::now() + linger);
                 }
             }
         }
     }
 }
 
-/// Sleeps until `deadline`, or for ever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Whether a connection has a request in the service, and since when it has had none.
+/// Whether a connection has a request in the service, and since when it has had none. Nothing
+/// is woken when it changes: the connection's timer reads it when it fires.
 struct Activity {
     state: Mutex<ActivityState>,
-    /// Woken on every change; one waiter (the connection task), so a permit is never lost.
-    changed: Notify,
 }
 
 struct ActivityState {
@@ -217,7 +215,6 @@ impl Activity {
                 in_flight: 0,
                 idle_since: Instant::now(),
             }),
-            changed: Notify::new(),
         }
     }
 
@@ -234,11 +231,8 @@ impl Activity {
     }
 
     fn update(&self, f: impl FnOnce(&mut ActivityState)) {
-        {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut s);
-        }
-        self.changed.notify_one();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s);
     }
 }
 

@@ -11,7 +11,8 @@
 //! request is in the service, the connection must produce a complete request head within
 //! [`ServeOptions::header_read_timeout`] of the moment it became idle (its accept, or the end of its
 //! last request), whatever the protocol; past it the connection is dropped, which closes the
-//! socket. The same idleness decides shutdown: an idle connection is closed at once, a busy one
+//! socket. Requests only note their start and end in the `Activity`; one timer per connection,
+//! re-armed only when it fires, reads it, so a request costs no timer and no wake-up. The same idleness decides shutdown: an idle connection is closed at once, a busy one
 //! is told to finish (HTTP/1 stops keep-alive, HTTP/2 sends GOAWAY) and closes after its last
 //! answer.
 
@@ -166,10 +167,14 @@ impl Server {
 /// The HTTP/1 + HTTP/2 settings every connection gets.
 fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No HTTP/1 header-read timer of hyper's: every connection's own deadline (see the module
+    // doc) already bounds the time to a complete head, from an earlier moment, and hyper's
+    // would cost a boxed timer armed and dropped per request (hyper arms 30 s by default once
+    // a timer is set, hence the explicit `None`).
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
