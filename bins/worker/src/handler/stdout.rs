@@ -29,7 +29,7 @@ struct Shared {
     state: Mutex<State>,
     /// the last batch written (or the failure), for the waiters
     written: watch::Sender<Written>,
-    writer: mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<io::Result<()>>)>,
+    writer: mpsc::UnboundedSender<Batch>,
     stop: watch::Sender<bool>,
 }
 
@@ -43,6 +43,10 @@ struct State {
     leading: bool,
     /// standard output failed: every job from now on is a retry
     failed: bool,
+    /// the buffer of the batch written last, emptied, for the next batch: two buffers take
+    /// turns, so a batch neither allocates nor grows a buffer of its own (a batch of a few
+    /// hundred jobs is larger than a fresh buffer's 64 KiB)
+    spare: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -136,12 +140,26 @@ impl Shared {
                     st.leading = false;
                     return;
                 }
-                let data = std::mem::replace(&mut st.buf, Vec::with_capacity(64 * 1024));
+                let next = match std::mem::take(&mut st.spare) {
+                    spare if spare.capacity() > 0 => spare,
+                    _ => Vec::with_capacity(64 * 1024),
+                };
+                let data = std::mem::replace(&mut st.buf, next);
                 st.batch += 1;
                 (data, st.batch - 1)
             };
             let (done, result) = oneshot::channel();
-            let ok = self.writer.send((data, done)).is_ok() && matches!(result.await, Ok(Ok(())));
+            let ok = match self.writer.send((data, done)) {
+                Ok(()) => match result.await {
+                    Ok((written, mut data)) => {
+                        data.clear();
+                        self.lock().spare = data;
+                        written.is_ok()
+                    }
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
             if !ok {
                 tracing::error!("cannot write to standard output; stopping");
                 self.lock().failed = true;
@@ -161,12 +179,13 @@ fn stdout_file() -> io::Result<File> {
     Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
 }
 
-type Batch = (Vec<u8>, oneshot::Sender<io::Result<()>>);
+/// A batch's lines, and where to say how writing them went (the buffer comes back with it).
+type Batch = (Vec<u8>, oneshot::Sender<(io::Result<()>, Vec<u8>)>);
 
 fn writer(mut out: File, mut rx: mpsc::UnboundedReceiver<Batch>) {
     while let Some((data, done)) = rx.blocking_recv() {
         let result = out.write_all(&data);
-        let _ = done.send(result);
+        let _ = done.send((result, data));
     }
 }
 
