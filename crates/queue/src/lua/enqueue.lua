@@ -96,7 +96,7 @@ local function slot(name)
     return st
   end
   local header = base .. name
-  st = {header = header, prefix = header .. '/', n = 0, low = 1, count = 0, expiry = 0,
+  st = {name = name, header = header, prefix = header .. '/', n = 0, low = 1, count = 0, expiry = 0,
     made = {}, need = 0, give = 0, coming = 0}
   local head = redis.call('GET', header)
   st.fresh = not head
@@ -170,16 +170,31 @@ local function split(st)
       moved[m] = marker
     end
   end
-  redis.call('SADD', target, '0')
   if m > 0 then
+    redis.call('SADD', target, '0')
     chunked('SADD', target, moved)
     chunked('SREM', source, moved)
+    st.made[#st.made + 1] = into
   end
-  st.made[#st.made + 1] = into
   st.n = into + 1
   if st.n == mask then
     st.low = mask
   end
+end
+
+-- The buckets a new slot starts with: for a minute's slot, as many as the
+-- minute before needed, ceil(its markers / FILL), so that a steady rate
+-- needs no split; else 1. Buckets are made as markers land in them.
+local function sized(name)
+  local minute = string.match(name, '^m(%d+)$')
+  if minute then
+    local head = redis.call('GET', base .. 'm' .. (tonumber(minute) - 1))
+    local count = head and tonumber(string.match(head, '^%d+ (%d+) '))
+    if count and count > FILL then
+      return math.min(ROUTES, math.ceil(count / FILL))
+    end
+  end
+  return 1
 end
 
 -- The slot of a job without a timestamp, and the older slots its marker is
@@ -262,9 +277,10 @@ end
 for _, st in pairs(slots) do
   if st.coming > 0 then
     if st.n == 0 then
-      st.n = 1
-      st.made[1] = 0
-      redis.call('SADD', st.prefix .. '0', '0')
+      st.n = sized(st.name)
+      while st.low * 2 <= st.n do
+        st.low = st.low * 2
+      end
     end
     while st.count + st.coming > FILL * st.n and st.n < ROUTES do
       split(st)
@@ -308,7 +324,7 @@ local function finish()
   for _, st in pairs(slots) do
     if st.added or #st.made > 0 then
       if st.fresh and st.count == 0 then
-        for b = 0, st.n - 1 do
+        for _, b in ipairs(st.made) do
           redis.call('DEL', name(st.prefix, b))
         end
       else
@@ -349,7 +365,12 @@ for k = 1, m do
     if b >= st.n then
       b = b - st.low
     end
-    local set = redis.pcall('SADD', name(st.prefix, b), marker)
+    local set = redis.pcall('SADD', name(st.prefix, b), '0', marker)
+    if set == 2 then
+      -- the bucket's first marker: it was made now, with its 0
+      st.made[#st.made + 1] = b
+      set = 1
+    end
     if set == 1 then
       -- the same for every marker of a slot with the same TTL
       local ttl = ARGV[at + 1]
