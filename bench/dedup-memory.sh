@@ -11,8 +11,9 @@ shift || true
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(1 10 100 1000)
 
-# Touched first: after bench/enqueue-cpu.sh the wa-queue artifact may be another revision's.
-find crates/queue/src crates/queue/examples -type f -exec touch {} +
+# Touched first: after bench/enqueue-cpu.sh the wa-queue and wa-kind artifacts may be another
+# revision's.
+find crates/*/src crates/queue/examples -type f -exec touch {} +
 cargo build --release -q -p wa-queue --example dedup_memory
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)

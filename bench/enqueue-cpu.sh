@@ -41,14 +41,14 @@ cleanup() {
 trap cleanup EXIT
 
 # Both builds share this checkout's target directory, so the dependencies compile once. The
-# wa-queue sources are touched before each build: the two sides' wa-queue share one artifact
-# name there, and cargo took the other side's as fresh.
-find crates/queue/src crates/queue/examples -type f -exec touch {} +
+# sources of every library crate are touched before each build: the two sides' wa-queue (and
+# wa-kind) share one artifact name there, and cargo took the other side's as fresh.
+find crates/*/src crates/queue/examples -type f -exec touch {} +
 cargo build --release -q -p wa-queue --example queue_bench
 cp target/release/examples/queue_bench "$dir/this"
 git worktree add -q --detach "$old" "$base"
 cp crates/queue/examples/queue_bench.rs "$old/crates/queue/examples/queue_bench.rs"
-find "$old/crates/queue/src" "$old/crates/queue/examples" -type f -exec touch {} +
+find "$old"/crates/*/src "$old/crates/queue/examples" -type f -exec touch {} +
 CARGO_TARGET_DIR="$repo/target" cargo build --release -q --manifest-path "$old/Cargo.toml" \
   -p wa-queue --example queue_bench
 cp target/release/examples/queue_bench "$dir/base"
