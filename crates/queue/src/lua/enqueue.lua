@@ -333,7 +333,8 @@ local function finish()
           st.expiry = st.give
         end
         redis.call('SET', st.header, st.n .. ' ' .. st.count .. ' ' .. st.expiry, 'EXAT', st.expiry)
-        if renew then
+        -- (a new slot has only the buckets this call made)
+        if renew and not st.fresh then
           for b = 0, st.n - 1 do
             redis.call('EXPIREAT', name(st.prefix, b), st.expiry)
           end
