@@ -143,10 +143,12 @@ impl Counters {
 ///   call was on the wire, renews the lease and takes as many jobs as there are free handler
 ///   slots (up to the batch size); when pending is empty, a blocking wait (which
 ///   moves nothing) wakes the loop as soon as work arrives;
-/// - each handler runs as a task of its own; on a one-thread runtime the loop first polls it
-///   once itself, and a handler that finishes right away (a no-op, one that only updates
-///   memory) needs no task. Its outcome then goes out with the lane's next call, which finds
-///   the processing list empty and takes the next jobs in the way that costs Redis least;
+/// - on a multi-thread runtime each handler runs as a task of its own. On a one-thread
+///   runtime the loop polls it once itself: a handler that finishes right away (a no-op, one
+///   that only updates memory) is done there, its outcome going out with the lane's next call,
+///   which finds the processing list empty and takes the next jobs in the way that costs Redis
+///   least; one that waits joins the set of handlers the loop polls within its own task (no
+///   task per job);
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
 ///   Since the failed call's outcome is unknown, the consumer returns its whole processing
 ///   list to pending (as soon as Redis answers again) and goes on under a new id: jobs it held,
