@@ -21,15 +21,16 @@ impl Lua {
         }
     }
 
-    /// `EVALSHA <sha> <nkeys>` (or `EVAL <source> <nkeys>`); keys and arguments follow.
-    fn cmd(&self, eval: bool, nkeys: usize) -> Cmd {
-        let mut c = if eval {
-            redis::cmd("EVAL")
+    /// `EVALSHA <sha> <nkeys>` (or `EVAL <source> <nkeys>`); keys and arguments follow, room
+    /// made for `size` more.
+    fn cmd(&self, eval: bool, nkeys: usize, size: Size) -> Cmd {
+        let (name, script) = if eval {
+            ("EVAL", self.src)
         } else {
-            redis::cmd("EVALSHA")
+            ("EVALSHA", self.sha.as_str())
         };
-        c.arg(if eval { self.src } else { self.sha.as_str() })
-            .arg(nkeys);
+        let mut c = Cmd::with_capacity(3 + size.args, 32 + script.len() + size.bytes);
+        c.arg(name).arg(script).arg(nkeys);
         c
     }
 
@@ -42,11 +43,23 @@ impl Lua {
         nkeys: usize,
         fill: impl Fn(&mut Cmd),
     ) -> RedisResult<T> {
-        let mut c = self.cmd(false, nkeys);
+        self.call_sized(conn, nkeys, Size::default(), fill).await
+    }
+
+    /// [`call`](Self::call) for a call whose keys and arguments take about `size`: the
+    /// command is built in one buffer of that size instead of growing into it.
+    pub(crate) async fn call_sized<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        nkeys: usize,
+        size: Size,
+        fill: impl Fn(&mut Cmd),
+    ) -> RedisResult<T> {
+        let mut c = self.cmd(false, nkeys, size);
         fill(&mut c);
         match c.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                let mut c = self.cmd(true, nkeys);
+                let mut c = self.cmd(true, nkeys, size);
                 fill(&mut c);
                 c.query_async(conn).await
             }
@@ -64,7 +77,7 @@ impl Lua {
         then: &Cmd,
     ) -> RedisResult<(redis::Value, T)> {
         let pipe = |eval: bool| {
-            let mut c = self.cmd(eval, nkeys);
+            let mut c = self.cmd(eval, nkeys, Size::default());
             fill(&mut c);
             let mut p = redis::pipe();
             p.add_command(c).add_command(then.clone());
@@ -77,6 +90,13 @@ impl Lua {
             other => other,
         }
     }
+}
+
+/// About how many keys and arguments a script call carries, and their bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Size {
+    pub(crate) args: usize,
+    pub(crate) bytes: usize,
 }
 
 macro_rules! scripts {

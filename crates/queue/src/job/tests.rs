@@ -76,6 +76,61 @@ fn encoded_len_bound_holds() {
     assert!(job.encoded_len().unwrap() <= job.encoded_len_bound());
 }
 
+/// A job is written directly as the same bytes as serde_json's: with every field, with none,
+/// with a kind of another version's, with the longest `received_at`, with strings that need
+/// an escape (a quote, a backslash, a control character) in the id or a text, appended after
+/// what the buffer held.
+#[test]
+fn direct_encoding_matches_serde_json() {
+    let p = payload();
+    let mut jobs = vec![NewJob::new("wamid.A/B", JobKind::Message, &p)];
+    let mut full = NewJob::new("id:sent", JobKind::Other("reaction".into()), &p);
+    full.received_at = u64::MAX;
+    let e = &mut full.envelope;
+    for (i, field) in [
+        &mut e.wamid,
+        &mut e.from,
+        &mut e.from_user_id,
+        &mut e.type_,
+        &mut e.text,
+        &mut e.timestamp,
+        &mut e.contact_name,
+        &mut e.phone_number_id,
+        &mut e.display_phone_number,
+        &mut e.waba_id,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        *field = Some(format!("café 😀 {i} ~/{{}}").into());
+    }
+    jobs.push(full.clone());
+    let mut zero = NewJob::new("", JobKind::Status, &p);
+    zero.received_at = 0;
+    jobs.push(zero);
+    for (what, text) in [
+        ("quote", "a\"b"),
+        ("backslash", "a\\b"),
+        ("control", "a\u{1f}b"),
+    ] {
+        let mut job = full.clone();
+        job.envelope.contact_name = Some(text.into());
+        jobs.push(job);
+        let mut job = full.clone();
+        job.id = format!("{what}{text}").into();
+        jobs.push(job);
+    }
+    for job in &jobs {
+        let mut buf = b"before".to_vec();
+        job.write_json(&mut buf).unwrap();
+        let expected = [b"before".as_slice(), job.to_json().unwrap().as_bytes()].concat();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+}
+
 /// A job encoded by the producer decodes with every field and the payload byte for byte.
 #[test]
 fn round_trip() {

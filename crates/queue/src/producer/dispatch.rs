@@ -9,7 +9,7 @@ use super::{Enqueued, ProducerOptions};
 use crate::conn::Conn;
 use crate::dedup::Marker;
 use crate::error::Unexpected;
-use crate::script::{ENQUEUE, redis_err};
+use crate::script::{ENQUEUE, Size, redis_err};
 use crate::{QueueError, RedisFailure};
 
 /// Requests a shard's dispatcher holds at most before callers wait.
@@ -32,6 +32,16 @@ pub(super) struct Request {
 pub(super) fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]) {
     for ((json, ttl), mark) in jobs.iter().zip(ttls).zip(marks) {
         c.arg(json).arg(ttl).arg(&mark.slot).arg(&mark.digest);
+    }
+}
+
+/// About what the keys and [`job_args`] of `jobs` jobs of `bytes` bytes of JSON take in a
+/// command: two keys, four arguments per job, and each job's JSON with a TTL, a slot and a
+/// marker of a few dozen bytes.
+pub(super) fn args_size(jobs: usize, bytes: usize) -> Size {
+    Size {
+        args: 2 + 4 * jobs,
+        bytes: 128 + bytes + 64 * jobs,
     }
 }
 
@@ -127,7 +137,8 @@ async fn send_batch(
             job_args(c, &r.jobs, &r.ttls, &r.marks);
         }
     };
-    let result = call_enqueue(&mut conn, opts, 1, fill).await;
+    let bytes: usize = batch.iter().map(|r| r.bytes).sum();
+    let result = call_enqueue(&mut conn, opts, 1, args_size(total, bytes), fill).await;
     match result {
         Ok(out) if out.len() == total => {
             let mut at = 0;
@@ -160,10 +171,14 @@ pub(super) async fn call_enqueue(
     conn: &mut Conn,
     opts: &ProducerOptions,
     nkeys: usize,
+    size: Size,
     fill: impl Fn(&mut redis::Cmd),
 ) -> Result<Vec<i64>, QueueError> {
     if opts.min_replicas == 0 {
-        return ENQUEUE.call(conn, nkeys, fill).await.map_err(redis_err);
+        return ENQUEUE
+            .call_sized(conn, nkeys, size, fill)
+            .await
+            .map_err(redis_err);
     }
     // Within the call's own timeout, so that too few replicas read as such, not as a timeout.
     let wait = redis::cmd("WAIT")

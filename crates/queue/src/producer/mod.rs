@@ -38,7 +38,9 @@ use crate::script::{LEGACY, redis_err};
 use crate::shard::check_shard_count;
 use crate::{QueueError, QueueName, RedisFailure};
 
-use dispatch::{DISPATCH_QUEUE, Reply, Request, call_enqueue, dispatch, job_args, outcomes};
+use dispatch::{
+    DISPATCH_QUEUE, Reply, Request, args_size, call_enqueue, dispatch, job_args, outcomes,
+};
 pub use options::{Enqueued, ProducerOptions};
 
 /// Enqueues jobs: one round trip per call, atomic per job.
@@ -285,7 +287,8 @@ impl Producer {
             job_args(c, &request.jobs, &request.ttls, &request.marks);
         };
         let n = request.jobs.len();
-        let out = call_enqueue(&mut conn, &self.inner.opts, 1, fill).await?;
+        let size = args_size(n, request.bytes);
+        let out = call_enqueue(&mut conn, &self.inner.opts, 1, size, fill).await?;
         outcomes(&out, n)
     }
 
