@@ -11,8 +11,11 @@
 //! request is in the service, the connection must produce a complete request head within
 //! [`ServeOptions::header_read_timeout`] of the moment it became idle (its accept, or the end of its
 //! last request), whatever the protocol; past it the connection is dropped, which closes the
-//! socket. Requests only note their start and end in the `Activity`; one timer per connection,
-//! re-armed only when it fires, reads it, so a request costs no timer and no wake-up. The same idleness decides shutdown: an idle connection is closed at once, a busy one
+//! socket. This deadline is the only one on a request head: hyper's own is turned off, since
+//! it was boxed and armed anew for every request and this one covers what it did. Requests
+//! only note their start and end in the `Activity`; one timer per connection, re-armed only
+//! when it fires, reads it, so a request costs no timer and no wake-up. The same idleness
+//! decides shutdown: an idle connection is closed at once, a busy one
 //! is told to finish (HTTP/1 stops keep-alive, HTTP/2 sends GOAWAY) and closes after its last
 //! answer.
 
