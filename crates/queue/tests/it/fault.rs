@@ -81,9 +81,17 @@ async fn redis_restart_during_enqueue_loses_nothing_acknowledged() {
     let acked = acked.lock().unwrap().clone();
     assert!(errors > 0, "the outage was not noticed");
     assert!(!acked.is_empty());
-    // After the restart enqueue works again.
+    // After the restart enqueue works again, once the producer has reconnected by itself (it
+    // may still be backing off when the load ends: a bounded wait, not a timing).
     let p = payload(0);
-    producer.enqueue(&[job("after".into(), &p)]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Err(e) = producer.enqueue(&[job("after".into(), &p)]).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "enqueue still failing 30 s after the restart: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let got = drain(&url, &q).await;
     let lost: Vec<_> = acked.difference(&got).collect();
     assert!(
@@ -175,7 +183,15 @@ async fn hung_redis_times_out_then_recovers() {
     po.timeout = Duration::from_millis(300);
     let producer = Producer::new(redis.url(), q.clone(), po).unwrap();
     let p = payload(0);
-    producer.enqueue(&[job("before".into(), &p)]).await.unwrap();
+    // The first call also connects and loads the script: on a loaded machine that can take
+    // longer than the 300 ms timeout, so it may take a few tries (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Err(e) = producer.enqueue(&[job("before".into(), &p)]).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no enqueue before the hang: {e}"
+        );
+    }
     redis.signal("STOP");
     let mut calls = Vec::new();
     for i in 0..20 {
