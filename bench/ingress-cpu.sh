@@ -114,9 +114,10 @@ one() {
   i0=$(ticks "$pid") r0=$(redis_cpu)
   load "$port" "$secs" "$tmp/run.json"
   i1=$(ticks "$pid") r1=$(redis_cpu)
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status") # peak RSS so far, KiB
   stop
   python3 - "$tmp/run.json" "$rep" "$variant" "$i0" "$i1" "$r0" "$r1" "$(getconf CLK_TCK)" \
-    "$(cut -d' ' -f1 /proc/loadavg)" <<'EOF' | tee -a "$tmp/results" >&2
+    "$(cut -d' ' -f1 /proc/loadavg)" "$hwm" <<'EOF' | tee -a "$tmp/results" >&2
 import json, sys
 run = json.load(open(sys.argv[1]))
 rep, variant = sys.argv[2], sys.argv[3]
@@ -126,11 +127,11 @@ bad = run["non_2xx"] + run["errors"]
 ingress = (i1 - i0) / hz / n * 1e6
 redis = (r1 - r0) / n * 1e6
 lat = run["lat_us"]
-print(f"{rep} {variant} {run['rps']:.0f} {ingress:.2f} {redis:.2f} {lat['p50']} {lat['p99']} {bad} {sys.argv[9]}")
+print(f"{rep} {variant} {run['rps']:.0f} {ingress:.2f} {redis:.2f} {lat['p50']} {lat['p99']} {bad} {sys.argv[9]} {float(sys.argv[10]) / 1024:.1f}")
 EOF
 }
 
-echo "rep variant req_per_s server_us_per_req redis_us_per_req p50_us p99_us non2xx_or_errors load1" \
+echo "rep variant req_per_s server_us_per_req redis_us_per_req p50_us p99_us non2xx_or_errors load1 peak_rss_mib" \
   | tee "$tmp/results" >&2
 for rep in $(seq "$reps"); do
   for variant in "${variants[@]}"; do one "$variant" "$rep"; done
@@ -140,16 +141,17 @@ python3 - "$tmp/results" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]).read().splitlines()[1:]]
 by = {}
-for rep, variant, rps, cpu, redis, p50, p99, bad, load in rows:
-    by.setdefault(variant, []).append((float(rps), float(cpu), float(redis), float(p99)))
+for rep, variant, rps, cpu, redis, p50, p99, bad, load, rss in rows:
+    by.setdefault(variant, []).append((float(rps), float(cpu), float(redis), float(p99), float(rss)))
 def fmt(xs, f):
     return f"{f(statistics.median(xs))} ({f(min(xs))}-{f(max(xs))})"
-print("| variant | req/s | server CPU us/req | Redis CPU us/req | p99 ms |")
-print("|---|---|---|---|---|")
+print("| variant | req/s | server CPU us/req | Redis CPU us/req | p99 ms | peak RSS MiB |")
+print("|---|---|---|---|---|---|")
 for variant, runs in by.items():
     col = lambda i: [r[i] for r in runs]
     print(f"| {variant} | {fmt(col(0), lambda x: f'{x:,.0f}')} | {fmt(col(1), lambda x: f'{x:.1f}')}"
-          f" | {fmt(col(2), lambda x: f'{x:.1f}')} | {fmt(col(3), lambda x: f'{x / 1000:.2f}')} |")
+          f" | {fmt(col(2), lambda x: f'{x:.1f}')} | {fmt(col(3), lambda x: f'{x / 1000:.2f}')}"
+          f" | {fmt(col(4), lambda x: f'{x:.1f}')} |")
 names = list(by)
 for other in names[1:]:
     first = names[0]

@@ -23,11 +23,8 @@ pub(crate) const EX_USAGE: u8 = 64;
 /// EX_CONFIG from sysexits.h: Redis is configured to lose data.
 pub(crate) const EX_CONFIG: u8 = 78;
 
-// Every request allocates its body buffer, its jobs and their encoded forms, and hyper's read
-// buffer moves on whenever a body still holds the old one; mimalloc serves these markedly
-// cheaper than the system allocator (docs/performance.md, "Ingress CPU per request").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator: mimalloc saved no measurable CPU per request here and tripled the
+// peak RSS under load (docs/performance.md, "Ingress CPU per request", the allocator).
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
