@@ -1,5 +1,7 @@
 //! The envelope's unit tests: encoding, reading in place, the rewrites.
 
+use std::borrow::Cow;
+
 use serde_json::value::RawValue;
 
 use super::*;
@@ -36,6 +38,22 @@ fn encode_new_job() {
     assert_eq!(job.encoded_len().unwrap(), job.to_json().unwrap().len());
 }
 
+/// Every text field of an envelope, to set them all.
+fn every_text<'e, 'a>(e: &'e mut wa_kind::Envelope<'a>) -> [&'e mut Option<Cow<'a, str>>; 10] {
+    [
+        &mut e.wamid,
+        &mut e.from,
+        &mut e.from_user_id,
+        &mut e.type_,
+        &mut e.text,
+        &mut e.timestamp,
+        &mut e.contact_name,
+        &mut e.phone_number_id,
+        &mut e.display_phone_number,
+        &mut e.waba_id,
+    ]
+}
+
 /// The bound of a job's JSON length is never under the length, at the worst case too (every
 /// field present, every character escaped to six bytes, the longest `received_at`); the frame
 /// alone (empty strings) is what `FRAME_MAX_LEN` says, with room.
@@ -45,19 +63,7 @@ fn encoded_len_bound_holds() {
     let mut job = NewJob::new("", JobKind::Other("".into()), &p);
     job.received_at = u64::MAX;
     let texts = |job: &mut NewJob<'_>, t: &str| {
-        let e = &mut job.envelope;
-        for field in [
-            &mut e.wamid,
-            &mut e.from,
-            &mut e.from_user_id,
-            &mut e.type_,
-            &mut e.text,
-            &mut e.timestamp,
-            &mut e.contact_name,
-            &mut e.phone_number_id,
-            &mut e.display_phone_number,
-            &mut e.waba_id,
-        ] {
+        for field in every_text(&mut job.envelope) {
             *field = Some(t.to_owned().into());
         }
     };
@@ -86,22 +92,7 @@ fn direct_encoding_matches_serde_json() {
     let mut jobs = vec![NewJob::new("wamid.A/B", JobKind::Message, &p)];
     let mut full = NewJob::new("id:sent", JobKind::Other("reaction".into()), &p);
     full.received_at = u64::MAX;
-    let e = &mut full.envelope;
-    for (i, field) in [
-        &mut e.wamid,
-        &mut e.from,
-        &mut e.from_user_id,
-        &mut e.type_,
-        &mut e.text,
-        &mut e.timestamp,
-        &mut e.contact_name,
-        &mut e.phone_number_id,
-        &mut e.display_phone_number,
-        &mut e.waba_id,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, field) in every_text(&mut full.envelope).into_iter().enumerate() {
         *field = Some(format!("café 😀 {i} ~/{{}}").into());
     }
     jobs.push(full.clone());
