@@ -7,7 +7,9 @@
 //! contract's optional text fields: `wa-payload` fills it from a body, `wa-webhook` hands it
 //! over whole, and `wa-queue` writes it into the job in the contract's order. They live in a
 //! crate of their own, with no dependencies, because the worker shares only the queue contract
-//! with the ingress: it must not pull in the payload crate to name a kind.
+//! with the ingress: it must not pull in the payload crate to name a kind. For the same reason
+//! the one piece of JSON scanning both readers of the contract's text use lives here too
+//! ([`json::skip_plain`]).
 //!
 //! # Getting started
 //!
@@ -30,6 +32,8 @@
 //! let present: Vec<_> = envelope.fields().into_iter().filter(|(_, v)| v.is_some()).collect();
 //! assert_eq!(present, [("from", Some("15551234567"))]);
 //! ```
+
+pub mod json;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -15,6 +15,7 @@
 //! grammar, `true`/`false`/`null`), and a string field with escapes is decoded by serde_json.
 
 use super::read::{Fields, TEXT_NAMES, Text};
+use wa_kind::json::skip_plain;
 
 /// Deepest nesting this reader follows (the job's object counts as one); deeper jobs are left
 /// to serde_json.
@@ -314,37 +315,4 @@ impl<'a> Reader<'a> {
         }
         Some(())
     }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The index of the first byte at or after `i` that is `"`, `\` or a control character (or
-/// `b.len()`), eight bytes per step: in each mask the lowest set high bit marks exactly the
-/// first matching byte (false positives can only appear above a true one). The same trick as
-/// wa-payload's scanner.
-#[inline]
-fn skip_plain(b: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let found = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (x.wrapping_sub(ONES * 0x20) & !x))
-            & HIGH;
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while b
-        .get(i)
-        .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
-    {
-        i += 1;
-    }
-    i
 }
