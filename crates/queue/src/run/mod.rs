@@ -3,9 +3,11 @@
 //!
 //! This module holds the settings and counts of a run and [`run`] itself; `run_loop` the loop
 //! as a type whose steps are named methods; `pause` its backoff after failed calls; `handle`
-//! one handler's guarded run; `housekeeping` the tasks beside the loop (lease renewal,
+//! one handler's guarded run; `deadlines` the handlers' time limit on a one-thread runtime (one
+//! deadline per batch); `housekeeping` the tasks beside the loop (lease renewal,
 //! promoter, reaper, the queue's `done` count).
 
+mod deadlines;
 mod handle;
 mod housekeeping;
 mod pause;
@@ -148,7 +150,8 @@ impl Counters {
 ///   that only updates memory) is done there, its outcome going out with the lane's next call,
 ///   which finds the processing list empty and takes the next jobs in the way that costs Redis
 ///   least; one that waits joins the set of handlers the loop polls within its own task (no
-///   task per job);
+///   task per job), and its time limit is its batch's (one deadline for the handlers started
+///   from one answer, not a timer per job);
 /// - when Redis fails, the loop counts the error, waits (100 ms doubling to 5 s) and goes on.
 ///   Since the failed call's outcome is unknown, the consumer returns its whole processing
 ///   list to pending (as soon as Redis answers again) and goes on under a new id: jobs it held,

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::handle::{Finished, handle, poll_now};
+use super::deadlines::Deadlines;
+use super::handle::{Finished, handle, handle_in_loop, poll_now};
 use super::pause::Pause;
 use super::{Counters, RunOptions, count};
 use crate::consumer::Exchanged;
@@ -27,8 +28,8 @@ const STOPPING_FAILURES_MAX: u32 = 3;
 
 /// One exchange on the wire: its lane, the slots it asked for, and its answer.
 type Call = Pin<Box<dyn Future<Output = (usize, usize, Result<Exchanged, QueueError>)> + Send>>;
-/// One handler's run (see `handle`).
-type Handling = Pin<Box<dyn Future<Output = Finished> + Send>>;
+/// One handler's run in the loop's own set, with its batch's number (see `handle_in_loop`).
+type InLoop = Pin<Box<dyn Future<Output = (u64, Finished)> + Send>>;
 /// One blocking wait for work on the wire: its shard, and whether work came.
 type Wait = Pin<Box<dyn Future<Output = (usize, Result<bool, QueueError>)> + Send>>;
 
@@ -37,6 +38,10 @@ enum Event {
     Shutdown,
     Answer(usize, usize, Result<Exchanged, QueueError>),
     Finished(Finished),
+    /// a handler of the loop's own set finished: its batch, and the job
+    FinishedInLoop(u64, Finished),
+    /// a batch of the loop's own set of handlers ran out of time
+    OverTime,
     Work(usize, Result<bool, QueueError>),
     PauseOver,
     GraceOver,
@@ -66,7 +71,9 @@ pub(super) struct RunLoop<H> {
     tx: mpsc::UnboundedSender<Finished>,
     rx: mpsc::UnboundedReceiver<Finished>,
     tasks: JoinSet<()>,
-    local: FuturesUnordered<Handling>,
+    local: FuturesUnordered<InLoop>,
+    /// the time limit of the handlers in `local`, one deadline per batch
+    deadlines: Deadlines,
     /// handlers started whose outcome has not come back yet
     running: usize,
     /// outcomes waiting for their lane's next call
@@ -111,6 +118,7 @@ impl<H: Handler> RunLoop<H> {
             rx,
             tasks: JoinSet::new(),
             local: FuturesUnordered::new(),
+            deadlines: Deadlines::new(),
             running: 0,
             finished: (0..lanes).map(|_| Vec::new()).collect(),
             busy: vec![false; lanes],
@@ -154,6 +162,14 @@ impl<H: Handler> RunLoop<H> {
                     self.on_finished(f);
                     Flow::Go
                 }
+                Event::FinishedInLoop(batch, f) => {
+                    self.on_finished_in_loop(batch, f);
+                    Flow::Go
+                }
+                Event::OverTime => {
+                    self.on_over_time();
+                    Flow::Go
+                }
                 Event::Work(shard, r) => {
                     self.on_work(shard, r);
                     Flow::Go
@@ -184,8 +200,8 @@ impl<H: Handler> RunLoop<H> {
         // Handlers run in the loop's task that finished since it last looked (polled with a
         // waker that does nothing: the wait for the next event polls the set again with the
         // loop's own, before it sleeps).
-        while let Some(Some(f)) = self.local.next().now_or_never() {
-            self.on_finished(f);
+        while let Some(Some((batch, f))) = self.local.next().now_or_never() {
+            self.on_finished_in_loop(batch, f);
         }
         while self.tasks.try_join_next().is_some() {}
         self.pause.end_if_over();
@@ -194,6 +210,22 @@ impl<H: Handler> RunLoop<H> {
     fn on_finished(&mut self, f: Finished) {
         self.running -= 1;
         self.finished[f.0.lane()].push(f);
+    }
+
+    fn on_finished_in_loop(&mut self, batch: u64, f: Finished) {
+        self.deadlines.finished(batch);
+        self.on_finished(f);
+    }
+
+    /// A batch's deadline passed: its handlers still running are marked over time, and every
+    /// handler of the set is polled again (a set polls only what was woken, and one that is
+    /// over time may wait for nothing that will wake it); those over time end as timeouts.
+    fn on_over_time(&mut self) {
+        if self.deadlines.expire(Instant::now()) {
+            for h in std::mem::take(&mut self.local) {
+                self.local.push(h);
+            }
+        }
     }
 
     /// Starts a call on every lane that is free and has outcomes to settle or slots to fill,
@@ -289,8 +321,9 @@ impl<H: Handler> RunLoop<H> {
             _ = &mut shutdown, if !self.stopping => Event::Shutdown,
             Some((lane, take, r)) = self.calls.next() => Event::Answer(lane, take, r),
             Some(f) = self.rx.recv() => Event::Finished(f),
-            Some(f) = self.local.next(), if !self.local.is_empty() => Event::Finished(f),
+            Some((batch, f)) = self.local.next(), if !self.local.is_empty() => Event::FinishedInLoop(batch, f),
             Some((shard, r)) = self.waits.next(), if !self.waits.is_empty() => Event::Work(shard, r),
+            _ = self.deadlines.passed(), if self.deadlines.any() => Event::OverTime,
             _ = pause => Event::PauseOver,
             _ = grace => Event::GraceOver,
         }
@@ -315,9 +348,13 @@ impl<H: Handler> RunLoop<H> {
         if take > 0 {
             self.idle[self.consumer.lane_shard(lane)] = x.taken.len() < take;
         }
+        // the handlers of this batch start now, so they share one deadline
+        let batch = (self.one_thread && !x.taken.is_empty())
+            .then(|| self.deadlines.open(Instant::now() + self.handler_timeout));
         for d in x.taken {
-            self.start_handler(lane, d);
+            self.start_handler(lane, d, batch);
         }
+        self.deadlines.trim();
         // Let the new handlers start before looking at the other lane's answer: quick ones
         // finish now, and their outcomes go out with this lane's next call while Redis still
         // has the other lane's to answer.
@@ -339,35 +376,42 @@ impl<H: Handler> RunLoop<H> {
         Flow::Go
     }
 
-    /// Runs the handler on a job just taken; a job that could not be read goes to dead.
-    fn start_handler(&mut self, lane: usize, d: Delivery) {
+    /// Runs the handler on a job just taken (of `batch` on a one-thread runtime); a job that
+    /// could not be read goes to dead.
+    fn start_handler(&mut self, lane: usize, d: Delivery, batch: Option<u64>) {
         if let Err(why) = d.job() {
             let why = why.to_owned();
             self.finished[lane].push((Box::new(d), Outcome::Dead(why)));
             return;
         }
         self.running += 1;
-        let mut job: Handling = Box::pin(handle(
-            self.handler.clone(),
-            Box::new(d),
-            self.handler_timeout,
-        ));
-        if !self.one_thread {
-            // With more threads, handlers spread over them.
+        let (handler, d, limit) = (self.handler.clone(), Box::new(d), self.handler_timeout);
+        let Some(batch) = batch else {
+            // With more threads, handlers spread over them, each with a timer of its own.
+            let job = handle(handler, d, limit);
             let tx = self.tx.clone();
             self.tasks.spawn(async move {
                 let _ = tx.send(job.await);
             });
             return;
-        }
+        };
         // On one thread, a handler that finishes on its first poll (a no-op, one that only
         // updates memory) is run right here, and its outcome goes out with this lane's next
         // call, so that call leaves the list empty and takes the cheap way (see exchange.lua).
         // One that waits joins the loop's own set of handlers: no task of its own to set up,
         // schedule and join, and no channel to send its outcome through.
+        let mut job: InLoop = Box::pin(handle_in_loop(
+            handler,
+            d,
+            limit,
+            self.deadlines.overdue(batch),
+        ));
         match poll_now(job.as_mut()) {
-            Poll::Ready(f) => self.on_finished(f),
-            Poll::Pending => self.local.push(job),
+            Poll::Ready((_, f)) => self.on_finished(f),
+            Poll::Pending => {
+                self.deadlines.joined(batch);
+                self.local.push(job);
+            }
         }
     }
 
@@ -393,7 +437,7 @@ impl<H: Handler> RunLoop<H> {
         while let Ok(f) = self.rx.try_recv() {
             self.finished[f.0.lane()].push(f);
         }
-        while let Some(Some(f)) = self.local.next().now_or_never() {
+        while let Some(Some((_, f))) = self.local.next().now_or_never() {
             self.finished[f.0.lane()].push(f);
         }
         self.local.clear();

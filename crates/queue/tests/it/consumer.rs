@@ -504,3 +504,80 @@ async fn panics_are_retries_on_one_thread() {
 async fn panics_are_retries_on_two_threads() {
     panics_are_retries().await;
 }
+
+/// A handler whose future never wakes for ids starting "hang", sleeps past the time limit for
+/// "late", waits a little for "wait" and is done at once otherwise.
+struct Hangs;
+
+impl Handler for Hangs {
+    async fn handle(&self, job: &Job, _delivery: u32) -> Outcome {
+        let id = job.id();
+        if id.starts_with("hang") {
+            std::future::pending::<()>().await;
+        } else if id.starts_with("late") {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        } else if id.starts_with("wait") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Outcome::Done
+    }
+}
+
+/// A handler past `handler_timeout` costs its job a delivery (here the last: dead with "handler
+/// timed out after 300ms (after 1 delivery)"), even one whose future nothing will ever wake,
+/// while the others of its batch finish; in batches of two, on one thread (one deadline per
+/// batch) and on two (a timer per handler).
+async fn timeouts_are_retries() {
+    let url = redis_url();
+    let q = queue("timeout");
+    let producer = Producer::new(&url, q.clone(), ProducerOptions::default()).unwrap();
+    for prefix in ["hang", "late", "wait", "fine"] {
+        enqueue_n(&producer, prefix, 3).await;
+    }
+    let mut o = fast_opts();
+    o.max_attempts = 1;
+    o.batch = 2;
+    let consumer = Consumer::connect(&url, q.clone(), o).await.unwrap();
+    let mut ro = RunOptions::default();
+    ro.handler_timeout = Duration::from_millis(300);
+    let counters = ro.counters().clone();
+    let stop = {
+        let counters = counters.clone();
+        async move {
+            while counters.done() + counters.dead() < 12 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(60), run(consumer, Hangs, ro, stop))
+        .await
+        .expect("run did not stop")
+        .unwrap();
+    assert_eq!((summary.done, summary.dead, summary.retried), (6, 6, 0));
+    let admin = Admin::connect(&url, q.clone()).await.unwrap();
+    let dead = admin.dead_list(20).await.unwrap();
+    let mut ids: Vec<String> = dead
+        .iter()
+        .map(|d| d.job().unwrap().id().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["hang0", "hang1", "hang2", "late0", "late1", "late2"]);
+    let errors: Vec<_> = dead.iter().map(|d| d.error.clone()).collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.as_deref() == Some("handler timed out after 300ms (after 1 delivery)")),
+        "{errors:?}"
+    );
+    cleanup(&url, &q).await;
+}
+
+#[tokio::test]
+async fn timeouts_are_retries_on_one_thread() {
+    timeouts_are_retries().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_retries_on_two_threads() {
+    timeouts_are_retries().await;
+}
