@@ -60,7 +60,11 @@ impl StdoutHandler {
     /// Starts the writer thread. When standard output fails (the reader went away), it sends
     /// `true` on `stop` so the worker shuts down instead of failing every job.
     pub fn start(stop: watch::Sender<bool>) -> io::Result<Self> {
-        let out = stdout_file()?;
+        Self::start_on(stdout_file()?, stop)
+    }
+
+    /// [`start`](Self::start), writing to `out` instead of standard output.
+    fn start_on(out: File, stop: watch::Sender<bool>) -> io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("wa-worker-stdout".into())
@@ -165,8 +169,9 @@ impl Shared {
                 self.lock().failed = true;
                 let _ = self.stop.send(true);
             }
+            // a batch whose write failed is not written: its jobs are retries, not done
             self.written.send_replace(Written {
-                through: batch,
+                through: if ok { batch } else { batch - 1 },
                 failed: !ok,
             });
         }
@@ -191,7 +196,25 @@ fn writer(mut out: File, mut rx: mpsc::UnboundedReceiver<Batch>) {
 
 #[cfg(test)]
 mod tests {
-    use super::push_line;
+    use super::{StdoutHandler, push_line};
+    use tokio::sync::watch;
+    use wa_queue::{Job, Outcome};
+
+    /// When the write of a job's line fails (the pipe's reader is gone), that job is a retry,
+    /// not done (its line was never written), and the worker is told to stop.
+    #[tokio::test]
+    async fn failed_write_is_a_retry() {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = std::fs::File::from(std::os::fd::OwnedFd::from(writer));
+        let (stop, mut stopped) = watch::channel(false);
+        let handler = StdoutHandler::start_on(out, stop).expect("handler");
+        let job =
+            Job::from_json(r#"{"v":1,"id":"a","kind":"message","payload":{}}"#).expect("a job");
+        let outcome = handler.handle(&job).await;
+        assert!(matches!(outcome, Outcome::Retry(_)), "{outcome:?}");
+        stopped.wait_for(|s| *s).await.expect("told to stop");
+    }
 
     /// A job whose payload spans several lines is still written as one JSON line, and the
     /// line parses to the same value.
