@@ -4,7 +4,8 @@
 //! contains it has reached the OS; only then is its job acknowledged, so a crash never loses a
 //! line (at least once). One leader task per busy period takes whatever has accumulated, hands
 //! it to a writer thread as one buffer (so a line is never split and lines never interleave),
-//! and wakes the waiters when it is written. The leader yields once before taking the buffer, so
+//! and wakes the waiters when it is written. A waiter is its task's waker, kept beside the lines
+//! under the same lock it takes to add its line: no channel or subscription per job. The leader yields once before taking the buffer, so
 //! every handler that is ready appends first: under load one `write` carries hundreds of lines,
 //! and the cost per job is a copy into the buffer rather than a system call or a thread hop.
 //!
@@ -12,9 +13,11 @@
 //! (a full pipe) blocks only that thread: the async runtime keeps renewing the lease meanwhile.
 
 use std::fs::File;
+use std::future::poll_fn;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use wa_queue::{Job, Outcome};
@@ -27,8 +30,6 @@ pub struct StdoutHandler {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    /// the last batch written (or the failure), for the waiters
-    written: watch::Sender<Written>,
     writer: mpsc::UnboundedSender<Batch>,
     stop: watch::Sender<bool>,
 }
@@ -37,8 +38,14 @@ struct Shared {
 struct State {
     /// lines of the batch being gathered
     buf: Vec<u8>,
-    /// number of the batch being gathered (batches are written in order)
+    /// number of the batch being gathered (batches are written in order; they count from 1)
     batch: u64,
+    /// batches up to and including this number are written (0: none yet)
+    through: u64,
+    /// the handlers waiting for the batch being gathered, and for the one being written (the
+    /// batch before it, while a leader writes it)
+    gathering: Vec<Waker>,
+    writing: Vec<Waker>,
     /// whether a leader task is running
     leading: bool,
     /// standard output failed: every job from now on is a retry
@@ -47,13 +54,6 @@ struct State {
     /// turns, so a batch neither allocates nor grows a buffer of its own (a batch of a few
     /// hundred jobs is larger than a fresh buffer's 64 KiB)
     spare: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Written {
-    /// batches up to and including this number are written (0: none yet; batches count from 1)
-    through: u64,
-    failed: bool,
 }
 
 impl StdoutHandler {
@@ -75,7 +75,6 @@ impl StdoutHandler {
         };
         let shared = Shared {
             state: Mutex::new(state),
-            written: watch::Sender::new(Written::default()),
             writer: tx,
             stop,
         };
@@ -85,25 +84,47 @@ impl StdoutHandler {
     }
 
     pub async fn handle(&self, job: &Job) -> Outcome {
-        let line = job.json();
-        let mut written = self.shared.written.subscribe();
-        let (batch, lead) = {
+        // the batch this job's line is in (0: not added yet)
+        let mut batch = 0;
+        poll_fn(|cx| {
             let mut st = self.shared.lock();
-            if st.failed {
-                return closed();
+            if batch == 0 {
+                if st.failed {
+                    return Poll::Ready(closed());
+                }
+                push_line(&mut st.buf, job.json());
+                batch = st.batch;
+                if !st.leading {
+                    st.leading = true;
+                    drop(st);
+                    tokio::spawn(self.shared.clone().lead());
+                    st = self.shared.lock();
+                }
             }
-            push_line(&mut st.buf, line);
-            let lead = !st.leading;
-            st.leading = true;
-            (st.batch, lead)
+            st.poll_written(batch, cx)
+        })
+        .await
+    }
+}
+
+impl State {
+    /// Whether `batch` is written (done) or failed (a retry); else the waker is kept, to be
+    /// woken when one of those happens. A poll without a wake (spurious) keeps one more waker
+    /// until then.
+    fn poll_written(&mut self, batch: u64, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if self.through >= batch {
+            return Poll::Ready(Outcome::Done);
+        }
+        if self.failed {
+            return Poll::Ready(closed());
+        }
+        let waiters = if batch == self.batch {
+            &mut self.gathering
+        } else {
+            &mut self.writing
         };
-        if lead {
-            tokio::spawn(self.shared.clone().lead());
-        }
-        match written.wait_for(|w| w.through >= batch || w.failed).await {
-            Ok(w) if w.through >= batch => Outcome::Done,
-            _ => closed(),
-        }
+        waiters.push(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -150,30 +171,50 @@ impl Shared {
                 };
                 let data = std::mem::replace(&mut st.buf, next);
                 st.batch += 1;
+                // the waiters of the batch now written (`writing` is empty: its vector came back
+                // emptied after the last batch's wake)
+                let st = &mut *st;
+                std::mem::swap(&mut st.gathering, &mut st.writing);
                 (data, st.batch - 1)
             };
             let (done, result) = oneshot::channel();
-            let ok = match self.writer.send((data, done)) {
+            let (ok, spare) = match self.writer.send((data, done)) {
                 Ok(()) => match result.await {
                     Ok((written, mut data)) => {
                         data.clear();
-                        self.lock().spare = data;
-                        written.is_ok()
+                        (written.is_ok(), data)
                     }
-                    Err(_) => false,
+                    Err(_) => (false, Vec::new()),
                 },
-                Err(_) => false,
+                Err(_) => (false, Vec::new()),
+            };
+            let mut wake = {
+                let mut st = self.lock();
+                st.spare = spare;
+                if ok {
+                    st.through = batch;
+                    std::mem::take(&mut st.writing)
+                } else {
+                    // a batch whose write failed is not written: its jobs are retries, and so
+                    // are those of the batch being gathered
+                    st.failed = true;
+                    let mut all = std::mem::take(&mut st.writing);
+                    all.append(&mut st.gathering);
+                    all
+                }
             };
             if !ok {
                 tracing::error!("cannot write to standard output; stopping");
-                self.lock().failed = true;
                 let _ = self.stop.send(true);
             }
-            // a batch whose write failed is not written: its jobs are retries, not done
-            self.written.send_replace(Written {
-                through: if ok { batch } else { batch - 1 },
-                failed: !ok,
-            });
+            for w in wake.drain(..) {
+                w.wake();
+            }
+            // the emptied vector serves the next batch's waiters
+            let mut st = self.lock();
+            if st.writing.capacity() == 0 {
+                st.writing = wake;
+            }
         }
     }
 }
@@ -199,6 +240,45 @@ mod tests {
     use super::{StdoutHandler, push_line};
     use tokio::sync::watch;
     use wa_queue::{Job, Outcome};
+
+    /// Many jobs at once, over several batches: each is done only once written, and each
+    /// line is written exactly once.
+    #[tokio::test]
+    async fn every_job_is_written_once() {
+        use std::io::BufRead;
+        const JOBS: usize = 500;
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let lines = std::thread::spawn(move || {
+            let lines = std::io::BufReader::new(reader).lines().take(JOBS);
+            lines.map(|l| l.expect("a line")).collect::<Vec<_>>()
+        });
+        let out = std::fs::File::from(std::os::fd::OwnedFd::from(writer));
+        let (stop, _stopped) = watch::channel(false);
+        let handler = std::sync::Arc::new(StdoutHandler::start_on(out, stop).expect("handler"));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..JOBS {
+            let json = format!(r#"{{"v":1,"id":"j{i}","kind":"message","payload":{{}}}}"#);
+            let job = Job::from_json(&json).expect("a job");
+            let handler = handler.clone();
+            tasks.spawn(async move { handler.handle(&job).await });
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            assert!(matches!(outcome, Ok(Outcome::Done)), "{outcome:?}");
+        }
+        let mut ids: Vec<String> = lines
+            .join()
+            .expect("reader")
+            .iter()
+            .map(|l| Job::from_json(l).expect("a job line").id().to_owned())
+            .collect();
+        ids.sort();
+        let mut want: Vec<String> = (0..JOBS).map(|i| format!("j{i}")).collect();
+        want.sort();
+        assert_eq!(ids, want);
+    }
 
     /// When the write of a job's line fails (the pipe's reader is gone), that job is a retry,
     /// not done (its line was never written), and the worker is told to stop.
