@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -47,14 +47,20 @@ pub(crate) const BUDGET_UNIT: usize = 1024;
 
 /// A body read in full, and its charge on a budget (KiB permits, returned when dropped).
 pub(crate) struct Read<'s> {
-    pub(crate) bytes: Bytes,
+    pub(crate) bytes: Vec<u8>,
     pub(crate) held: Option<SemaphorePermit<'s>>,
 }
 
 /// Reads a body up to `limit` bytes within `timeout`, taking its size from `budget` (KiB
-/// permits) as it arrives. A body that arrives in one frame (the usual case for a small
-/// webhook) is kept as that frame's `Bytes` without a copy, and is read before any timer is
-/// armed; more frames are gathered into one buffer sized from `Content-Length` when known.
+/// permits) as it arrives, into one buffer of our own sized from `Content-Length` when known.
+/// A body whose frames are all there already is read before any timer is armed.
+///
+/// Each frame is copied out and dropped at once, even a body of one frame (the usual small
+/// webhook). A frame is a slice of the connection's read buffer: kept until the answer (the
+/// jobs borrow the body), it stops hyper from reusing that buffer, and hyper, which reads on
+/// to notice a client that hangs up meanwhile, allocates a new one of 8 KiB or more per
+/// request, a size glibc serves from its slow path. Copying a webhook of a few hundred bytes
+/// costs far less (docs/performance.md, "Ingress CPU per request").
 pub(crate) async fn read<'s, B: HttpBody>(
     body: B,
     limit: usize,
@@ -70,7 +76,8 @@ pub(crate) async fn read<'s, B: HttpBody>(
         len_at_start: 0,
     };
     let mut held: Option<SemaphorePermit<'s>> = None;
-    let mut first: Option<Bytes> = None;
+    // Sized for the announced body, within the limit (a larger announcement was refused
+    // before; a false one only costs a regrowth or some spare capacity).
     let mut buf: Vec<u8> = Vec::new();
     let mut len = 0usize;
     loop {
@@ -95,14 +102,9 @@ pub(crate) async fn read<'s, B: HttpBody>(
         }
         charge(budget, &mut held, len, n)?;
         len += n;
-        if first.is_none() && buf.is_empty() {
-            first = Some(data.copy_to_bytes(n));
-            continue;
-        }
-        if let Some(f) = first.take() {
-            let want = declared.map_or(0, |d| d as usize).max(len);
-            buf.reserve_exact(want);
-            buf.extend_from_slice(&f);
+        if buf.capacity() == 0 {
+            let announced = declared.map_or(0, |d| usize::try_from(d).unwrap_or(limit));
+            buf.reserve_exact(announced.min(limit).max(n));
         }
         while data.has_remaining() {
             let chunk = data.chunk();
@@ -111,11 +113,7 @@ pub(crate) async fn read<'s, B: HttpBody>(
             data.advance(k);
         }
     }
-    let bytes = match first {
-        Some(f) => f,
-        None => Bytes::from(buf),
-    };
-    Ok(Read { bytes, held })
+    Ok(Read { bytes: buf, held })
 }
 
 /// The floor-rate window in progress.
