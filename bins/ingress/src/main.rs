@@ -47,10 +47,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads.filter(|n| *n > 0) {
-        runtime.worker_threads(n);
-    }
+    let mut runtime = match args.threads.filter(|n| *n > 0) {
+        // One thread, as wa-worker's --threads 1: everything on the thread that accepts, with
+        // no worker to hand tasks to and wake, rather than a pool of one beside it.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut pool = tokio::runtime::Builder::new_multi_thread();
+            pool.worker_threads(n);
+            pool
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
