@@ -92,7 +92,7 @@ pub struct Args {
     /// Name the client certificate must carry as subject CN or DNS SAN (with --mtls-ca)
     #[arg(long, env = "WA_MTLS_SUBJECT", default_value = wa_webhook::META_CLIENT_SUBJECT)]
     pub mtls_subject: String,
-    /// Runtime worker threads (default: one per CPU)
+    /// Runtime threads (default: one worker per CPU; 1 runs everything on one thread)
     #[arg(long, env = "WA_THREADS")]
     pub threads: Option<usize>,
     /// Log format
