@@ -11,10 +11,19 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
 use super::handle::Overdue;
+
+/// The instant `d` from now; a `d` too long to add (`--handler-timeout 500000years`) is about
+/// thirty years, as `tokio::time::timeout` takes it, rather than a panic.
+pub(super) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
 
 /// One batch whose handlers (some of them) still run in the loop's set.
 struct Batch {
@@ -24,7 +33,8 @@ struct Batch {
 }
 
 pub(super) struct Deadlines {
-    /// oldest first, so numbers ascend (with gaps: batches whose handlers all finished leave)
+    /// oldest first, so numbers ascend (with gaps: a batch whose handlers all finished leaves
+    /// once no older batch has handlers running)
     batches: VecDeque<Batch>,
     /// the number the next batch gets
     next: u64,
@@ -120,5 +130,54 @@ impl Deadlines {
             self.through.store(n, Relaxed);
         }
         last.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A limit too long to add to the clock gives a far deadline, not a panic.
+    #[tokio::test]
+    async fn a_limit_too_long_is_far_away() {
+        let far = after(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(20 * 365 * 86_400));
+        let near = after(Duration::from_secs(1));
+        assert!(near <= Instant::now() + Duration::from_secs(1));
+    }
+
+    /// Batches leave when their handlers finished and no older one runs, or when their
+    /// deadline passes; only the batches whose deadline passed are marked over time.
+    #[tokio::test]
+    async fn batches_leave_and_expire_in_order() {
+        let mut d = Deadlines::new();
+        let t0 = Instant::now();
+        let (a, b, c) = (
+            d.open(t0 + Duration::from_secs(1)),
+            d.open(t0 + Duration::from_secs(2)),
+            d.open(t0 + Duration::from_secs(3)),
+        );
+        // two handlers of each still running
+        d.batches.iter_mut().for_each(|x| x.running = 2);
+        d.finished(b);
+        d.finished(b);
+        // an empty batch leaves once it is the oldest, not before
+        assert_eq!(
+            d.batches.iter().map(|x| x.number).collect::<Vec<_>>(),
+            [a, b, c]
+        );
+        d.finished(a);
+        assert!(!d.overdue(a).is_over());
+        assert!(d.expire(t0 + Duration::from_millis(2500)));
+        assert!(d.overdue(a).is_over() && d.overdue(b).is_over());
+        assert!(!d.overdue(c).is_over());
+        assert_eq!(d.batches.iter().map(|x| x.number).collect::<Vec<_>>(), [c]);
+        // a handler of a batch already gone finishing changes nothing
+        d.finished(a);
+        assert!(!d.expire(t0 + Duration::from_millis(2600)));
+        assert!(d.any());
+        d.finished(c);
+        d.finished(c);
+        assert!(!d.any());
     }
 }

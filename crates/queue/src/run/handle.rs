@@ -61,7 +61,7 @@ pub(super) struct Overdue {
 }
 
 impl Overdue {
-    fn is_over(&self) -> bool {
+    pub(super) fn is_over(&self) -> bool {
         self.through.load(Relaxed) >= self.batch
     }
 }

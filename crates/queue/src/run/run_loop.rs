@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::deadlines::Deadlines;
+use super::deadlines::{Deadlines, after};
 use super::handle::{Finished, handle, handle_in_loop, poll_now};
 use super::pause::Pause;
 use super::{Counters, RunOptions, count};
@@ -154,7 +154,7 @@ impl<H: Handler> RunLoop<H> {
             let flow = match self.next_event(shutdown.as_mut()).await {
                 Event::Shutdown => {
                     self.stopping = true;
-                    self.grace_end = Some(Instant::now() + self.shutdown_grace);
+                    self.grace_end = Some(after(self.shutdown_grace));
                     Flow::Go
                 }
                 Event::Answer(lane, take, r) => self.on_answer(lane, take, r).await,
@@ -350,7 +350,7 @@ impl<H: Handler> RunLoop<H> {
         }
         // the handlers of this batch start now, so they share one deadline
         let batch = (self.one_thread && !x.taken.is_empty())
-            .then(|| self.deadlines.open(Instant::now() + self.handler_timeout));
+            .then(|| self.deadlines.open(after(self.handler_timeout)));
         for d in x.taken {
             self.start_handler(lane, d, batch);
         }
