@@ -9,15 +9,27 @@
 # harness does, `npm ci` once), with the same two figures per add. About a minute per
 # repetition and side with the default 100 000 jobs.
 #
-# Usage: [BENCH_RATE=n] bench/enqueue-cpu.sh [--base REV] [JOBS] [REPS]
+# Usage: [BENCH_RATE=n] bench/enqueue-cpu.sh [--base REV] [--build-only DIR | --built DIR] [JOBS] [REPS]
 #   e.g. BENCH_RATE=100 bench/enqueue-cpu.sh 100000 3   (jobs stamped as if sent at 100/s: see
 #   queue_bench.rs; without BENCH_RATE they carry the time they are enqueued)
+# --build-only DIR builds both sides' queue_bench into DIR (base, this) and stops; --built DIR
+# runs those instead of building, so that the builds need not hold the bench lock:
+#   bench/enqueue-cpu.sh --base 68b06ec --build-only /tmp/qb &&
+#   flock /tmp/bench.lock bench/enqueue-cpu.sh --base 68b06ec --built /tmp/qb 100000 3
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 base=a83d53d
 if [ "${1:-}" = --base ]; then
   base=$2
+  shift 2
+fi
+build_only= built=
+if [ "${1:-}" = --build-only ]; then
+  build_only=$2
+  shift 2
+elif [ "${1:-}" = --built ]; then
+  built=$2
   shift 2
 fi
 jobs=${1:-100000}
@@ -43,15 +55,24 @@ trap cleanup EXIT
 # Both builds share this checkout's target directory, so the dependencies compile once. The
 # sources of every library crate are touched before each build: the two sides' wa-queue (and
 # wa-kind) share one artifact name there, and cargo took the other side's as fresh.
-find crates/*/src crates/queue/examples -type f -exec touch {} +
-cargo build --release -q -p wa-queue --example queue_bench
-cp target/release/examples/queue_bench "$dir/this"
-git worktree add -q --detach "$old" "$base"
-cp crates/queue/examples/queue_bench.rs "$old/crates/queue/examples/queue_bench.rs"
-find "$old"/crates/*/src "$old/crates/queue/examples" -type f -exec touch {} +
-CARGO_TARGET_DIR="$repo/target" cargo build --release -q --manifest-path "$old/Cargo.toml" \
-  -p wa-queue --example queue_bench
-cp target/release/examples/queue_bench "$dir/base"
+if [ -n "$built" ]; then
+  cp "$built/this" "$built/base" "$dir/"
+else
+  find crates/*/src crates/queue/examples -type f -exec touch {} +
+  cargo build --release -q -p wa-queue --example queue_bench
+  cp target/release/examples/queue_bench "$dir/this"
+  git worktree add -q --detach "$old" "$base"
+  cp crates/queue/examples/queue_bench.rs "$old/crates/queue/examples/queue_bench.rs"
+  find "$old"/crates/*/src "$old/crates/queue/examples" -type f -exec touch {} +
+  CARGO_TARGET_DIR="$repo/target" cargo build --release -q --manifest-path "$old/Cargo.toml" \
+    -p wa-queue --example queue_bench
+  cp target/release/examples/queue_bench "$dir/base"
+  if [ -n "$build_only" ]; then
+    mkdir -p "$build_only"
+    cp "$dir/this" "$dir/base" "$build_only/"
+    exit 0
+  fi
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/log" 2>&1 &

@@ -27,10 +27,12 @@ trap cleanup EXIT
 
 # The calls, in Redis's protocol, for the script of the given layout and SHA1: keys (one `seen:` key per
 # job, ARGV = ttl, jsons), tree (dedup base, then json ttl slot route digest per job), intset
-# (dedup base, then json ttl slot marker per job) or intset-nokeys (the same without the `seen:`
+# (dedup base, then json ttl slot marker per job), intset-nokeys (the same without the `seen:`
 # keys, which the script looks for only until the queue's `seen-until` record says none can be
 # left: the bench writes that record as `legacy.lua` does for a queue without any, unless
-# LEGACY=1, which leaves it out so that the script looks for every job's `seen:` key).
+# LEGACY=1, which leaves it out so that the script looks for every job's `seen:` key) or runs
+# (dedup base, the runs of jobs sharing a TTL and a slot, then json marker per job; no `seen:`
+# keys either).
 generate() {
   python3 - "$1" "$2" "$calls" "$batch" "${RATE:-0}" <<'PY'
 import hashlib, sys, time
@@ -47,11 +49,12 @@ def cmd(args):
         out.write(b'$%d\r\n%s\r\n' % (len(a), a))
 for c in range(calls):
     keys, argv = [q + 'pending'], [691200 if layout == 'keys' else q + 'dedup:']
+    runs = []
     for j in range(batch):
         n = c * batch + j
         wid = 'wamid.bench.%d' % n
         sent = start + (n // rate if rate else 0)
-        if layout != 'intset-nokeys':
+        if layout not in ('intset-nokeys', 'runs'):
             keys.append(q + 'seen:' + wid)
         h = hashlib.sha256(wid.encode()).digest()
         js = ('{"v":1,"id":"%s","kind":"message","wamid":"%s","from":"15551234567","type":"text",'
@@ -63,8 +66,19 @@ for c in range(calls):
             argv.append(js)
         elif layout == 'tree':
             argv += [js, 691200, slot, h[8:16].hex(), h[:8]]
+        elif layout == 'runs':
+            runs.append(slot)
+            argv += [js, int.from_bytes(h[:8], 'big', signed=True) or 1]
         else:
             argv += [js, 691200, slot, int.from_bytes(h[:8], 'big', signed=True) or 1]
+    if layout == 'runs':
+        spec = []
+        for slot in runs:
+            if spec and spec[-1][1] == slot:
+                spec[-1][0] += 1
+            else:
+                spec.append([1, slot])
+        argv.insert(1, ' '.join('%d:691200:%s' % (k, slot) for k, slot in spec))
     cmd(['EVALSHA', sha, len(keys)] + keys + argv)
 PY
 }
@@ -80,12 +94,13 @@ for rev in "$@"; do
   grep -q 'five per job' "$dir/enqueue.lua" && layout=tree
   grep -q 'ARGV\[1\]      dedup marker TTL' "$dir/enqueue.lua" && layout=keys
   grep -q 'optional (all n or none)' "$dir/enqueue.lua" && layout=intset-nokeys
+  grep -q "'<jobs>:<ttl>:<slot>' per run" "$dir/enqueue.lua" && layout=runs
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" -q \
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/log" 2>&1 &
   vpid=$!
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.2; done
   sha=$(redis-cli -p "$port" script load "$(cat "$dir/enqueue.lua")")
-  if [ "$layout" = intset-nokeys ] && [ "${LEGACY:-0}" != 1 ]; then
+  if [ "$layout" != keys ] && [ "$layout" != tree ] && [ "$layout" != intset ] && [ "${LEGACY:-0}" != 1 ]; then
     redis-cli -p "$port" set 'wa:{bench}:seen-until' "$(date +%s)" >/dev/null
   fi
   generate "$layout" "$sha" >"$dir/stream"

@@ -98,6 +98,8 @@ pub(crate) enum Unexpected {
     ReleaseShape,
     /// the enqueue script answered `got` results for `expected` jobs
     EnqueueCount { got: usize, expected: usize },
+    /// the enqueue script answered a job with something other than `0` or `1`
+    EnqueueAnswer,
 }
 
 /// Words in rustls's errors (a certificate that does not verify, an alert from the server).
@@ -161,6 +163,9 @@ impl fmt::Display for RedisFailure {
                         f,
                         "enqueue script answered {got} results for {expected} jobs"
                     )
+                }
+                Unexpected::EnqueueAnswer => {
+                    write!(f, "enqueue script answered neither 0 nor 1 for a job")
                 }
             },
             Cause::EnqueueAnswer(e) => write!(f, "enqueue script answered: {e}"),

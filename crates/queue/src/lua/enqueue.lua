@@ -3,13 +3,18 @@
 -- KEYS[1+i]  optional (all n or none): <prefix>:{<queue>}:seen:<id of job i>,
 --            the marker of the layout before buckets (see legacy below)
 -- ARGV[1]    <prefix>:{<queue>}:dedup: , where the marker buckets live
--- ARGV[2..]  four per job: its JSON, marker TTL (seconds), slot, marker
---   slot     'm' .. floor(timestamp / 60) for a job with a timestamp; '' for
---            one without (filed by Redis's clock in slots of a width its TTL
---            sets, see slots_of)
+-- ARGV[2]    the jobs in runs, in order, that share a slot and a marker TTL:
+--            '<jobs>:<ttl>:<slot>' per run, separated by spaces, e.g.
+--            '20:691200:m28616666 1:3600:' (20 jobs, then one more)
+--   ttl      the run's marker TTL, whole seconds
+--   slot     'm' .. floor(timestamp / 60) for jobs with a timestamp; '' for
+--            those without (filed by Redis's clock in slots of a width their
+--            TTL sets, see unstamped)
+-- ARGV[3..]  two per job: its JSON, its marker
 --   marker   bytes 0..8 of SHA-256(id) as a signed big-endian 64-bit
 --            integer, in decimal: a member of a bucket (a set of integers)
--- returns    array of n integers: 1 = new (pushed), 0 = duplicate (not pushed)
+-- returns    a string of n characters: '1' = new (pushed), '0' = duplicate
+--            (not pushed)
 --
 -- A slot is a linear hash table of buckets <dedup:><slot>/<b>, b = 0 .. N-1,
 -- on the marker's route (see route): a marker lives in bucket route mod
@@ -26,7 +31,8 @@
 -- pushes; if the push fails it takes its markers out again before failing,
 -- so a failure never leaves a marker without its job (a redelivery would be
 -- taken for a duplicate and the job lost). pending's type, the base's hash
--- tag, the headers and the markers are checked before anything is written.
+-- tag, the runs, the headers and the markers are checked before anything is
+-- written.
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'list' and kind ~= 'none' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind .. ', not a list')
@@ -45,9 +51,9 @@ local queue = string.match(base, '^(.*:)dedup:$')
 if not queue then
   return redis.error_reply('ERR dedup base ' .. base .. ' does not end in :dedup:')
 end
-local n = (#ARGV - 1) / 4
+local n = (#ARGV - 2) / 2
 if n % 1 ~= 0 or (#KEYS ~= 1 and #KEYS ~= 1 + n) then
-  return redis.error_reply('ERR enqueue takes four arguments per job and no seen: key or one per job')
+  return redis.error_reply('ERR enqueue takes runs, two arguments per job and no seen: key or one per job')
 end
 -- markers per bucket before a split: the fullest buckets (those a round of
 -- splits has not reached yet) then hold about 2 * FILL, below Redis's
@@ -55,7 +61,7 @@ end
 local FILL = 200
 -- most buckets per slot: routes are 15 bits
 local ROUTES = 32768
--- slots a TTL spans for a job without a timestamp (see slots_of)
+-- slots a TTL spans for a job without a timestamp (see unstamped)
 local SPAN = 8
 -- a bucket's number in decimal, digit by digit (see name)
 local DIGIT = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
@@ -197,12 +203,11 @@ local function sized(name)
   return 1
 end
 
--- The slot of a job without a timestamp, and the older slots its marker is
--- looked for in too: slots of step = ceil(TTL / SPAN) seconds of Redis's
+-- The slot of jobs without a timestamp, and the older slots their markers
+-- are looked for in too: slots of step = ceil(TTL / SPAN) seconds of Redis's
 -- clock, named s<step>.<floor(now / step)>, and those back to now - TTL. (A
 -- job with a timestamp: its minute's slot only.)
 local function unstamped(ttl)
-  ttl = tonumber(ttl)
   local step = math.max(1, math.ceil(ttl / SPAN))
   local current = math.floor(now / step)
   local older = {}
@@ -210,82 +215,6 @@ local function unstamped(ttl)
     older[#older + 1] = slot('s' .. step .. '.' .. k)
   end
   return slot('s' .. step .. '.' .. current), older
-end
-
--- Markers of the layout before buckets (v0.1.0: a key seen:<id> per job,
--- SET EX), looked for until <queue>seen-until, a time (whole seconds of
--- Redis's clock) after which none can be left: legacy.lua writes it once it
--- has looked through the keys. Without a record, or before its time, each
--- job's key is looked for (one EXISTS for all; one per job only if any
--- exists): the key a caller gave, or else one named from the job's id.
-local legacy = false
-local stop = tonumber(redis.call('GET', queue .. 'seen-until'))
-if not stop or now < stop then
-  legacy = {}
-  for i = 1, n do
-    local key = KEYS[1 + i]
-    if not key then
-      local json = ARGV[4 * i - 2]
-      local id = string.match(json, '^{"v":%d+,"id":"([^"\\]*)"')
-      if not id then
-        local ok, job = pcall(cjson.decode, json)
-        id = ok and type(job) == 'table' and job.id
-        if type(id) ~= 'string' then
-          return redis.error_reply('ERR job ' .. i .. ' has no string id')
-        end
-      end
-      key = queue .. 'seen:' .. id
-    end
-    legacy[i] = key
-  end
-  local any = false
-  for from = 1, n, 200 do
-    if redis.call('EXISTS', unpack(legacy, from, math.min(from + 199, n))) > 0 then
-      any = true
-      break
-    end
-  end
-  legacy = any and legacy
-end
-
--- Read every header and split ahead of this call's markers, as if all of
--- them were new, so that no bucket overfills while they go in. The jobs
--- that may be new, in arrays (k = 1 .. m).
-local out = {}
-local at_of, route_of, slot_of, older_of = {}, {}, {}, {}
-local m = 0
-for i = 1, n do
-  local at = 4 * i - 2
-  local marker = ARGV[at + 3]
-  local len = #marker
-  if len == 0 or len > 20 then
-    return redis.error_reply('ERR marker of job ' .. i .. ' is not a 64-bit integer')
-  end
-  out[i] = 0
-  if not (legacy and redis.call('EXISTS', legacy[i]) == 1) then
-    local stamp, into = ARGV[at + 2], nil
-    if stamp ~= '' then
-      into = slots[stamp] or slot(stamp)
-    else
-      into, older_of[m + 1] = unstamped(ARGV[at + 1])
-    end
-    m = m + 1
-    at_of[m], route_of[m], slot_of[m] = at, route(marker), into
-    into.coming = into.coming + 1
-  end
-end
-for _, st in pairs(slots) do
-  if st.coming > 0 then
-    if st.n == 0 then
-      st.n = sized(st.name)
-      while st.low * 2 <= st.n do
-        st.low = st.low * 2
-      end
-    end
-    while st.count + st.coming > FILL * st.n and st.n < ROUTES do
-      split(st)
-    end
-  end
 end
 
 -- The time (whole seconds) a new marker's slot must live to, and the time
@@ -304,15 +233,123 @@ local function lifetime(stamped, ttl)
   return need, need
 end
 
-local new, added = {}, 0
-local push = {}
+-- The runs, each with its slot (and for jobs without a timestamp the older
+-- slots to look in) and how long a marker it adds makes the slot live.
+local runs, total = {}, 0
+do
+  local spec, at = ARGV[2], 1
+  while at <= #spec do
+    local _, e, jobs, ttl, stamp = string.find(spec, '^(%d+):(%d+):([^ ]*) ?', at)
+    jobs, ttl = tonumber(jobs or 0), tonumber(ttl or 0)
+    if not e or jobs < 1 or ttl < 1 or not (stamp == '' or string.find(stamp, '^m%d+$')) then
+      return redis.error_reply('ERR malformed runs at ' .. at .. ' of ' .. spec)
+    end
+    at = e + 1
+    local run = {jobs = jobs}
+    if stamp ~= '' then
+      run.slot = slot(stamp)
+    else
+      run.slot, run.older = unstamped(ttl)
+    end
+    run.need, run.give = lifetime(stamp ~= '', ttl)
+    runs[#runs + 1] = run
+    total = total + jobs
+  end
+end
+if total ~= n then
+  return redis.error_reply('ERR runs hold ' .. total .. ' jobs, not ' .. n)
+end
+for i = 1, n do
+  local marker = ARGV[2 * i + 2]
+  local len = #marker
+  if len == 0 or len > 20 or (len < 7 and not tonumber(marker)) then
+    return redis.error_reply('ERR marker of job ' .. i .. ' is not a 64-bit integer')
+  end
+end
+
+-- Markers of the layout before buckets (v0.1.0: a key seen:<id> per job,
+-- SET EX), looked for until <queue>seen-until, a time (whole seconds of
+-- Redis's clock) after which none can be left: legacy.lua writes it once it
+-- has looked through the keys. Without a record, or before its time, each
+-- job's key is looked for (one EXISTS for all; one per job only if any
+-- exists): the key a caller gave, or else one named from the job's id. A job
+-- whose key exists is a duplicate (old[i]).
+local old = false
+local stop = tonumber(redis.call('GET', queue .. 'seen-until'))
+if not stop or now < stop then
+  local legacy = {}
+  for i = 1, n do
+    local key = KEYS[1 + i]
+    if not key then
+      local json = ARGV[2 * i + 1]
+      local id = string.match(json, '^{"v":%d+,"id":"([^"\\]*)"')
+      if not id then
+        local ok, job = pcall(cjson.decode, json)
+        id = ok and type(job) == 'table' and job.id
+        if type(id) ~= 'string' then
+          return redis.error_reply('ERR job ' .. i .. ' has no string id')
+        end
+      end
+      key = queue .. 'seen:' .. id
+    end
+    legacy[i] = key
+  end
+  for from = 1, n, 200 do
+    if redis.call('EXISTS', unpack(legacy, from, math.min(from + 199, n))) > 0 then
+      old = {}
+      break
+    end
+  end
+  if old then
+    local i = 0
+    for _, run in ipairs(runs) do
+      for _ = 1, run.jobs do
+        i = i + 1
+        old[i] = redis.call('EXISTS', legacy[i]) == 1
+        if old[i] then
+          run.slot.coming = run.slot.coming - 1
+        end
+      end
+    end
+  end
+end
+
+-- Read every header and split ahead of this call's markers, as if all of
+-- them were new, so that no bucket overfills while they go in.
+for _, run in ipairs(runs) do
+  run.slot.coming = run.slot.coming + run.jobs
+end
+for _, st in pairs(slots) do
+  if st.coming > 0 then
+    if st.n == 0 then
+      st.n = sized(st.name)
+      while st.low * 2 <= st.n do
+        st.low = st.low * 2
+      end
+    end
+    while st.count + st.coming > FILL * st.n and st.n < ROUTES do
+      split(st)
+    end
+  end
+end
+
+-- out[i]: '1' for a job that was new (its marker is set), '0' for one that
+-- was not; nil for the jobs not reached yet.
+local out, push, added = {}, {}, 0
+
 -- Takes this call's markers out again (after a failed write).
 local function undo()
-  for j = 1, added do
-    local k = new[j]
-    local st = slot_of[k]
-    redis.call('SREM', bucket(st, route_of[k]), ARGV[at_of[k] + 3])
-    st.count = st.count - 1
+  local i = 0
+  for _, run in ipairs(runs) do
+    local st = run.slot
+    for _ = 1, run.jobs do
+      i = i + 1
+      if out[i] == '1' then
+        local marker = ARGV[2 * i + 2]
+        redis.call('SREM', bucket(st, route(marker)), marker)
+        st.count = st.count - 1
+      end
+    end
   end
 end
 
@@ -348,50 +385,65 @@ local function finish()
   end
 end
 
-for k = 1, m do
-  local at, r, st = at_of[k], route_of[k], slot_of[k]
-  local marker = ARGV[at + 3]
-  local seen = false
-  local older = older_of[k]
-  if older then
-    for _, o in ipairs(older) do
-      if o.n > 0 and redis.call('SISMEMBER', bucket(o, r), marker) == 1 then
-        seen = true
-        break
-      end
+-- One pass over the jobs, run by run: look for each marker (in the older
+-- slots too for a job without a timestamp) and set it in its bucket.
+local i = 0
+for _, run in ipairs(runs) do
+  local st, older = run.slot, run.older
+  local prefix, low, n2, buckets = st.prefix, st.low, 2 * st.low, st.n
+  local fresh = 0
+  for _ = 1, run.jobs do
+    i = i + 1
+    local marker = ARGV[2 * i + 2]
+    local seen = old and old[i]
+    -- route(marker) and the bucket it names, inlined: this runs for each job
+    local r
+    if #marker < 7 then
+      r = math.abs(tonumber(marker)) % ROUTES
+    else
+      local a, b, c, d, e, f = string.byte(marker, -6, -1)
+      r = (((((a * 10 + b) * 10 + c) * 10 + d) * 10 + e) * 10 + f - 5333328) % ROUTES
     end
-  end
-  if not seen then
-    local b = r % (2 * st.low)
-    if b >= st.n then
-      b = b - st.low
-    end
-    local set = redis.pcall('SADD', name(st.prefix, b), '0', marker)
-    if set == 2 then
-      -- the bucket's first marker: it was made now, with its 0
-      st.made[#st.made + 1] = b
-      set = 1
-    end
-    if set == 1 then
-      -- the same for every marker of a slot with the same TTL
-      local ttl = ARGV[at + 1]
-      if st.ttl ~= ttl then
-        st.ttl = ttl
-        local need, give = lifetime(ARGV[at + 2] ~= '', tonumber(ttl))
-        if need > st.need then
-          st.need, st.give = need, give
+    if older and not seen then
+      for _, o in ipairs(older) do
+        if o.n > 0 and redis.call('SISMEMBER', bucket(o, r), marker) == 1 then
+          seen = true
+          break
         end
       end
-      st.count = st.count + 1
-      st.added = true
-      out[(at + 2) / 4] = 1
+    end
+    local set = 0
+    if not seen then
+      local b = r % n2
+      if b >= buckets then
+        b = b - low
+      end
+      set = redis.pcall('SADD', name(prefix, b), '0', marker)
+      if set == 2 then
+        -- the bucket's first marker: it was made now, with its 0
+        st.made[#st.made + 1] = b
+        set = 1
+      elseif set ~= 1 and set ~= 0 then
+        st.count = st.count + fresh
+        undo()
+        finish()
+        return set
+      end
+    end
+    if set == 1 then
+      out[i] = '1'
+      fresh = fresh + 1
       added = added + 1
-      new[added] = k
-      push[added] = ARGV[at]
-    elseif set ~= 0 then
-      undo()
-      finish()
-      return set
+      push[added] = ARGV[2 * i + 1]
+    else
+      out[i] = '0'
+    end
+  end
+  if fresh > 0 then
+    st.count = st.count + fresh
+    st.added = true
+    if run.need > st.need then
+      st.need, st.give = run.need, run.give
     end
   end
 end
@@ -406,4 +458,4 @@ for from = 1, added, 200 do
   end
 end
 finish()
-return out
+return table.concat(out)

@@ -28,24 +28,62 @@ pub(super) struct Request {
     pub(super) reply: oneshot::Sender<Result<Vec<Enqueued>, QueueError>>,
 }
 
-/// `enqueue.lua`'s four arguments per job: JSON, marker TTL, slot, marker.
-pub(super) fn job_args(c: &mut redis::Cmd, jobs: &[Vec<u8>], ttls: &[u64], marks: &[Marker]) {
-    for ((json, ttl), mark) in jobs.iter().zip(ttls).zip(marks) {
-        c.arg(json).arg(ttl).arg(&mark.slot).arg(&mark.digest);
+/// `enqueue.lua`'s arguments after the dedup base, for the jobs of `parts` in order: the runs
+/// of jobs that share a slot and a marker TTL (`<jobs>:<ttl>:<slot>`, separated by spaces),
+/// then two per job, its JSON and its marker. The TTL and the slot go once per run rather
+/// than once per job: each argument costs Redis a parse and a Lua string, and the jobs of one
+/// call nearly always share both.
+pub(super) fn job_args(c: &mut redis::Cmd, parts: &[Request]) {
+    let mut runs = String::new();
+    let mut run: Option<(u64, &str, usize)> = None;
+    let each = parts.iter().flat_map(|r| {
+        r.ttls
+            .iter()
+            .zip(&r.marks)
+            .map(|(t, m)| (*t, m.slot.as_str()))
+    });
+    for (ttl, slot) in each {
+        match &mut run {
+            Some((t, s, jobs)) if *t == ttl && *s == slot => *jobs += 1,
+            _ => {
+                if let Some(done) = run.replace((ttl, slot, 1)) {
+                    push_run(&mut runs, done);
+                }
+            }
+        }
     }
+    if let Some(done) = run {
+        push_run(&mut runs, done);
+    }
+    c.arg(runs);
+    for r in parts {
+        for (json, mark) in r.jobs.iter().zip(&r.marks) {
+            c.arg(json).arg(&mark.digest);
+        }
+    }
+}
+
+/// Appends one run, `<jobs>:<ttl>:<slot>`, to `runs`.
+fn push_run(runs: &mut String, (ttl, slot, jobs): (u64, &str, usize)) {
+    use std::fmt::Write;
+    if !runs.is_empty() {
+        runs.push(' ');
+    }
+    let _ = write!(runs, "{jobs}:{ttl}:{slot}");
 }
 
 /// About what the keys and [`job_args`] of `jobs` jobs of `bytes` bytes of JSON take in a
-/// command: two keys, four arguments per job, and each job's JSON with a TTL, a slot and a
-/// marker of a few dozen bytes.
+/// command: two keys, the runs, two arguments per job, and each job's JSON with a marker and
+/// its share of the runs.
 pub(super) fn args_size(jobs: usize, bytes: usize) -> Size {
     Size {
-        args: 2 + 4 * jobs,
-        bytes: 128 + bytes + 64 * jobs,
+        args: 3 + 2 * jobs,
+        bytes: 128 + bytes + 40 * jobs,
     }
 }
 
-pub(super) fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
+/// Each job's outcome from the script's answer, one byte per job: `1` new, `0` duplicate.
+pub(super) fn outcomes(out: &[u8], expected: usize) -> Result<Vec<Enqueued>, QueueError> {
     if out.len() != expected {
         return Err(RedisFailure::unexpected(Unexpected::EnqueueCount {
             got: out.len(),
@@ -53,16 +91,13 @@ pub(super) fn outcomes(out: &[i64], expected: usize) -> Result<Vec<Enqueued>, Qu
         })
         .into());
     }
-    Ok(out
-        .iter()
-        .map(|&n| {
-            if n == 1 {
-                Enqueued::New
-            } else {
-                Enqueued::Duplicate
-            }
+    out.iter()
+        .map(|b| match b {
+            b'1' => Ok(Enqueued::New),
+            b'0' => Ok(Enqueued::Duplicate),
+            _ => Err(RedisFailure::unexpected(Unexpected::EnqueueAnswer).into()),
         })
-        .collect())
+        .collect()
 }
 
 /// The dispatcher: take what is waiting now, send it as one call, repeat; at most
@@ -133,9 +168,7 @@ async fn send_batch(
     let total: usize = batch.iter().map(|r| r.jobs.len()).sum();
     let fill = |c: &mut redis::Cmd| {
         c.arg(pending).arg(dedup);
-        for r in &batch {
-            job_args(c, &r.jobs, &r.ttls, &r.marks);
-        }
+        job_args(c, &batch);
     };
     let bytes: usize = batch.iter().map(|r| r.bytes).sum();
     let result = call_enqueue(&mut conn, opts, 1, args_size(total, bytes), fill).await;
@@ -173,7 +206,7 @@ pub(super) async fn call_enqueue(
     nkeys: usize,
     size: Size,
     fill: impl Fn(&mut redis::Cmd),
-) -> Result<Vec<i64>, QueueError> {
+) -> Result<Vec<u8>, QueueError> {
     if opts.min_replicas == 0 {
         return ENQUEUE
             .call_sized(conn, nkeys, size, fill)

@@ -284,7 +284,7 @@ impl Producer {
         let mut conn = started.conn.clone();
         let fill = |c: &mut redis::Cmd| {
             c.arg(&keys.pending).arg(&keys.dedup);
-            job_args(c, &request.jobs, &request.ttls, &request.marks);
+            job_args(c, std::slice::from_ref(&request));
         };
         let n = request.jobs.len();
         let size = args_size(n, request.bytes);

@@ -560,15 +560,72 @@ async fn a_dedup_base_without_the_queues_hash_tag_is_refused() {
             .arg(q.pending())
             .arg(q.seen("wamid.1"))
             .arg(&base)
+            .arg("1:60:m1")
             .arg("{}")
-            .arg(60)
-            .arg("m1")
             .arg(marker("wamid.1"))
-            .query_async::<Vec<i64>>(&mut c)
+            .query_async::<String>(&mut c)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("hash tag"), "{base}: {e}");
     }
     assert!(keys(&url, &q).await.is_empty());
     assert!(keys(&url, &other).await.is_empty());
+}
+
+/// One call whose jobs change slot and TTL from one to the next, a slot coming back after
+/// another and a job without a timestamp among them, goes to the script as runs: every job's
+/// outcome is in its place (a repeat within the call and one of an earlier call are
+/// duplicates), pending holds the new jobs in call order, and every slot checks out.
+#[tokio::test]
+async fn a_call_of_many_runs_answers_each_job_in_its_place() {
+    let url = redis_url();
+    let q = queue("runs");
+    let producer = producer(&q);
+    let p = payload(1);
+    let before = [at("r.early".into(), 60, &p)];
+    assert_eq!(producer.enqueue(&before).await.unwrap(), [Enqueued::New]);
+    let mut short = at("r.short".into(), 60, &p);
+    short.dedup_ttl = Some(Duration::from_secs(120));
+    let jobs = [
+        at("r.a".into(), 60, &p),
+        at("r.b".into(), 61, &p),
+        at("r.c".into(), 120, &p),
+        at("r.a".into(), 60, &p),
+        job("r.clock".into(), &p),
+        at("r.early".into(), 60, &p),
+        short,
+        at("r.d".into(), 119, &p),
+    ];
+    let out = producer.enqueue(&jobs).await.unwrap();
+    use Enqueued::{Duplicate, New};
+    assert_eq!(out, [New, New, New, Duplicate, New, Duplicate, New, New]);
+    let pending: Vec<String> = redis::cmd("LRANGE")
+        .arg(q.pending())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn(&url).await)
+        .await
+        .unwrap();
+    // LPUSH: the newest on the left
+    let ids: Vec<String> = pending
+        .iter()
+        .rev()
+        .map(|j| {
+            serde_json::from_str::<serde_json::Value>(j).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["r.early", "r.a", "r.b", "r.c", "r.clock", "r.short", "r.d"]
+    );
+    for slot in ["m1", "m2"] {
+        check_slot(&q, slot, 60).await;
+    }
+    assert_eq!(header(&q, "m1").await.1, 5);
+    assert_eq!(header(&q, "m2").await.1, 1);
+    assert_eq!(markers(&url, &q).await, 7);
+    cleanup(&url, &q).await;
 }
