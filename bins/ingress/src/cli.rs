@@ -92,7 +92,8 @@ pub struct Args {
     /// Name the client certificate must carry as subject CN or DNS SAN (with --mtls-ca)
     #[arg(long, env = "WA_MTLS_SUBJECT", default_value = wa_webhook::META_CLIENT_SUBJECT)]
     pub mtls_subject: String,
-    /// Runtime threads (default: one worker per CPU; 1 runs everything on one thread)
+    /// Runtime threads: 1 (the default) runs everything on one thread; N > 1 a pool of N
+    /// workers; 0 one worker per CPU
     #[arg(long, env = "WA_THREADS")]
     pub threads: Option<usize>,
     /// Log format

@@ -47,16 +47,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let mut runtime = match args.threads.filter(|n| *n > 0) {
-        // One thread, as wa-worker's --threads 1: everything on the thread that accepts, with
-        // no worker to hand tasks to and wake, rather than a pool of one beside it.
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
+    let mut runtime = match args.threads {
+        // One thread by default, as wa-worker's: everything on the thread that accepts, with no
+        // worker to hand tasks to and wake. On a machine the ingress shares with Redis that
+        // spent about a fifth less CPU per request than two workers, for the same requests per
+        // second (docs/performance.md, "Ingress CPU per request").
+        None | Some(1) => tokio::runtime::Builder::new_current_thread(),
+        // 0: one worker per CPU
+        Some(0) => tokio::runtime::Builder::new_multi_thread(),
         Some(n) => {
             let mut pool = tokio::runtime::Builder::new_multi_thread();
             pool.worker_threads(n);
             pool
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
