@@ -5,9 +5,10 @@
 //! line (at least once). One leader task per busy period takes whatever has accumulated, hands
 //! it to a writer thread as one buffer (so a line is never split and lines never interleave),
 //! and wakes the waiters when it is written. A waiter is its task's waker, kept beside the lines
-//! under the same lock it takes to add its line: no channel or subscription per job. The leader yields once before taking the buffer, so
-//! every handler that is ready appends first: under load one `write` carries hundreds of lines,
-//! and the cost per job is a copy into the buffer rather than a system call or a thread hop.
+//! under the same lock it takes to add its line: no channel or subscription per job. The leader
+//! yields once before taking the buffer, so every handler that is ready appends first: under
+//! load one `write` carries hundreds of lines, and the cost per job is a copy into the buffer
+//! rather than a system call or a thread hop.
 //!
 //! The writes themselves happen on a thread of their own so that a reader that stops reading
 //! (a full pipe) blocks only that thread: the async runtime keeps renewing the lease meanwhile.
